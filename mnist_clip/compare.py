@@ -1,0 +1,169 @@
+"""Several runs -> one table (compare.csv) and one figure of small multiples (compare.png)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from mnist_clip.plots import (
+    DIVERGED_COLOR,
+    log_moving_average,
+    log_y,
+    norm_ratio,
+    plt,
+    save_figure,
+    smoothing_window,
+)
+from mnist_clip.runs import Run, format_value, read_run, write_atomic
+
+TABLE_COLUMNS = (
+    "name",
+    "clip",
+    "status",
+    "steps",
+    "steps_clipped",
+    "final_loss",
+    "test_accuracy",
+    "median_w1_w3_first_epoch",
+    "median_w1_w3_last_epoch",
+)
+
+
+def final_loss(run: Run) -> float:
+    """Mean training loss over the last epoch present in metrics.csv."""
+    if not run.steps:
+        return float("nan")
+    last = run.metrics["epoch"] == run.metrics["epoch"][-1]
+    return float(np.mean(run.metrics["loss"][last]))
+
+
+def median_ratio_in_epoch(run: Run, which: str) -> float:
+    """Median of |g_w1| / |g_w3| (before clipping) over the first or last epoch's steps."""
+    if not run.steps:
+        return float("nan")
+    epoch = run.metrics["epoch"][0] if which == "first" else run.metrics["epoch"][-1]
+    ratio = norm_ratio(run, "w1")[run.metrics["epoch"] == epoch]
+    ratio = ratio[np.isfinite(ratio)]
+    return float(np.median(ratio)) if ratio.size else float("nan")
+
+
+def table_row(run: Run) -> dict:
+    accuracy = run.epochs["test_accuracy"]
+    return {
+        "name": run.name,
+        "clip": run.clip_label,
+        "status": run.status,
+        "steps": run.steps,
+        "steps_clipped": int(run.metrics["clipped"].sum()),
+        "final_loss": final_loss(run),
+        "test_accuracy": float(accuracy[-1]) if accuracy.size else float("nan"),
+        "median_w1_w3_first_epoch": median_ratio_in_epoch(run, "first"),
+        "median_w1_w3_last_epoch": median_ratio_in_epoch(run, "last"),
+    }
+
+
+def table_text(rows: list[dict]) -> str:
+    """The table as aligned text for the terminal."""
+    def cell(column: str, value) -> str:
+        if column == "test_accuracy":
+            return f"{100 * value:.1f}%" if np.isfinite(value) else "-"
+        if isinstance(value, float):
+            return f"{value:.4g}" if np.isfinite(value) else str(value)
+        return str(value)
+
+    cells = [[cell(c, row[c]) for c in TABLE_COLUMNS] for row in rows]
+    headers = ["run", "clip", "status", "steps", "clipped", "final loss", "test acc", "w1/w3 first ep", "w1/w3 last ep"]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def table_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(TABLE_COLUMNS)
+    for row in rows:
+        writer.writerow([format_value(c, row[c]) if isinstance(row[c], float) else row[c] for c in TABLE_COLUMNS])
+    return buffer.getvalue()
+
+
+def _smoothed(run: Run, values: np.ndarray) -> np.ndarray:
+    return log_moving_average(values, smoothing_window(run))
+
+
+def compare_figure(runs: list[Run]) -> Figure:
+    """Runs overlaid on shared step axes: loss, global norm, w1/w3 ratio, signal ratio,
+    test accuracy and dead ReLUs. A run that hit NaN/Inf ends in a red x."""
+    fig, axes = plt.subplots(3, 2, figsize=(12, 10))
+    (loss_ax, acc_ax), (norm_ax, ratio_ax), (signal_ax, dead_ax) = axes
+    colors = plt.get_cmap("tab10").colors
+    thresholds = set()
+    for i, run in enumerate(runs):
+        color = colors[i % len(colors)]
+        label = f"{run.name} ({run.clip_label}, {run.status})"
+        steps = run.metrics["step"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            signal_ratio = run.metrics["delta1"] / run.metrics["delta3"]
+        series = (
+            (loss_ax, run.metrics["loss"]),
+            (norm_ax, run.metrics["global_norm_before"]),
+            (ratio_ax, norm_ratio(run, "w1")),
+            (signal_ax, signal_ratio),
+        )
+        for ax, values in series:
+            ax.plot(steps, _smoothed(run, values), color=color, linewidth=1.6, label=label)
+        dead_ax.plot(steps, 100 * run.metrics["dead_h1"], color=color, linewidth=1, label=label)
+        epochs = run.epochs["epoch"] + 1
+        acc_ax.plot(epochs, 100 * run.epochs["test_accuracy"], "o-", color=color, markersize=3, label=label)
+        step = run.nonfinite_step
+        if step is not None:
+            for ax in (loss_ax, norm_ax, ratio_ax, signal_ax):
+                ax.axvline(step, color=DIVERGED_COLOR, linestyle=":", linewidth=1)
+            loss_ax.plot([], [], color=DIVERGED_COLOR, linestyle=":", label=f"{run.name}: NaN/Inf at step {step}")
+        if run.config.get("clip") not in (None, "none"):
+            thresholds.add(float(run.config.get("clip_norm")))
+    for threshold in sorted(thresholds):
+        norm_ax.axhline(threshold, color="0.4", linewidth=0.8, linestyle="--")
+    titles = {
+        loss_ax: ("training loss (log)", "MSE loss"),
+        norm_ax: ("global gradient norm before clipping (dashed: clip thresholds)", "global norm"),
+        ratio_ax: ("|g_w1| / |g_w3| before clipping", "ratio"),
+        signal_ax: ("back-propagated signal |dL/dz1| / |dL/dz3|", "ratio"),
+    }
+    for ax, (title, ylabel) in titles.items():
+        log_y(ax)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("step")
+    for ax in (ratio_ax, signal_ax):
+        ax.axhline(1.0, color="0.6", linewidth=0.8)
+    acc_ax.set_title("test accuracy after each epoch", fontsize=10)
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("test accuracy (%)")
+    acc_ax.set_ylim(0, 100)
+    acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    dead_ax.set_title("h1 units dead for the whole batch", fontsize=10)
+    dead_ax.set_xlabel("step")
+    dead_ax.set_ylabel("dead ReLUs (%)")
+    dead_ax.set_ylim(bottom=0)
+    loss_ax.legend(fontsize=8, framealpha=0.8)
+    fig.suptitle("Runs compared (curves are moving geometric means over steps)", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def compare_runs(run_dirs: list, out_dir: Path) -> tuple[list[dict], list[Path]]:
+    """Read the runs, write compare.csv and compare.png into out_dir; return the table rows and files."""
+    runs = [read_run(path) for path in run_dirs]
+    rows = [table_row(run) for run in runs]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "compare.csv"
+    write_atomic(csv_path, table_csv(rows).encode())
+    png_path = save_figure(compare_figure(runs), out_dir / "compare.png")
+    return rows, [png_path, csv_path]

@@ -1,0 +1,46 @@
+"""Importing TensorFlow without its native start-up chatter on the terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from typing import Iterator
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def native_stderr_captured() -> Iterator[None]:
+    """Send fd 2 to a temporary file; replay it if the block fails.
+
+    TensorFlow's C++ side writes notes about CUDA and oneDNN straight to fd 2
+    before its log level applies. They mean nothing on a CPU machine, but an
+    import error must still be seen, hence the replay.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_tensorflow():
+    """TensorFlow, imported and its devices initialised with the start-up notes hidden."""
+    with native_stderr_captured():
+        import tensorflow as tf
+
+        tf.config.list_logical_devices()
+        tf.constant(0.0) + 1.0  # the first op initialises the device and its notes
+    return tf

@@ -1,0 +1,222 @@
+"""The compiled training loop: one tf.function runs a chunk of steps and returns every norm."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from mnist_clip.clipping import CLIP_FUNCTIONS, clip_fired
+from mnist_clip.config import PARAM_NAMES, Config
+from mnist_clip.data import Dataset
+from mnist_clip.model import accuracy, forward, init_params, mse_loss, one_hot, prepare_inputs
+from mnist_clip.runs import STEP_VALUE_COLUMNS
+
+N_VALUES = len(STEP_VALUE_COLUMNS)
+
+
+def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip: str, threshold: float):
+    """One step's gradients and everything logged about them, before any update.
+
+    Returns (clipped gradients, finite flag, the STEP_VALUE_COLUMNS vector).
+    """
+    variables = [params[name] for name in PARAM_NAMES]
+    with tf.GradientTape() as tape:
+        fwd = forward(params, x)
+        loss = mse_loss(y, fwd.out)
+    # Gradients w.r.t. the pre-activations z1, z2, out are the back-propagated
+    # signals delta_l; asking for them with the weights costs one backward pass.
+    *grads, delta1, delta2, delta3 = tape.gradient(loss, variables + [fwd.z1, fwd.z2, fwd.out])
+    clipped = CLIP_FUNCTIONS[clip](grads, threshold)
+    norms_before = [tf.norm(g) for g in grads]
+    norms_after = [tf.norm(g) for g in clipped]
+    fired = [tf.cast(f, tf.float32) for f in clip_fired(clip, grads, threshold)]
+    global_before = tf.norm(tf.stack(norms_before))
+    global_after = tf.norm(tf.stack(norms_after))
+    finite = tf.math.is_finite(loss) & tf.math.is_finite(global_before)
+    interleaved = [n for pair in zip(norms_before, norms_after) for n in pair]
+    dead = [tf.reduce_mean(tf.cast(tf.reduce_all(h <= 0.0, axis=0), tf.float32)) for h in (fwd.h1, fwd.h2)]
+    values = tf.stack(
+        [
+            loss,
+            accuracy(y, fwd.out),
+            global_before,
+            global_after,
+            tf.reduce_max(tf.stack(fired)),
+            *interleaved,
+            *fired,
+            tf.norm(delta1),
+            tf.norm(delta2),
+            tf.norm(delta3),
+            *dead,
+        ]
+    )
+    return clipped, finite, values
+
+
+def make_train_chunk(
+    params: dict[str, tf.Variable],
+    clip: str,
+    threshold: float,
+    lr: float,
+    trainable: Sequence[str] = PARAM_NAMES,
+    stop_on_nonfinite: bool = True,
+    log_norms: bool = True,
+):
+    """A compiled function (x, y, starts, ends) -> (values [n, N_VALUES], steps run).
+
+    It runs the steps whose batches are x[starts[i]:ends[i]] in one graph, keeps
+    each step's values in a TensorArray and hands them back once. With
+    stop_on_nonfinite, a step whose loss or gradients are NaN/Inf is recorded but
+    not applied, and the chunk ends there. With log_norms=False only the loss is
+    kept (the benchmark's baseline for what logging costs).
+    """
+    variables = [params[name] for name in PARAM_NAMES]
+    updated = [name in trainable for name in PARAM_NAMES]
+    learning_rate = tf.constant(lr, tf.float32)
+
+    def apply(gradients):
+        for variable, gradient, is_trained in zip(variables, gradients, updated):
+            if is_trained:
+                variable.assign_sub(learning_rate * gradient)
+        return tf.constant(True)
+
+    def one_step(x, y):
+        if log_norms:
+            clipped, finite, values = step_values(params, x, y, clip, threshold)
+        else:
+            with tf.GradientTape() as tape:
+                loss = mse_loss(y, forward(params, x).out)
+            clipped = CLIP_FUNCTIONS[clip](tape.gradient(loss, variables), threshold)
+            finite, values = tf.math.is_finite(loss), tf.reshape(loss, [1])
+        if stop_on_nonfinite:
+            tf.cond(finite, lambda: apply(clipped), lambda: tf.constant(False))
+        else:
+            apply(clipped)
+        return finite, values
+
+    @tf.function(reduce_retracing=True)
+    def run_chunk(x, y, starts, ends):
+        n_steps = tf.shape(starts)[0]
+        records = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[N_VALUES if log_norms else 1])
+
+        def keep_going(i, stopped, records):
+            return tf.logical_and(i < n_steps, tf.logical_not(stopped))
+
+        def body(i, stopped, records):
+            finite, values = one_step(x[starts[i] : ends[i]], y[starts[i] : ends[i]])
+            stopped = tf.logical_not(finite) if stop_on_nonfinite else stopped
+            return i + 1, stopped, records.write(i, values)
+
+        steps_run, _, records = tf.while_loop(keep_going, body, (tf.constant(0), tf.constant(False), records))
+        return records.stack(), steps_run
+
+    return run_chunk
+
+
+def make_evaluate(params: dict[str, tf.Variable]):
+    @tf.function(reduce_retracing=True)
+    def evaluate(x, y):
+        out = forward(params, x).out
+        return mse_loss(y, out), accuracy(y, out)
+
+    return evaluate
+
+
+def batch_bounds(n_examples: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Like Dataset.batch(batch_size) without drop_remainder: the last batch may be short."""
+    starts = np.arange(0, n_examples, batch_size, dtype=np.int32)
+    ends = np.minimum(starts + batch_size, n_examples).astype(np.int32)
+    return starts, ends
+
+
+def epoch_order(n_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The seeded permutation used for one epoch when shuffling is on."""
+    return np.random.default_rng([seed, epoch]).permutation(n_examples)
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    first_step: int
+    values: np.ndarray  # [steps run, N_VALUES]
+    test_loss: float
+    test_accuracy: float
+    seconds: float
+    train_seconds: float
+    finished: bool  # False when a non-finite step ended the epoch early
+
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, STEP_VALUE_COLUMNS.index(name)]
+
+
+class Trainer:
+    """The experiment of a Config on a Dataset, run one epoch (one compiled chunk) at a time."""
+
+    def __init__(self, config: Config, dataset: Dataset, log_norms: bool = True):
+        self.config = config
+        self.params = init_params(config.seed)
+        self.initial_params = {name: v.numpy() for name, v in self.params.items()}
+        self.x_train = tf.constant(prepare_inputs(dataset.x_train, config.input_scale))
+        self.y_train = tf.constant(one_hot(dataset.y_train))
+        self.x_test = tf.constant(prepare_inputs(dataset.x_test, config.input_scale))
+        self.y_test = tf.constant(one_hot(dataset.y_test))
+        starts, ends = batch_bounds(len(dataset.y_train), config.batch_size)
+        self.starts, self.ends = tf.constant(starts), tf.constant(ends)
+        self.steps_per_epoch = len(starts)
+        self.run_chunk = make_train_chunk(
+            self.params,
+            config.clip,
+            config.clip_norm,
+            config.lr,
+            config.trainable,
+            stop_on_nonfinite=config.on_nonfinite == "stop",
+            log_norms=log_norms,
+        )
+        self.evaluate = make_evaluate(self.params)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+    def epoch_data(self, epoch: int) -> tuple[tf.Tensor, tf.Tensor]:
+        if not self.config.shuffle:
+            return self.x_train, self.y_train
+        order = tf.constant(epoch_order(int(self.x_train.shape[0]), self.config.seed, epoch))
+        return tf.gather(self.x_train, order), tf.gather(self.y_train, order)
+
+    def run_epoch(self, epoch: int) -> EpochResult:
+        started = time.perf_counter()
+        x, y = self.epoch_data(epoch)
+        values, steps_run = self.run_chunk(x, y, self.starts, self.ends)
+        values = values.numpy()
+        train_seconds = time.perf_counter() - started
+        test_loss, test_accuracy = self.evaluate(self.x_test, self.y_test)
+        return EpochResult(
+            epoch=epoch,
+            first_step=epoch * self.steps_per_epoch,
+            values=values,
+            test_loss=float(test_loss),
+            test_accuracy=float(test_accuracy),
+            seconds=time.perf_counter() - started,
+            train_seconds=train_seconds,
+            finished=int(steps_run) == self.steps_per_epoch,
+        )
+
+    def params_arrays(self) -> dict[str, np.ndarray]:
+        return {name: self.params[name].numpy() for name in PARAM_NAMES}
+
+
+def train_epochs(trainer: Trainer, should_stop: Callable[[], bool] = lambda: False):
+    """Yield each epoch's result; stop early after a non-finite step (when the
+    config says so) or when should_stop() turns true between chunks."""
+    for epoch in range(trainer.config.epochs):
+        if should_stop():
+            return
+        result = trainer.run_epoch(epoch)
+        yield result
+        if not result.finished:
+            return

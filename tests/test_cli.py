@@ -1,0 +1,132 @@
+"""The real `mnist-clip` command on the real bundled digits, and its answers to bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from mnist_clip.cli import cli
+from mnist_clip.config import PARAM_NAMES
+from mnist_clip.model import init_params
+from mnist_clip.runs import METRIC_COLUMNS
+
+ROOT = Path(__file__).resolve().parent.parent
+ISSUE_COLUMNS = (
+    "step,epoch,loss,accuracy,global_norm_before,global_norm_after,clipped,w1_before,w1_after,b1_before,"
+    "b1_after,w2_before,w2_after,b2_before,b2_after,w3_before,w3_after,b3_before,b3_after"
+).split(",")
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    result = run_cli("train", "--dataset", "mnist-5k", "--epochs", "1", "--out", str(out), "--name", "r", "--print-every", "10")
+    return result, out / "r"
+
+
+def test_one_epoch_writes_the_whole_run_folder(one_epoch_run):
+    result, run = one_epoch_run
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        ["config.json", "metrics.csv", "epochs.csv", "summary.json", "params_init.npz", "params_final.npz", "plots"]
+    )
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header == list(METRIC_COLUMNS) and header[:19] == ISSUE_COLUMNS
+    table = np.loadtxt(run / "metrics.csv", delimiter=",", skiprows=1)
+    assert table.shape == (32, len(METRIC_COLUMNS))  # 4,000 digits in batches of 128
+    assert np.isfinite(table).all()
+    assert table[:, 0].tolist() == list(range(32))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 32
+    assert summary["first_nonfinite_step"] is None
+    assert summary["clipped_steps"] == int(table[:, METRIC_COLUMNS.index("clipped")].sum()) > 0
+    assert 0 < summary["test_accuracy"] <= 1 and summary["ms_per_step"] > 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["clip"] == "global_norm" and config["clip_norm"] == 15.0 and config["epochs"] == 1
+    assert config["dataset_used"]["name"] == "mnist-5k" and config["dataset_used"]["train_size"] == 4000
+    epochs = (run / "epochs.csv").read_text().splitlines()
+    assert epochs[0] == "epoch,steps,train_loss,test_loss,test_accuracy,clipped_steps,seconds" and len(epochs) == 2
+    init = np.load(run / "params_init.npz")
+    final = np.load(run / "params_final.npz")
+    reference = init_params(1234)
+    for name in PARAM_NAMES:
+        np.testing.assert_array_equal(init[name], reference[name].numpy())
+        assert init[name].shape == final[name].shape
+        assert not np.array_equal(init[name], final[name])
+
+
+def test_progress_and_norm_listing_are_printed(one_epoch_run):
+    result, run = one_epoch_run
+    assert "data: mnist-5k (4,000 train / 1,000 test)" in result.output
+    assert "epoch 1/1" in result.output
+    assert result.output.count("==before==") == 4 and result.output.count("==after==") == 4  # steps 0, 10, 20, 30
+    assert "status: completed" in result.output
+
+
+def test_plots_are_drawn_and_not_blank(one_epoch_run):
+    _, run = one_epoch_run
+    for name in ("norms.png", "ratio.png", "loss.png", "signals.png"):
+        image = np.asarray(Image.open(run / "plots" / name).convert("L"))
+        assert image.shape[1] == 1000 and image.shape[0] in (700, 900)
+        assert (image < 128).mean() > 0.005  # lines and text, not an empty canvas
+
+
+def test_same_seed_and_config_give_identical_metrics(one_epoch_run, tmp_path):
+    _, run = one_epoch_run
+    result = run_cli("train", "--dataset", "mnist-5k", "--epochs", "1", "--out", str(tmp_path), "--name", "again", "--no-plots")
+    assert result.exit_code == 0
+    assert (tmp_path / "again" / "metrics.csv").read_bytes() == (run / "metrics.csv").read_bytes()
+
+
+def test_a_rerun_with_the_same_name_is_refused(one_epoch_run):
+    _, run = one_epoch_run
+    before = (run / "metrics.csv").read_bytes()
+    result = run_cli("train", "--dataset", "mnist-5k", "--epochs", "1", "--out", str(run.parent), "--name", "r")
+    assert result.exit_code == 2
+    assert "already exists" in result.output and "Traceback" not in result.output
+    assert (run / "metrics.csv").read_bytes() == before
+
+
+def test_divergence_is_a_result(tmp_path):
+    result = run_cli("train", "--config", str(ROOT / "configs" / "explode.toml"), "--dataset", "mnist-5k",
+                     "--epochs", "2", "--out", str(tmp_path), "--name", "boom")
+    assert result.exit_code == 0
+    assert "diverged at step" in result.output and "lower --lr" in result.output
+    summary = json.loads((tmp_path / "boom" / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    step = summary["first_nonfinite_step"]
+    table = np.genfromtxt(tmp_path / "boom" / "metrics.csv", delimiter=",", names=True)
+    assert table["step"][-1] == step and len(table) == step + 1
+    assert np.isfinite(table["loss"][:-1]).all() and np.isfinite(table["global_norm_before"][:-1]).all()
+    assert not (np.isfinite(table["loss"][-1]) and np.isfinite(table["global_norm_before"][-1]))
+    final = np.load(tmp_path / "boom" / "params_final.npz")
+    assert all(np.isfinite(final[name]).all() for name in PARAM_NAMES)
+    assert (tmp_path / "boom" / "plots" / "norms.png").stat().st_size > 10_000
+
+
+def test_frozen_tensors_are_saved_unchanged(tmp_path):
+    result = run_cli("train", "--dataset", "mnist-5k", "--epochs", "1", "--freeze", "w1,b1", "--out", str(tmp_path),
+                     "--name", "f", "--no-plots")
+    assert result.exit_code == 0
+    init, final = np.load(tmp_path / "f" / "params_init.npz"), np.load(tmp_path / "f" / "params_final.npz")
+    for name in PARAM_NAMES:
+        assert np.array_equal(init[name], final[name]) == (name in ("w1", "b1")), name
+
+
+def test_version_help_and_module_entry():
+    assert run_cli("--version").output.strip() == "mnist-clip, version 0.1.0"
+    for command in ("train", "plot", "compare", "demo"):
+        result = run_cli(command, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.output
+    proc = subprocess.run([sys.executable, "-m", "mnist_clip", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "train" in proc.stdout

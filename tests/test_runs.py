@@ -1,0 +1,75 @@
+"""The run folder: unique names, refusal to overwrite, atomic files, reading cut files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mnist_clip.errors import InputError
+from mnist_clip.runs import (
+    METRIC_COLUMNS,
+    STEP_VALUE_COLUMNS,
+    RunWriter,
+    create_run_dir,
+    read_csv,
+    read_run,
+    write_atomic,
+)
+
+
+def test_default_names_never_collide(tmp_path):
+    paths = [create_run_dir(tmp_path, None, "global_norm-15-20260101-000000") for _ in range(3)]
+    assert [p.name for p in paths] == [
+        "global_norm-15-20260101-000000",
+        "global_norm-15-20260101-000000-2",
+        "global_norm-15-20260101-000000-3",
+    ]
+
+
+def test_a_given_name_is_never_reused_without_overwrite(tmp_path):
+    first = create_run_dir(tmp_path, "mine", "x")
+    (first / "keep.txt").write_text("result")
+    with pytest.raises(InputError, match="already exists; choose another --name or add --overwrite"):
+        create_run_dir(tmp_path, "mine", "x")
+    assert (first / "keep.txt").read_text() == "result"
+    again = create_run_dir(tmp_path, "mine", "x", overwrite=True)
+    assert again == first and not (again / "keep.txt").exists()
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "summary.json"
+    write_atomic(target, b"old")
+    write_atomic(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_written_run_reads_back_and_a_cut_last_line_is_dropped(tmp_path):
+    writer = RunWriter(tmp_path)
+    writer.write_config({"clip": "global_norm", "clip_norm": 15.0})
+    values = np.random.default_rng(0).random((5, len(STEP_VALUE_COLUMNS))).astype(np.float32)
+    values[:, STEP_VALUE_COLUMNS.index("clipped")] = [1, 0, 1, 0, 0]
+    writer.append_steps(0, 0, values)
+    writer.close()
+    with open(tmp_path / "metrics.csv", "a") as file:
+        file.write("5,0,0.123,0.5")  # a kill mid-line
+    run = read_run(tmp_path)
+    assert run.steps == 5 and run.summary is None and run.status == "unfinished"
+    assert list(run.metrics) == list(METRIC_COLUMNS)
+    np.testing.assert_array_equal(run.metrics["loss"].astype(np.float32), values[:, 0])  # %.9g round-trips float32
+    assert run.metrics["clipped"].tolist() == [1, 0, 1, 0, 0]
+
+
+def test_nan_and_inf_survive_the_csv(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("a,b\n1,nan\ninf,2\n")
+    table = read_csv(path)
+    assert np.isnan(table["b"][0]) and np.isinf(table["a"][1])
+
+
+@pytest.mark.parametrize("files", [[], ["config.json"]])
+def test_not_a_run_folder(tmp_path, files):
+    for name in files:
+        (tmp_path / name).write_text(json.dumps({}))
+    with pytest.raises(InputError, match="is not a run folder"):
+        read_run(tmp_path)

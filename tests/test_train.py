@@ -1,0 +1,164 @@
+"""The compiled loop against an independent NumPy backward pass and a plain eager loop."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import small_dataset
+from mnist_clip.clipping import CLIP_FUNCTIONS
+from mnist_clip.config import PARAM_NAMES, Config
+from mnist_clip.model import init_params, one_hot, prepare_inputs
+from mnist_clip.runs import STEP_VALUE_COLUMNS
+from mnist_clip.train import Trainer, batch_bounds, step_values, train_epochs
+
+
+def numpy_backward(params: dict, x: np.ndarray, y: np.ndarray) -> dict:
+    """Forward and backward pass of the MSE loss in float64, written out by hand."""
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    x = x.astype(np.float64)
+    z1 = x @ p["w1"] + p["b1"]
+    h1 = np.maximum(z1, 0)
+    z2 = h1 @ p["w2"] + p["b2"]
+    h2 = np.maximum(z2, 0)
+    out = h2 @ p["w3"] + p["b3"]
+    batch = len(x)
+    loss = np.mean(np.mean((y - out) ** 2, axis=1))
+    d_out = 2 * (out - y) / (batch * out.shape[1])
+    d_z2 = (d_out @ p["w3"].T) * (z2 > 0)
+    d_z1 = (d_z2 @ p["w2"].T) * (z1 > 0)
+    grads = {
+        "w3": h2.T @ d_out, "b3": d_out.sum(0),
+        "w2": h1.T @ d_z2, "b2": d_z2.sum(0),
+        "w1": x.T @ d_z1, "b1": d_z1.sum(0),
+    }
+    return {
+        "loss": loss,
+        "grads": grads,
+        "deltas": (d_z1, d_z2, d_out),
+        "dead": (np.all(h1 <= 0, axis=0).mean(), np.all(h2 <= 0, axis=0).mean()),
+    }
+
+
+def test_step_zero_norms_match_numpy_on_real_digits(mnist_5k):
+    params = init_params(1234)
+    x = prepare_inputs(mnist_5k.x_train[:128], 50.0)
+    y = one_hot(mnist_5k.y_train[:128])
+    _, finite, values = step_values(params, tf.constant(x), tf.constant(y), "global_norm", 15.0)
+    got = dict(zip(STEP_VALUE_COLUMNS, values.numpy().astype(np.float64)))
+    ref = numpy_backward({k: v.numpy() for k, v in params.items()}, x, y)
+    assert bool(finite)
+    assert np.isclose(got["loss"], ref["loss"], rtol=1e-5)
+    before = {name: np.linalg.norm(ref["grads"][name]) for name in PARAM_NAMES}
+    global_before = np.sqrt(sum(n**2 for n in before.values()))
+    assert global_before > 15  # the reference's first observation: early gradients are large
+    scale = min(1.0, 15.0 / global_before)
+    for name in PARAM_NAMES:
+        assert np.isclose(got[f"{name}_before"], before[name], rtol=1e-4), name
+        assert np.isclose(got[f"{name}_after"], before[name] * scale, rtol=1e-4), name
+        assert got[f"{name}_clipped"] == 1.0
+    assert np.isclose(got["global_norm_before"], global_before, rtol=1e-4)
+    assert np.isclose(got["global_norm_after"], 15.0, rtol=1e-5)
+    assert got["clipped"] == 1.0
+    for i, delta in enumerate(ref["deltas"], start=1):
+        assert np.isclose(got[f"delta{i}"], np.linalg.norm(delta), rtol=1e-4)
+    assert np.isclose(got["dead_h1"], ref["dead"][0]) and np.isclose(got["dead_h2"], ref["dead"][1])
+
+
+def test_after_norms_are_before_times_min_one_and_threshold_over_global(small):
+    trainer = Trainer(Config(epochs=1, clip_norm=2.0), small)
+    values = trainer.run_epoch(0).values
+    col = {name: values[:, STEP_VALUE_COLUMNS.index(name)].astype(np.float64) for name in STEP_VALUE_COLUMNS}
+    scale = np.minimum(1.0, 2.0 / col["global_norm_before"])
+    for name in PARAM_NAMES:
+        np.testing.assert_allclose(col[f"{name}_after"], col[f"{name}_before"] * scale, rtol=2e-5)
+    np.testing.assert_allclose(col["global_norm_after"], np.minimum(col["global_norm_before"], 2.0), rtol=2e-5)
+    assert set(np.unique(col["clipped"])) <= {0.0, 1.0}
+    np.testing.assert_array_equal(col["clipped"] == 1.0, col["global_norm_before"] > 2.0)
+
+
+def eager_reference_loop(config: Config, dataset, steps: int) -> tuple[np.ndarray, dict]:
+    """The tutorial's loop as written: a tape per step, clip, apply, norms pulled every step."""
+    params = init_params(config.seed)
+    variables = [params[name] for name in PARAM_NAMES]
+    x_all = prepare_inputs(dataset.x_train, config.input_scale)
+    y_all = one_hot(dataset.y_train)
+    clip_fn = CLIP_FUNCTIONS[config.clip]
+    rows = []
+    starts, ends = batch_bounds(len(x_all), config.batch_size)
+    for step in range(steps):
+        b = step % len(starts)
+        x, y = tf.constant(x_all[starts[b] : ends[b]]), tf.constant(y_all[starts[b] : ends[b]])
+        with tf.GradientTape() as tape:
+            h1 = tf.nn.relu(x @ params["w1"] + params["b1"])
+            h2 = tf.nn.relu(h1 @ params["w2"] + params["b2"])
+            out = h2 @ params["w3"] + params["b3"]
+            loss = tf.reduce_mean(tf.reduce_mean(tf.square(y - out), axis=1))
+        grads = tape.gradient(loss, variables)
+        clipped = clip_fn(grads, config.clip_norm)
+        for name, variable, grad in zip(PARAM_NAMES, variables, clipped):
+            if name in config.trainable:
+                variable.assign_sub(config.lr * grad)
+        rows.append([float(loss)] + [float(tf.norm(g)) for pair in zip(grads, clipped) for g in pair])
+    return np.array(rows), {name: v.numpy() for name, v in params.items()}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        Config(epochs=2, clip_norm=3.0),
+        Config(epochs=2, clip="norm", clip_norm=0.5),
+        Config(epochs=2, clip="value", clip_norm=0.002),
+        Config(epochs=2, clip="average_norm", clip_norm=1e-4),
+        Config(epochs=2, clip="none", lr=0.005),
+        Config(epochs=2, clip_norm=3.0, train=("w3", "b3")),
+    ],
+    ids=["global_norm", "norm", "value", "average_norm", "none", "partial"],
+)
+def test_compiled_chunks_equal_the_eager_loop(config, small):
+    trainer = Trainer(config, small)
+    results = list(train_epochs(trainer))
+    values = np.concatenate([r.values for r in results])
+    columns = ["loss"] + [f"{n}_{w}" for n in PARAM_NAMES for w in ("before", "after")]
+    mine = values[:, [STEP_VALUE_COLUMNS.index(c) for c in columns]]
+    reference, final = eager_reference_loop(config, small, len(values))
+    assert len(values) == 2 * 3  # 300 examples in batches of 128: 128, 128, 44
+    np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-7)
+    for name in PARAM_NAMES:
+        np.testing.assert_allclose(trainer.params[name].numpy(), final[name], rtol=1e-4, atol=1e-7)
+
+
+def test_frozen_tensors_stay_bit_identical_and_trained_ones_move(small):
+    trainer = Trainer(Config(epochs=2, freeze=("w1", "b1")), small)
+    list(train_epochs(trainer))
+    for name in PARAM_NAMES:
+        same = np.array_equal(trainer.params[name].numpy(), trainer.initial_params[name])
+        assert same == (name in ("w1", "b1")), name
+
+
+def test_nonfinite_step_stops_the_run_without_applying_it(small):
+    trainer = Trainer(Config(epochs=3, clip="none", lr=1e4), small)
+    results = list(train_epochs(trainer))
+    values = np.concatenate([r.values for r in results])
+    loss = values[:, STEP_VALUE_COLUMNS.index("loss")]
+    assert not np.isfinite(loss[-1]) or not np.isfinite(values[-1, STEP_VALUE_COLUMNS.index("global_norm_before")])
+    assert np.isfinite(values[:-1]).all()
+    assert len(values) < 9 and not results[-1].finished
+    for name in PARAM_NAMES:  # the bad update was not applied
+        assert np.isfinite(trainer.params[name].numpy()).all()
+
+
+def test_continue_keeps_running_after_nonfinite(small):
+    trainer = Trainer(Config(epochs=3, clip="none", lr=1e4, on_nonfinite="continue"), small)
+    values = np.concatenate([r.values for r in train_epochs(trainer)])
+    assert len(values) == 9
+    assert not np.isfinite(values[-1, STEP_VALUE_COLUMNS.index("loss")])
+
+
+def test_shuffle_changes_order_per_epoch_but_is_seeded(small):
+    def losses(config):
+        return np.concatenate([r.values[:, 0] for r in train_epochs(Trainer(config, small))])
+
+    plain = losses(Config(epochs=2))
+    shuffled = losses(Config(epochs=2, shuffle=True))
+    assert np.array_equal(shuffled, losses(Config(epochs=2, shuffle=True)))
+    assert not np.allclose(plain, shuffled)
