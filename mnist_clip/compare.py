@@ -14,8 +14,10 @@ from mnist_clip.plots import (
     DIVERGED_COLOR,
     log_moving_average,
     log_y,
+    moving_average,
     norm_ratio,
     plt,
+    positive,
     save_figure,
     smoothing_window,
 )
@@ -117,8 +119,11 @@ def compare_figure(runs: list[Run]) -> Figure:
             (signal_ax, signal_ratio),
         )
         for ax, values in series:
+            if ax in (loss_ax, norm_ax):  # raw too: the first steps, where clipping acts, matter here
+                ax.plot(steps, positive(values), color=color, linewidth=0.6, alpha=0.35)
             ax.plot(steps, _smoothed(run, values), color=color, linewidth=1.6, label=label)
-        dead_ax.plot(steps, 100 * run.metrics["dead_h1"], color=color, linewidth=1, label=label)
+        dead_ax.plot(steps, 100 * moving_average(run.metrics["dead_h2"], smoothing_window(run)), color=color,
+                     linewidth=1.6, label=label)
         epochs = run.epochs["epoch"] + 1
         acc_ax.plot(epochs, 100 * run.epochs["test_accuracy"], "o-", color=color, markersize=3, label=label)
         step = run.nonfinite_step
@@ -132,7 +137,7 @@ def compare_figure(runs: list[Run]) -> Figure:
         norm_ax.axhline(threshold, color="0.4", linewidth=0.8, linestyle="--")
     titles = {
         loss_ax: ("training loss (log)", "MSE loss"),
-        norm_ax: ("global gradient norm before clipping (dashed: clip thresholds)", "global norm"),
+        norm_ax: ("global gradient norm before clipping (dashed: clip threshold)", "global norm"),
         ratio_ax: ("|g_w1| / |g_w3| before clipping", "ratio"),
         signal_ax: ("back-propagated signal |dL/dz1| / |dL/dz3|", "ratio"),
     }
@@ -148,12 +153,12 @@ def compare_figure(runs: list[Run]) -> Figure:
     acc_ax.set_ylabel("test accuracy (%)")
     acc_ax.set_ylim(0, 100)
     acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    dead_ax.set_title("h1 units dead for the whole batch", fontsize=10)
+    dead_ax.set_title("h2 units dead for the whole batch (moving average)", fontsize=10)
     dead_ax.set_xlabel("step")
     dead_ax.set_ylabel("dead ReLUs (%)")
     dead_ax.set_ylim(bottom=0)
     loss_ax.legend(fontsize=8, framealpha=0.8)
-    fig.suptitle("Runs compared (curves are moving geometric means over steps)", fontsize=12)
+    fig.suptitle("Runs compared: thick lines are moving geometric means, thin lines the raw values per step", fontsize=12)
     fig.tight_layout()
     return fig
 

@@ -95,6 +95,14 @@ def add_epoch_axis(ax, run: Run) -> None:
     top.tick_params(labelsize=8)
 
 
+def finish_figure(fig: Figure, run: Run, epoch_axis_on=None) -> Figure:
+    if epoch_axis_on is not None:
+        add_epoch_axis(epoch_axis_on, run)
+    fig.suptitle(run_title(run), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def run_title(run: Run) -> str:
     cfg = run.config
     used = cfg.get("dataset_used", {})
@@ -132,10 +140,7 @@ def norms_figure(run: Run) -> Figure:
     bottom.set_xlabel("step")
     mark_divergence(bottom, run)
     bottom.legend(fontsize=8, loc="upper right", framealpha=0.8)
-    add_epoch_axis(top, run)
-    fig.suptitle(run_title(run), fontsize=11)
-    fig.tight_layout()
-    return fig
+    return finish_figure(fig, run, epoch_axis_on=top)
 
 
 def ratio_figure(run: Run) -> Figure:
@@ -161,10 +166,7 @@ def ratio_figure(run: Run) -> Figure:
                  "(global-norm clipping scales all tensors alike, so it leaves these ratios unchanged)", fontsize=10)
     mark_divergence(ax, run)
     ax.legend(fontsize=8, loc="best", framealpha=0.8)
-    add_epoch_axis(ax, run)
-    fig.suptitle(run_title(run), fontsize=11)
-    fig.tight_layout()
-    return fig
+    return finish_figure(fig, run, epoch_axis_on=ax)
 
 
 def loss_figure(run: Run) -> Figure:
@@ -193,9 +195,7 @@ def loss_figure(run: Run) -> Figure:
     right.set_ylabel("test accuracy (%)")
     right.set_title("Test accuracy after each epoch", fontsize=10)
     right.grid(alpha=0.3)
-    fig.suptitle(run_title(run), fontsize=11)
-    fig.tight_layout()
-    return fig
+    return finish_figure(fig, run)
 
 
 def signals_figure(run: Run) -> Figure:
@@ -231,10 +231,7 @@ def signals_figure(run: Run) -> Figure:
     bottom.legend(fontsize=8, framealpha=0.8)
     for ax in (top, middle, bottom):
         mark_divergence(ax, run)
-    add_epoch_axis(top, run)
-    fig.suptitle(run_title(run), fontsize=11)
-    fig.tight_layout()
-    return fig
+    return finish_figure(fig, run, epoch_axis_on=top)
 
 
 RUN_FIGURES = {

@@ -127,27 +127,23 @@ def test_npz_bad_content(tmp_path, change, message):
         load_path(tmp_path / "d.npz")
 
 
-def test_idx_bad_magic(tmp_path):
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda f, a: write_idx_images(f / "train-images-idx3-ubyte", a["x_train"], magic=1234),
+         "train-images-idx3-ubyte: bad magic number 0x000004d2"),
+        (lambda f, a: write_idx_images(f / "t10k-images-idx3-ubyte", a["x_test"], truncate=100),
+         "t10k-images-idx3-ubyte: truncated"),
+        (lambda f, a: write_idx_labels(f / "train-labels-idx1-ubyte", a["y_train"][:-2]),
+         "12 train images but 10 train labels"),
+    ],
+    ids=["bad magic", "truncated", "mismatched counts"],
+)
+def test_broken_idx_files(tmp_path, breakage, message):
     arrays = make_arrays()
     write_idx_folder(tmp_path, arrays)
-    write_idx_images(tmp_path / "train-images-idx3-ubyte", arrays["x_train"], magic=1234)
-    with pytest.raises(InputError, match="train-images-idx3-ubyte: bad magic number 0x000004d2"):
-        load_path(tmp_path)
-
-
-def test_idx_truncated(tmp_path):
-    arrays = make_arrays()
-    write_idx_folder(tmp_path, arrays)
-    write_idx_images(tmp_path / "t10k-images-idx3-ubyte", arrays["x_test"], truncate=100)
-    with pytest.raises(InputError, match="t10k-images-idx3-ubyte: truncated"):
-        load_path(tmp_path)
-
-
-def test_idx_mismatched_counts(tmp_path):
-    arrays = make_arrays()
-    write_idx_folder(tmp_path, arrays)
-    write_idx_labels(tmp_path / "train-labels-idx1-ubyte", arrays["y_train"][:-2])
-    with pytest.raises(InputError, match="12 train images but 10 train labels"):
+    breakage(tmp_path, arrays)
+    with pytest.raises(InputError, match=message):
         load_path(tmp_path)
 
 

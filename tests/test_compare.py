@@ -1,0 +1,68 @@
+"""compare: the table against numbers computed straight from the CSVs, the figure, odd runs."""
+
+import csv
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from mnist_clip.cli import cli
+from runfolders import write_run
+
+
+def expected_row(run_dir):
+    """The compare.csv row, computed from metrics.csv and epochs.csv with the csv module."""
+    with open(run_dir / "metrics.csv") as file:
+        rows = [r for r in csv.DictReader(file)]
+    with open(run_dir / "epochs.csv") as file:
+        epochs = [r for r in csv.DictReader(file)]
+    epoch = np.array([int(r["epoch"]) for r in rows])
+    loss = np.array([float(r["loss"]) for r in rows])
+    ratio = np.array([float(r["w1_before"]) / float(r["w3_before"]) for r in rows])
+    first, last = epoch == epoch[0], epoch == epoch[-1]
+    return {
+        "steps": len(rows),
+        "steps_clipped": sum(int(r["clipped"]) for r in rows),
+        "final_loss": float(np.mean(loss[last])),
+        "test_accuracy": float(epochs[-1]["test_accuracy"]),
+        "median_w1_w3_first_epoch": float(np.median(ratio[first][np.isfinite(ratio[first])])),
+        "median_w1_w3_last_epoch": float(np.median(ratio[last][np.isfinite(ratio[last])])),
+    }
+
+
+def test_compare_table_and_figure(tmp_path):
+    runs = [
+        write_run(tmp_path / "long", steps=80, seed=1),
+        write_run(tmp_path / "short", steps=35, clip="none", seed=2),
+        write_run(tmp_path / "nan", steps=50, nonfinite_from=23, clip="none", seed=3),
+    ]
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(cli, ["compare", *map(str, runs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(out / "compare.csv") as file:
+        table = list(csv.DictReader(file))
+    assert [row["name"] for row in table] == ["long", "short", "nan"]
+    assert [row["status"] for row in table] == ["completed", "completed", "diverged"]
+    assert [row["clip"] for row in table] == ["global_norm 15", "no clipping", "no clipping"]
+    for row, run in zip(table, runs):
+        want = expected_row(run)
+        assert int(row["steps"]) == want["steps"] and int(row["steps_clipped"]) == want["steps_clipped"]
+        for key in ("test_accuracy", "median_w1_w3_first_epoch", "median_w1_w3_last_epoch"):
+            assert np.isclose(float(row[key]), want[key], rtol=1e-6), key
+        if run.name == "nan":
+            assert row["final_loss"] == "nan"  # the diverged step's NaN loss is part of its last epoch
+        else:
+            assert np.isclose(float(row["final_loss"]), want["final_loss"], rtol=1e-6)
+    image = Image.open(out / "compare.png")
+    assert image.size == (1200, 1000)
+    assert (np.asarray(image.convert("L")) < 200).mean() > 0.02
+    for name in ("long", "short", "nan"):
+        assert name in result.output  # the terminal table
+
+
+def test_default_output_folder_is_new_and_beside_the_runs(tmp_path):
+    runs = [write_run(tmp_path / "a", steps=20), write_run(tmp_path / "b", steps=20, clip="none")]
+    result = CliRunner().invoke(cli, ["compare", *map(str, runs)])
+    assert result.exit_code == 0
+    made = [p for p in tmp_path.iterdir() if p.name.startswith("compare-")]
+    assert len(made) == 1 and sorted(p.name for p in made[0].iterdir()) == ["compare.csv", "compare.png"]

@@ -1,0 +1,60 @@
+"""Run pictures: drawn from the folder alone, sized, not blank, robust to NaN and cut files."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_clip.plots import log_moving_average, moving_average, write_run_plots
+from runfolders import write_run
+
+SIZES = {"norms.png": (1000, 700), "ratio.png": (1000, 700), "loss.png": (1000, 700), "signals.png": (1000, 900)}
+
+
+def ink(path) -> float:
+    """Share of pixels that are clearly not background."""
+    return float((np.asarray(Image.open(path).convert("L")) < 200).mean())
+
+
+@pytest.mark.parametrize("nonfinite_from", [None, 37], ids=["finite", "diverged"])
+def test_every_picture_has_its_size_and_content(tmp_path, nonfinite_from):
+    run = write_run(tmp_path / "run", steps=60, nonfinite_from=nonfinite_from)
+    paths = write_run_plots(run)
+    assert sorted(p.name for p in paths) == sorted(SIZES)
+    for path in paths:
+        assert Image.open(path).size == SIZES[path.name]
+        assert ink(path) > 0.02, path.name
+
+
+def test_divergence_is_marked_in_red(tmp_path):
+    def red_pixels(run):
+        image = np.asarray(Image.open(write_run_plots(run)[0]).convert("RGB")).astype(int)
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        return int(((r > 180) & (g < 80) & (b < 80)).sum())
+
+    # both runs draw the red clip threshold; only the diverged one has the dotted red divergence line
+    assert red_pixels(write_run(tmp_path / "bad", steps=60, nonfinite_from=30)) > red_pixels(write_run(tmp_path / "ok", steps=60)) + 200
+
+
+def test_a_killed_run_without_summary_still_plots(tmp_path):
+    run = write_run(tmp_path / "run", steps=25, summary=False)
+    with open(run / "metrics.csv", "a") as file:
+        file.write("25,2,0.1,0.5,3")  # a line cut by SIGKILL
+    assert len(write_run_plots(run)) == 4
+
+
+def test_moving_averages_ignore_nan():
+    values = np.array([1.0, np.nan, 3.0, 5.0, np.nan])
+    np.testing.assert_allclose(moving_average(values, 3), [1.0, 2.0, 4.0, 4.0, 5.0])
+    np.testing.assert_allclose(log_moving_average(np.array([1.0, 100.0, 1.0]), 3)[1], 100 ** (1 / 3))
+
+
+def test_plotting_does_not_import_tensorflow(tmp_path):
+    run = write_run(tmp_path / "run", steps=20)
+    code = (
+        "import sys; from mnist_clip.plots import write_run_plots; "
+        f"write_run_plots({str(run)!r}); assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
