@@ -64,6 +64,31 @@ def catch_stop_signals() -> Iterator[StopRequest]:
             signal.signal(signum, old)
 
 
+def in_worker_thread(function: Callable, *args):
+    """Run function(*args) in a thread while the main thread waits in short joins.
+
+    Python runs signal handlers only on the main thread, between bytecodes; a
+    chunk running in TensorFlow's C++ on the main thread would hold a Ctrl-C
+    back until it ends. Waiting here, the handler runs at once, so the second
+    Ctrl-C meets the default action and ends the process immediately.
+    """
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as err:  # handed to the main thread below
+            outcome["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 @dataclass
 class Progress:
     """What the caller is told while a run goes on (all optional)."""
@@ -168,7 +193,7 @@ def run_experiment(
         writer.write_params("init", trainer.initial_params)
         all_values, epochs, nonfinite_step, train_seconds = [], [], None, 0.0
         with catch_stop_signals() as stop:
-            for result in train_epochs(trainer, should_stop=lambda: stop.requested):
+            for result in train_epochs(trainer, should_stop=lambda: stop.requested, call=in_worker_thread):
                 writer.append_steps(result.first_step, result.epoch, result.values)
                 all_values.append(result.values)
                 epochs.append(result)

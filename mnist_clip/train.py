@@ -210,13 +210,18 @@ class Trainer:
         return {name: self.params[name].numpy() for name in PARAM_NAMES}
 
 
-def train_epochs(trainer: Trainer, should_stop: Callable[[], bool] = lambda: False):
+def train_epochs(
+    trainer: Trainer,
+    should_stop: Callable[[], bool] = lambda: False,
+    call: Callable = lambda function, *args: function(*args),
+):
     """Yield each epoch's result; stop early after a non-finite step (when the
-    config says so) or when should_stop() turns true between chunks."""
+    config says so) or when should_stop() turns true between chunks. `call`
+    runs each chunk (the CLI runs it off the main thread)."""
     for epoch in range(trainer.config.epochs):
         if should_stop():
             return
-        result = trainer.run_epoch(epoch)
+        result = call(trainer.run_epoch, epoch)
         yield result
         if not result.finished:
             return
