@@ -50,21 +50,46 @@ CLIP_FUNCTIONS: dict[str, ClipFn] = {
 }
 
 
-def clip_fired(method: str, grads: Sequence[tf.Tensor], threshold: float) -> list:
+def clip_fired(method: str, grads: Sequence[tf.Tensor], threshold: float, norms: Sequence[tf.Tensor] | None = None) -> list:
     """Per tensor, whether the method's condition holds, i.e. clipping acted on it.
 
     Comparing tensors before and after is no test: t * c / c is not always t in
     float32, so a tensor under the threshold can still come back a bit changed.
+    `norms`, the tensors' L2 norms if already at hand, saves a pass over them.
     """
+    if norms is None:
+        norms = [tf.norm(g) for g in grads]
     if method == "none":
         return [tf.constant(False) for _ in grads]
     if method == "global_norm":
-        fired = tf.linalg.global_norm(list(grads)) > threshold
+        fired = tf.norm(tf.stack(norms)) > threshold
         return [fired for _ in grads]
     if method == "norm":
-        return [tf.norm(g) > threshold for g in grads]
+        return [n > threshold for n in norms]
     if method == "value":
         return [tf.reduce_any(tf.abs(g) > threshold) for g in grads]
     if method == "average_norm":
-        return [tf.norm(g) / tf.cast(tf.size(g), g.dtype) > threshold for g in grads]
+        return [n / tf.cast(tf.size(g), g.dtype) > threshold for g, n in zip(grads, norms)]
     raise ValueError(f"unknown clip method {method}")
+
+
+def clipped_norms(method: str, clipped: Sequence[tf.Tensor], norms: Sequence[tf.Tensor], threshold: float) -> list:
+    """The L2 norms of the clipped tensors.
+
+    The scaling methods multiply a tensor g by a factor s >= 0, and ||s g|| = s ||g||,
+    so their norms after follow from the norms before without another pass over
+    every gradient (the largest cost of logging). clip_by_value is no scaling:
+    its clipped tensors are measured.
+    """
+    if method == "none":
+        return list(norms)
+    if method == "global_norm":
+        global_norm = tf.norm(tf.stack(norms))
+        # tf.clip_by_global_norm's factor, NaN when the global norm is not finite
+        scale = threshold * tf.minimum(1.0 / global_norm, 1.0 / threshold) + (global_norm - global_norm)
+        return [n * scale for n in norms]
+    if method == "norm":
+        return [n * threshold / tf.maximum(n, threshold) for n in norms]
+    if method == "average_norm":
+        return [n * threshold * tf.minimum(tf.cast(tf.size(c), c.dtype) / n, 1.0 / threshold) for c, n in zip(clipped, norms)]
+    return [tf.norm(c) for c in clipped]

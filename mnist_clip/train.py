@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from mnist_clip.clipping import CLIP_FUNCTIONS, clip_fired
+from mnist_clip.clipping import CLIP_FUNCTIONS, clip_fired, clipped_norms
 from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.data import Dataset
 from mnist_clip.model import accuracy, forward, init_params, mse_loss, one_hot, prepare_inputs
@@ -30,11 +30,14 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
     # Gradients w.r.t. the pre-activations z1, z2, out are the back-propagated
     # signals delta_l; asking for them with the weights costs one backward pass.
     *grads, delta1, delta2, delta3 = tape.gradient(loss, variables + [fwd.z1, fwd.z2, fwd.out])
-    clipped = CLIP_FUNCTIONS[clip](grads, threshold)
     norms_before = [tf.norm(g) for g in grads]
-    norms_after = [tf.norm(g) for g in clipped]
-    fired = [tf.cast(f, tf.float32) for f in clip_fired(clip, grads, threshold)]
     global_before = tf.norm(tf.stack(norms_before))
+    if clip == "global_norm":  # reuse the norm instead of a second pass over every gradient
+        clipped, _ = tf.clip_by_global_norm(grads, threshold, use_norm=global_before)
+    else:
+        clipped = CLIP_FUNCTIONS[clip](grads, threshold)
+    norms_after = clipped_norms(clip, clipped, norms_before, threshold)
+    fired = [tf.cast(f, tf.float32) for f in clip_fired(clip, grads, threshold, norms_before)]
     global_after = tf.norm(tf.stack(norms_after))
     finite = tf.math.is_finite(loss) & tf.math.is_finite(global_before)
     interleaved = [n for pair in zip(norms_before, norms_after) for n in pair]
@@ -66,13 +69,14 @@ def make_train_chunk(
     stop_on_nonfinite: bool = True,
     log_norms: bool = True,
 ):
-    """A compiled function (x, y, starts, ends) -> (values [n, N_VALUES], steps run).
+    """A compiled function (xb [n, B, 784], yb [n, B, 10]) -> (values [n, N_VALUES], steps run, stopped).
 
-    It runs the steps whose batches are x[starts[i]:ends[i]] in one graph, keeps
-    each step's values in a TensorArray and hands them back once. With
-    stop_on_nonfinite, a step whose loss or gradients are NaN/Inf is recorded but
-    not applied, and the chunk ends there. With log_norms=False only the loss is
-    kept (the benchmark's baseline for what logging costs).
+    It runs n steps of batch size B, batch i being xb[i], in one XLA-compiled
+    loop, keeps each step's values in a TensorArray and hands them back once.
+    With stop_on_nonfinite, a step whose loss or gradients are NaN/Inf is
+    recorded but not applied, and the chunk ends there (rows after it are
+    zeros). With log_norms=False only the loss is kept (the benchmark's
+    baseline for what logging costs).
     """
     variables = [params[name] for name in PARAM_NAMES]
     updated = [name in trainable for name in PARAM_NAMES]
@@ -98,23 +102,35 @@ def make_train_chunk(
             apply(clipped)
         return finite, values
 
-    @tf.function(reduce_retracing=True)
-    def run_chunk(x, y, starts, ends):
-        n_steps = tf.shape(starts)[0]
-        records = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[N_VALUES if log_norms else 1])
+    # XLA fuses the element-wise work of a step (clipping, norms, the update)
+    # into few passes over memory; it needs static shapes, hence [n, B, ...].
+    @tf.function(jit_compile=True)
+    def run_chunk(xb, yb):
+        n_steps = tf.shape(xb)[0]
+        records = tf.TensorArray(tf.float32, size=n_steps, element_shape=[N_VALUES if log_norms else 1])
 
         def keep_going(i, stopped, records):
             return tf.logical_and(i < n_steps, tf.logical_not(stopped))
 
         def body(i, stopped, records):
-            finite, values = one_step(x[starts[i] : ends[i]], y[starts[i] : ends[i]])
+            finite, values = one_step(xb[i], yb[i])
             stopped = tf.logical_not(finite) if stop_on_nonfinite else stopped
             return i + 1, stopped, records.write(i, values)
 
-        steps_run, _, records = tf.while_loop(keep_going, body, (tf.constant(0), tf.constant(False), records))
-        return records.stack(), steps_run
+        steps_run, stopped, records = tf.while_loop(keep_going, body, (tf.constant(0), tf.constant(False), records))
+        return records.stack(), steps_run, stopped
 
     return run_chunk
+
+
+def batched(x: tf.Tensor, batch_size: int) -> list[tf.Tensor]:
+    """Dataset.batch(batch_size) as static shapes: [full batches, B, ...] and, when the
+    size does not divide, [1, remainder, ...] for the shorter last batch."""
+    n_full = int(x.shape[0]) // batch_size
+    parts = [tf.reshape(x[: n_full * batch_size], [n_full, batch_size, *x.shape[1:]])] if n_full else []
+    if int(x.shape[0]) % batch_size:
+        parts.append(x[n_full * batch_size :][tf.newaxis])
+    return parts
 
 
 def make_evaluate(params: dict[str, tf.Variable]):
@@ -124,13 +140,6 @@ def make_evaluate(params: dict[str, tf.Variable]):
         return mse_loss(y, out), accuracy(y, out)
 
     return evaluate
-
-
-def batch_bounds(n_examples: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Like Dataset.batch(batch_size) without drop_remainder: the last batch may be short."""
-    starts = np.arange(0, n_examples, batch_size, dtype=np.int32)
-    ends = np.minimum(starts + batch_size, n_examples).astype(np.int32)
-    return starts, ends
 
 
 def epoch_order(n_examples: int, seed: int, epoch: int) -> np.ndarray:
@@ -147,7 +156,7 @@ class EpochResult:
     test_accuracy: float
     seconds: float
     train_seconds: float
-    finished: bool  # False when a non-finite step ended the epoch early
+    finished: bool  # False when a non-finite step stopped the run in this epoch
 
     def column(self, name: str) -> np.ndarray:
         return self.values[:, STEP_VALUE_COLUMNS.index(name)]
@@ -164,9 +173,9 @@ class Trainer:
         self.y_train = tf.constant(one_hot(dataset.y_train))
         self.x_test = tf.constant(prepare_inputs(dataset.x_test, config.input_scale))
         self.y_test = tf.constant(one_hot(dataset.y_test))
-        starts, ends = batch_bounds(len(dataset.y_train), config.batch_size)
-        self.starts, self.ends = tf.constant(starts), tf.constant(ends)
-        self.steps_per_epoch = len(starts)
+        self.steps_per_epoch = -(-len(dataset.y_train) // config.batch_size)
+        self.batches = None  # without shuffling every epoch has the same batches: make them once
+        self.batches = self.epoch_batches(0) if not config.shuffle else None
         self.run_chunk = make_train_chunk(
             self.params,
             config.clip,
@@ -182,17 +191,30 @@ class Trainer:
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.config.epochs
 
-    def epoch_data(self, epoch: int) -> tuple[tf.Tensor, tf.Tensor]:
-        if not self.config.shuffle:
-            return self.x_train, self.y_train
-        order = tf.constant(epoch_order(int(self.x_train.shape[0]), self.config.seed, epoch))
-        return tf.gather(self.x_train, order), tf.gather(self.y_train, order)
+    def epoch_batches(self, epoch: int) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        """The epoch's batches as (xb, yb) pairs of static shape, in file order or shuffled."""
+        if self.batches is not None:
+            return self.batches
+        x, y = self.x_train, self.y_train
+        if self.config.shuffle:
+            order = tf.constant(epoch_order(int(x.shape[0]), self.config.seed, epoch))
+            x, y = tf.gather(x, order), tf.gather(y, order)
+        return list(zip(batched(x, self.config.batch_size), batched(y, self.config.batch_size)))
+
+    def train_chunks(self, epoch: int) -> tuple[np.ndarray, bool]:
+        """Run one epoch's steps: the values of the steps actually run, and whether a
+        non-finite step stopped them."""
+        parts = []
+        for xb, yb in self.epoch_batches(epoch):
+            values, steps_run, stopped = self.run_chunk(xb, yb)
+            parts.append(values.numpy()[: int(steps_run)])
+            if bool(stopped):
+                return np.concatenate(parts), True
+        return np.concatenate(parts), False
 
     def run_epoch(self, epoch: int) -> EpochResult:
         started = time.perf_counter()
-        x, y = self.epoch_data(epoch)
-        values, steps_run = self.run_chunk(x, y, self.starts, self.ends)
-        values = values.numpy()
+        values, stopped = self.train_chunks(epoch)
         train_seconds = time.perf_counter() - started
         test_loss, test_accuracy = self.evaluate(self.x_test, self.y_test)
         return EpochResult(
@@ -203,7 +225,7 @@ class Trainer:
             test_accuracy=float(test_accuracy),
             seconds=time.perf_counter() - started,
             train_seconds=train_seconds,
-            finished=int(steps_run) == self.steps_per_epoch,
+            finished=not stopped,
         )
 
     def params_arrays(self) -> dict[str, np.ndarray]:

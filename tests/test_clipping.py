@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_clip.clipping import CLIP_FUNCTIONS, clip_by_average_norm, clip_fired
+from mnist_clip.clipping import CLIP_FUNCTIONS, clip_by_average_norm, clip_fired, clipped_norms
 from mnist_clip.model import init_params, one_hot, prepare_inputs
 
 
@@ -117,3 +117,14 @@ def test_a_tensor_under_the_threshold_is_not_reported_as_clipped():
     # t * c / c can differ from t in the last bit; that is not clipping.
     grads = as_tensors([np.random.default_rng(3).normal(size=(50, 50)) * 0.01])
     assert not bool(clip_fired("norm", grads, 5.0)[0])
+
+
+@pytest.mark.parametrize("case", list(tensor_cases()))
+@pytest.mark.parametrize("method", ["global_norm", "norm", "value", "average_norm", "none"])
+def test_norms_after_equal_the_norms_of_the_clipped_tensors(case, method):
+    grads = as_tensors(tensor_cases()[case])
+    for threshold in (1e-3, 0.5, 15.0):
+        clipped = CLIP_FUNCTIONS[method](grads, threshold)
+        measured = [float(tf.norm(c)) for c in clipped]
+        derived = [float(n) for n in clipped_norms(method, clipped, [tf.norm(g) for g in grads], threshold)]
+        np.testing.assert_allclose(derived, measured, rtol=2e-6, atol=0, err_msg=f"{method} {threshold}")

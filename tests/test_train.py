@@ -9,7 +9,7 @@ from mnist_clip.clipping import CLIP_FUNCTIONS
 from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.model import init_params, one_hot, prepare_inputs
 from mnist_clip.runs import STEP_VALUE_COLUMNS
-from mnist_clip.train import Trainer, batch_bounds, step_values, train_epochs
+from mnist_clip.train import Trainer, step_values, train_epochs
 
 
 def numpy_backward(params: dict, x: np.ndarray, y: np.ndarray) -> dict:
@@ -84,10 +84,8 @@ def eager_reference_loop(config: Config, dataset, steps: int) -> tuple[np.ndarra
     y_all = one_hot(dataset.y_train)
     clip_fn = CLIP_FUNCTIONS[config.clip]
     rows = []
-    starts, ends = batch_bounds(len(x_all), config.batch_size)
-    for step in range(steps):
-        b = step % len(starts)
-        x, y = tf.constant(x_all[starts[b] : ends[b]]), tf.constant(y_all[starts[b] : ends[b]])
+    batches = tf.data.Dataset.from_tensor_slices((x_all, y_all)).batch(config.batch_size).repeat()
+    for step, (x, y) in zip(range(steps), batches):
         with tf.GradientTape() as tape:
             h1 = tf.nn.relu(x @ params["w1"] + params["b1"])
             h2 = tf.nn.relu(h1 @ params["w2"] + params["b2"])
@@ -162,3 +160,14 @@ def test_shuffle_changes_order_per_epoch_but_is_seeded(small):
     shuffled = losses(Config(epochs=2, shuffle=True))
     assert np.array_equal(shuffled, losses(Config(epochs=2, shuffle=True)))
     assert not np.allclose(plain, shuffled)
+
+
+def test_a_nonfinite_last_step_of_a_chunk_still_stops_the_run(small):
+    # batch = the whole set: every chunk is one step, so the bad step is always a chunk's last
+    trainer = Trainer(Config(epochs=30, batch_size=300, clip="none", lr=3e3), small)
+    results = list(train_epochs(trainer))
+    values = np.concatenate([r.values for r in results])
+    finite = np.isfinite(values[:, STEP_VALUE_COLUMNS.index("loss")]) & np.isfinite(
+        values[:, STEP_VALUE_COLUMNS.index("global_norm_before")])
+    assert len(values) < 30 and not finite[-1] and finite[:-1].all()
+    assert not results[-1].finished and all(r.finished for r in results[:-1])

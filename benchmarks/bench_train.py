@@ -1,0 +1,231 @@
+"""Milliseconds per training step: the tutorial's eager loop, Keras fit, and mnist-clip's
+compiled loop with and without logging, against the machine's FLOP limit.
+
+    python benchmarks/bench_train.py [--dataset mnist-5k | --data-path PATH] [--repeats 5]
+
+Every variant trains the same model from the same initial weights on the same
+data, batch 128, global-norm clipping at 15. Each is warmed up for one epoch
+(tracing, compiling, caches), then timed over --epochs epochs, --repeats rounds
+in which the variants take turns; the table shows medians. Results also go to a JSON file (--json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from mnist_clip.tf_setup import import_tensorflow  # noqa: E402
+
+tf = import_tensorflow()
+
+from mnist_clip.config import PARAM_NAMES, Config  # noqa: E402
+from mnist_clip.data import load_dataset  # noqa: E402
+from mnist_clip.model import LAYER_SIZES, init_params, one_hot, prepare_inputs  # noqa: E402
+from mnist_clip.train import Trainer  # noqa: E402
+
+N_WEIGHTS = sum(a * b for a, b in zip(LAYER_SIZES[:-1], LAYER_SIZES[1:]))
+
+
+def interleaved_ms_per_step(runners: dict, epochs: int, repeats: int, steps_per_epoch: int) -> dict:
+    """Warm each runner up for one epoch, then time `epochs` epochs of each in turn,
+    `repeats` rounds: interleaving spreads the machine's drift over all variants."""
+    for run in runners.values():
+        run(1)
+    ms: dict = {key: [] for key in runners}
+    for _ in range(repeats):
+        for key, run in runners.items():
+            started = time.perf_counter()
+            run(epochs)
+            ms[key].append(1000 * (time.perf_counter() - started) / (epochs * steps_per_epoch))
+    return {key: {"ms_per_step": statistics.median(v), "runs_ms_per_step": v} for key, v in ms.items()}
+
+
+def eager_reference(config: Config, dataset):
+    """(a) The tutorial's loop as written: a tape per step, clip_by_global_norm, and
+    each of the six norms turned into a Python float before and after, every step."""
+    params = init_params(config.seed)
+    variables = [params[name] for name in PARAM_NAMES]
+    x_all = tf.constant(prepare_inputs(dataset.x_train, config.input_scale))
+    y_all = tf.constant(one_hot(dataset.y_train))
+    batches = tf.data.Dataset.from_tensor_slices((x_all, y_all)).batch(config.batch_size)
+    logged = []
+
+    def run(n_epochs: int) -> None:
+        for _ in range(n_epochs):
+            for x, y in batches:
+                with tf.GradientTape() as tape:
+                    h1 = tf.nn.relu(x @ params["w1"] + params["b1"])
+                    h2 = tf.nn.relu(h1 @ params["w2"] + params["b2"])
+                    out = h2 @ params["w3"] + params["b3"]
+                    loss = tf.reduce_mean(tf.reduce_mean(tf.square(y - out), axis=1))
+                grads = tape.gradient(loss, variables)
+                before = [float(tf.norm(g)) for g in grads]
+                grads, _ = tf.clip_by_global_norm(grads, config.clip_norm)
+                after = [float(tf.norm(g)) for g in grads]
+                for variable, grad in zip(variables, grads):
+                    variable.assign_sub(config.lr * grad)
+                logged.append((before, after))
+
+    return run
+
+
+def keras_fit(config: Config, dataset):
+    """(b) keras.Sequential with the same layers and weights, fit() with SGD(global_clipnorm=15)."""
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((784,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.set_weights([v.numpy() for v in init_params(config.seed).values()])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=config.lr, global_clipnorm=config.clip_norm), loss="mse")
+    x = prepare_inputs(dataset.x_train, config.input_scale)
+    y = one_hot(dataset.y_train)
+
+    def run(n_epochs: int) -> None:
+        model.fit(x, y, batch_size=config.batch_size, epochs=n_epochs, shuffle=False, verbose=0)
+
+    return run
+
+
+def mnist_clip_loop(config: Config, dataset, log_norms: bool):
+    """(c)/(d) mnist-clip's compiled chunk, one epoch per call, with or without the norms."""
+    trainer = Trainer(config, dataset, log_norms=log_norms)
+
+    def run(n_epochs: int) -> None:
+        for epoch in range(n_epochs):
+            trainer.train_chunks(epoch)  # the records reach Python once per chunk, as in a real run
+
+    return run
+
+
+def matmul_throughput(size: int = 2048, repeats: int = 20) -> float:
+    """fp32 FLOP/s of a large square matmul in TensorFlow (median of repeats)."""
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    (a @ b).numpy()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        (a @ b).numpy()
+        seconds.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(seconds)
+
+
+def peak_rss_of_train(args: argparse.Namespace, with_plots: bool = True) -> float:
+    """Peak resident memory (MB) of a whole `mnist-clip train` on the benchmark's data.
+
+    Read from the child's VmHWM while it runs: getrusage(RUSAGE_CHILDREN) would
+    report this (large) process's size, which a forked child inherits as its
+    starting high-water mark.
+    """
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "mnist_clip", "train", "--out", out, "--name", "rss"]
+        command += ["--data-path", args.data_path] if args.data_path else ["--dataset", args.dataset]
+        command += [] if with_plots else ["--no-plots"]
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peak_kb = 0
+        while child.poll() is None:
+            try:
+                status = Path(f"/proc/{child.pid}/status").read_text()
+                peak_kb = max(peak_kb, int(status.split("VmHWM:")[1].split()[0]))
+            except (OSError, IndexError):
+                pass
+            time.sleep(0.02)
+        if child.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed with status {child.returncode}")
+    return peak_kb / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="mnist-5k", choices=["mnist-5k", "mnist", "auto"])
+    parser.add_argument("--data-path", default=None)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per timed run")
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--json", default="benchmarks/results/bench_train.json")
+    args = parser.parse_args()
+
+    config = Config(dataset=args.dataset, data_path=args.data_path)
+    dataset = load_dataset(config.dataset, config.data_path)
+    print(f"data: {dataset.name}, {len(dataset.y_train):,} training digits; "
+          f"{args.epochs} epochs per timed run, median of {args.repeats}", flush=True)
+
+    labels = {
+        "a": "eager loop (tutorial)",
+        "b": "Keras fit, global_clipnorm",
+        "c": "mnist-clip, full logging",
+        "d": "mnist-clip, logging off",
+    }
+    runners = {
+        "a": eager_reference(config, dataset),
+        "b": keras_fit(config, dataset),
+        "c": mnist_clip_loop(config, dataset, log_norms=True),
+        "d": mnist_clip_loop(config, dataset, log_norms=False),
+    }
+    steps_per_epoch = -(-len(dataset.y_train) // config.batch_size)
+    results = interleaved_ms_per_step(runners, args.epochs, args.repeats, steps_per_epoch)
+    for key, label in labels.items():
+        results[key]["label"] = label
+        print(f"  ({key}) {label:<28} {results[key]['ms_per_step']:8.3f} ms/step", flush=True)
+
+    flops = matmul_throughput()
+    flop_per_step = 3 * 2 * config.batch_size * N_WEIGHTS
+    limit_ms = 1000 * flop_per_step / flops
+    rss_mb = peak_rss_of_train(args)
+    c = results["c"]["ms_per_step"]
+    ratios = {
+        "a/c": results["a"]["ms_per_step"] / c,
+        "b/c": results["b"]["ms_per_step"] / c,
+        "c/d": c / results["d"]["ms_per_step"],
+        "c/limit": c / limit_ms,
+    }
+    targets = {"a/c": (">=", 8.0), "b/c": (">=", 3.0), "c/d": ("<=", 1.10), "c/limit": ("<=", 2.0)}
+
+    print(f"\nmatmul throughput: {flops / 1e9:.1f} GFLOP/s fp32 (2048x2048)")
+    print(f"FLOP limit per step: 3 x 2 x {config.batch_size} x {N_WEIGHTS:,} weights = "
+          f"{flop_per_step / 1e6:.1f} MFLOP -> {limit_ms:.3f} ms/step")
+    print(f"peak resident memory of `mnist-clip train` on {dataset.name}: {rss_mb:.0f} MB (target < 1000)")
+    print("\nratio     measured  target")
+    for name, value in ratios.items():
+        op, target = targets[name]
+        met = value >= target if op == ">=" else value <= target
+        print(f"{name:<8} {value:9.2f}  {op} {target:<5} {'met' if met else 'MISSED'}")
+
+    report = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "tensorflow": tf.__version__},
+        "data": dataset.describe(),
+        "epochs_per_run": args.epochs,
+        "repeats": args.repeats,
+        "variants": results,
+        "matmul_gflops": flops / 1e9,
+        "flop_per_step": flop_per_step,
+        "flop_limit_ms_per_step": limit_ms,
+        "ratios": ratios,
+        "targets": {k: f"{op} {t}" for k, (op, t) in targets.items()},
+        "peak_rss_mb_train": rss_mb,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
