@@ -180,6 +180,7 @@ def run_experiment(
     run_dir: Path,
     progress: Progress | None = None,
     draw_plots: bool = True,
+    tensorboard: bool = False,
 ) -> Outcome:
     """Train `config` on `dataset`, writing everything into the (new, empty) run_dir."""
     from mnist_clip.train import Trainer, train_epochs
@@ -187,10 +188,15 @@ def run_experiment(
     progress = progress or Progress()
     started = time.perf_counter()
     writer = RunWriter(run_dir)
+    board = None
     try:
         writer.write_config(run_config(config, dataset))
         trainer = Trainer(config, dataset)
         writer.write_params("init", trainer.initial_params)
+        if tensorboard:
+            from mnist_clip.tensorboard_log import TensorBoardLog
+
+            board = TensorBoardLog(run_dir)
         all_values, epochs, nonfinite_step, train_seconds = [], [], None, 0.0
         with catch_stop_signals() as stop:
             for result in train_epochs(trainer, should_stop=lambda: stop.requested, call=in_worker_thread):
@@ -211,6 +217,8 @@ def run_experiment(
                 )
                 if nonfinite_step is None:
                     nonfinite_step = first_nonfinite(result.values, result.first_step)
+                if board is not None:
+                    board.write_epoch(result, trainer)
                 progress.on_steps(result)
                 progress.on_epoch(result, trainer)
             interrupted = stop.requested
@@ -228,6 +236,8 @@ def run_experiment(
         writer.write_summary(summary)
     finally:
         writer.close()
+        if board is not None:
+            board.close()
     plot_paths = []
     if draw_plots:
         from mnist_clip.plots import write_run_plots

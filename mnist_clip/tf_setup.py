@@ -65,6 +65,9 @@ def import_tensorflow():
                 import tensorflow  # noqa: F401
         import tensorflow as tf
 
+        # Every run (and every sweep cell) builds its own compiled functions on
+        # purpose; TensorFlow's retracing warnings would only alarm the user.
+        tf.get_logger().setLevel("ERROR")
         tf.config.list_logical_devices()
         tf.constant(0.0) + 1.0  # the first op initialises the device and its notes
     return tf

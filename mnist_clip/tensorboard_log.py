@@ -1,0 +1,80 @@
+"""TensorBoard event files for a run: every logged scalar per step, gradient histograms per epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from mnist_clip.config import PARAM_NAMES
+from mnist_clip.model import forward, mse_loss
+from mnist_clip.runs import STEP_VALUE_COLUMNS, TENSOR_CLIPPED_COLUMNS
+
+TENSORBOARD_DIR = "tensorboard"
+
+
+def scalar_tag(column: str) -> str:
+    """metrics.csv column -> TensorBoard tag, grouped so that related curves share a section."""
+    for when in ("before", "after"):
+        if column.endswith(f"_{when}"):
+            name = column[: -len(when) - 1]
+            return f"global_norm/{when}" if name == "global_norm" else f"grad_norm_{when}/{name}"
+    if column.startswith("delta"):
+        return f"signal/{column}"
+    if column.startswith("dead_"):
+        return f"dead_relu/{column[5:]}"
+    return f"train/{column}"
+
+
+SCALAR_COLUMNS = tuple(c for c in STEP_VALUE_COLUMNS if c not in TENSOR_CLIPPED_COLUMNS)
+SCALAR_TAGS = tuple(scalar_tag(c) for c in SCALAR_COLUMNS)
+
+
+class TensorBoardLog:
+    """Writes <run>/tensorboard/ as training goes: the step scalars of each chunk,
+    the epoch's test metrics, and histograms of the gradients (before clipping)
+    and of the weights at the end of every epoch."""
+
+    def __init__(self, run_dir: Path):
+        self.writer = tf.summary.create_file_writer(str(Path(run_dir) / TENSORBOARD_DIR))
+        from tensorboard.plugins.scalar import metadata
+
+        columns = [STEP_VALUE_COLUMNS.index(c) for c in SCALAR_COLUMNS]
+        scalar_metadata = metadata.create_summary_metadata(display_name=None, description=None)
+
+        # One graph loops over the chunk's steps. tf.summary.scalar would prefix
+        # its tags with the loop's name scope ("while/"); tf.summary.write with
+        # the scalar plugin's metadata keeps them as given.
+        @tf.function
+        def write_steps(values, first_step):
+            picked = tf.gather(values, columns, axis=1)
+            for i in tf.range(tf.shape(picked)[0]):
+                step = first_step + tf.cast(i, tf.int64)
+                for j, tag in enumerate(SCALAR_TAGS):
+                    tf.summary.write(tag=tag, tensor=picked[i, j], step=step, metadata=scalar_metadata)
+
+        self._write_steps = write_steps
+
+    def write_epoch(self, result, trainer) -> None:
+        last_step = result.first_step + len(result.values) - 1
+        with self.writer.as_default():
+            self._write_steps(tf.constant(result.values), tf.constant(result.first_step, tf.int64))
+            tf.summary.scalar("test/loss", result.test_loss, step=last_step)
+            tf.summary.scalar("test/accuracy", result.test_accuracy, step=last_step)
+            xb, yb = trainer.epoch_batches(result.epoch)[0]
+            for name, gradient in zip(PARAM_NAMES, gradients(trainer.params, xb[0], yb[0])):
+                tf.summary.histogram(f"gradient/{name}", gradient, step=last_step)
+            for name in PARAM_NAMES:
+                tf.summary.histogram(f"weight/{name}", trainer.params[name], step=last_step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def gradients(params: dict, x: tf.Tensor, y: tf.Tensor) -> list[tf.Tensor]:
+    """The raw gradients on one batch with the current parameters (for the histograms)."""
+    variables = [params[name] for name in PARAM_NAMES]
+    with tf.GradientTape() as tape:
+        loss = mse_loss(y, forward(params, x).out)
+    return tape.gradient(loss, variables)
