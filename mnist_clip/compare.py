@@ -108,6 +108,7 @@ def compare_figure(runs: list[Run]) -> Figure:
     thresholds = set()
     for i, run in enumerate(runs):
         color = colors[i % len(colors)]
+        style = ("-", "--")[i % 2]  # runs that coincide stay visible
         label = f"{run.name} ({run.clip_label}, {run.status})"
         steps = run.metrics["step"]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -121,11 +122,12 @@ def compare_figure(runs: list[Run]) -> Figure:
         for ax, values in series:
             if ax in (loss_ax, norm_ax):  # raw too: the first steps, where clipping acts, matter here
                 ax.plot(steps, positive(values), color=color, linewidth=0.6, alpha=0.35)
-            ax.plot(steps, _smoothed(run, values), color=color, linewidth=1.6, label=label)
+            ax.plot(steps, _smoothed(run, values), color=color, linewidth=1.6, linestyle=style, label=label)
         dead_ax.plot(steps, 100 * moving_average(run.metrics["dead_h2"], smoothing_window(run)), color=color,
-                     linewidth=1.6, label=label)
+                     linewidth=1.6, linestyle=style, label=label)
         epochs = run.epochs["epoch"] + 1
-        acc_ax.plot(epochs, 100 * run.epochs["test_accuracy"], "o-", color=color, markersize=3, label=label)
+        acc_ax.plot(epochs, 100 * run.epochs["test_accuracy"], marker="o", linestyle=style, color=color, markersize=3,
+                    label=label)
         step = run.nonfinite_step
         if step is not None:
             for ax in (loss_ax, norm_ax, ratio_ax, signal_ax):
@@ -157,9 +159,13 @@ def compare_figure(runs: list[Run]) -> Figure:
     dead_ax.set_xlabel("step")
     dead_ax.set_ylabel("dead ReLUs (%)")
     dead_ax.set_ylim(bottom=0)
-    loss_ax.legend(fontsize=8, framealpha=0.8)
+    for ax in (loss_ax, norm_ax, ratio_ax, signal_ax, dead_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = loss_ax.get_legend_handles_labels()
+    legend_rows = -(-len(labels) // 2)
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9)
     fig.suptitle("Runs compared: thick lines are moving geometric means, thin lines the raw values per step", fontsize=12)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.01 + 0.022 * legend_rows, 1, 1))
     return fig
 
 

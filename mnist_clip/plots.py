@@ -82,6 +82,11 @@ def log_y(ax) -> None:
     ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
+def legend_right(ax, **options) -> None:
+    """The legend outside the axes, on the right, where it cannot hide data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, **options)
+
+
 def mark_divergence(ax, run: Run) -> None:
     step = run.nonfinite_step
     if step is not None:
@@ -89,6 +94,7 @@ def mark_divergence(ax, run: Run) -> None:
 
 
 def add_epoch_axis(ax, run: Run) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     per_epoch = steps_per_epoch(run)
     top = ax.secondary_xaxis("top", functions=(lambda s: s / per_epoch, lambda e: e * per_epoch))
     top.set_xlabel("epoch", fontsize=9)
@@ -124,7 +130,7 @@ def norms_figure(run: Run) -> Figure:
     top.set_ylabel("gradient L2 norm")
     top.set_title("Per-tensor gradient norms: before clipping (solid), after (dashed)", fontsize=10)
     mark_divergence(top, run)
-    top.legend(ncol=6, fontsize=8, loc="upper right", framealpha=0.8)
+    legend_right(top, ncol=2)
 
     bottom.plot(steps, positive(run.metrics["global_norm_before"]), color="0.2", linewidth=1, label="global norm before")
     bottom.plot(steps, positive(run.metrics["global_norm_after"]), color="tab:purple", linewidth=1, linestyle="--", label="global norm after")
@@ -139,7 +145,7 @@ def norms_figure(run: Run) -> Figure:
     bottom.set_ylabel("global norm")
     bottom.set_xlabel("step")
     mark_divergence(bottom, run)
-    bottom.legend(fontsize=8, loc="upper right", framealpha=0.8)
+    legend_right(bottom)
     return finish_figure(fig, run, epoch_axis_on=top)
 
 
@@ -165,7 +171,7 @@ def ratio_figure(run: Run) -> Figure:
     ax.set_title("Gradient norm of the first and middle layer relative to the last\n"
                  "(global-norm clipping scales all tensors alike, so it leaves these ratios unchanged)", fontsize=10)
     mark_divergence(ax, run)
-    ax.legend(fontsize=8, loc="best", framealpha=0.8)
+    legend_right(ax)
     return finish_figure(fig, run, epoch_axis_on=ax)
 
 
@@ -186,7 +192,7 @@ def loss_figure(run: Run) -> Figure:
     left.set_ylabel("MSE loss (log)")
     left.set_title("Loss", fontsize=10)
     mark_divergence(left, run)
-    left.legend(fontsize=8, framealpha=0.8)
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     epochs = run.epochs["epoch"] + 1
     right.plot(epochs, 100 * run.epochs["test_accuracy"], "o-", color="tab:green", markersize=4)
     right.set_ylim(0, 100)
@@ -212,7 +218,7 @@ def signals_figure(run: Run) -> Figure:
     log_y(top)
     top.set_ylabel("L2 norm (log)")
     top.set_title(f"Back-propagated signal (solid) and weight gradients (dashed) per layer, {window}-step moving geometric mean", fontsize=10)
-    top.legend(ncol=3, fontsize=8, framealpha=0.8)
+    legend_right(top)
     with np.errstate(invalid="ignore", divide="ignore"):
         signal_ratio = run.metrics["delta1"] / run.metrics["delta3"]
     middle.plot(steps, log_moving_average(signal_ratio, window), color=LAYER_COLORS[1], linewidth=2,
@@ -222,13 +228,13 @@ def signals_figure(run: Run) -> Figure:
     middle.axhline(1.0, color="0.5", linewidth=0.8)
     log_y(middle)
     middle.set_ylabel("first / last layer")
-    middle.legend(fontsize=8, framealpha=0.8)
+    legend_right(middle)
     for name, color in (("dead_h1", LAYER_COLORS[1]), ("dead_h2", LAYER_COLORS[2])):
         bottom.plot(steps, 100 * run.metrics[name], color=color, linewidth=1, label=f"{name[-2:]}: units dead for the whole batch")
     bottom.set_ylabel("dead ReLUs (%)")
     bottom.set_xlabel("step")
     bottom.set_ylim(bottom=0)
-    bottom.legend(fontsize=8, framealpha=0.8)
+    legend_right(bottom)
     for ax in (top, middle, bottom):
         mark_divergence(ax, run)
     return finish_figure(fig, run, epoch_axis_on=top)

@@ -82,10 +82,21 @@ def create_run_dir(out: str | Path, name: str | None, default_name: str, overwri
     raise InputError(f"cannot find a free run folder name under {out}")
 
 
+def _file_mode() -> int:
+    """What open() would give a new file: 0o666 less the umask (mkstemp makes 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a temp file in the same folder, then os.replace: readers see old or new, never half."""
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, FILE_MODE)
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()

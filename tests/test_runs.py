@@ -42,6 +42,8 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     write_atomic(target, b"new")
     assert target.read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    (tmp_path / "plain.txt").write_bytes(b"x")  # the mode any new file gets
+    assert target.stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777
 
 
 def test_written_run_reads_back_and_a_cut_last_line_is_dropped(tmp_path):
