@@ -24,7 +24,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 
 from mnist_clip.tf_setup import import_tensorflow  # noqa: E402
 

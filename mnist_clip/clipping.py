@@ -50,6 +50,15 @@ CLIP_FUNCTIONS: dict[str, ClipFn] = {
 }
 
 
+def clip_with_norms(method: str, grads: Sequence[tf.Tensor], threshold: float, norms: Sequence[tf.Tensor]) -> list:
+    """CLIP_FUNCTIONS[method], reusing the tensors' L2 norms where TensorFlow takes them
+    (clip_by_global_norm's use_norm), which saves a pass over every gradient."""
+    if method == "global_norm":
+        clipped, _ = tf.clip_by_global_norm(list(grads), threshold, use_norm=tf.norm(tf.stack(norms)))
+        return clipped
+    return CLIP_FUNCTIONS[method](grads, threshold)
+
+
 def clip_fired(method: str, grads: Sequence[tf.Tensor], threshold: float, norms: Sequence[tf.Tensor] | None = None) -> list:
     """Per tensor, whether the method's condition holds, i.e. clipping acted on it.
 

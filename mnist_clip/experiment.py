@@ -15,7 +15,7 @@ import numpy as np
 from mnist_clip import __version__
 from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.data import Dataset
-from mnist_clip.runs import RunWriter, TENSOR_CLIPPED_COLUMNS
+from mnist_clip.runs import STEP_VALUE_COLUMNS, TENSOR_CLIPPED_COLUMNS, RunWriter, nonfinite_steps
 
 NONFINITE_ADVICE = (
     "exploding gradients; the usual cures are a lower --lr, inputs scaled to 0..1 "
@@ -127,8 +127,6 @@ def summarize(
     train_seconds: float,
 ) -> dict:
     """summary.json from the step values and the epoch results of a run."""
-    from mnist_clip.runs import STEP_VALUE_COLUMNS
-
     def column(name: str) -> np.ndarray:
         return values[:, STEP_VALUE_COLUMNS.index(name)]
 
@@ -166,11 +164,8 @@ def steady_ms_per_step(epochs: list) -> float | None:
 
 
 def first_nonfinite(values: np.ndarray, first_step: int) -> int | None:
-    from mnist_clip.runs import STEP_VALUE_COLUMNS
-
-    loss = values[:, STEP_VALUE_COLUMNS.index("loss")]
-    norm = values[:, STEP_VALUE_COLUMNS.index("global_norm_before")]
-    bad = ~(np.isfinite(loss) & np.isfinite(norm))
+    column = {name: values[:, STEP_VALUE_COLUMNS.index(name)] for name in ("loss", "global_norm_before")}
+    bad = nonfinite_steps(column["loss"], column["global_norm_before"])
     return first_step + int(np.argmax(bad)) if bad.any() else None
 
 

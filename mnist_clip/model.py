@@ -7,8 +7,6 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from mnist_clip.config import PARAM_NAMES
-
 LAYER_SIZES = (784, 256, 128, 10)
 INIT_STDDEV = 0.1
 
@@ -33,14 +31,6 @@ def init_params(seed: int) -> dict[str, tf.Variable]:
             initial = tf.zeros(shape)
         params[name] = tf.Variable(initial, name=name)
     return params
-
-
-def params_from_arrays(arrays: dict[str, np.ndarray]) -> dict[str, tf.Variable]:
-    return {name: tf.Variable(np.asarray(arrays[name], np.float32), name=name) for name in PARAM_NAMES}
-
-
-def params_to_arrays(params: dict[str, tf.Variable]) -> dict[str, np.ndarray]:
-    return {name: params[name].numpy() for name in PARAM_NAMES}
 
 
 class Forward(NamedTuple):

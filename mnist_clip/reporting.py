@@ -49,7 +49,7 @@ class ConsoleProgress:
         clip_text = "no clipping" if self.config.clip == "none" else f"clipped {int(result.column('clipped').sum())}/{steps} steps"
         click.echo(
             f"epoch {result.epoch + 1:>{len(str(self.config.epochs))}}/{self.config.epochs}"
-            f"  loss {np.mean(result.column('loss')):.4g}"
+            f"  train loss {np.mean(result.column('loss')):.4g}"
             f"  test loss {result.test_loss:.4g}  test acc {100 * result.test_accuracy:.1f}%"
             f"  |g| {np.nanmin(norms) if np.isfinite(norms).any() else float('nan'):.3g}..{np.nanmax(norms):.3g}"
             f"  {clip_text}  {result.seconds:.2f} s"
@@ -70,5 +70,5 @@ def summary_lines(summary: dict, run_dir: Path, plot_paths: list) -> list[str]:
         lines.append(f"{summary['ms_per_step']:.3f} ms per step, {summary['wall_seconds']:.1f} s in all")
     lines.append(f"files: {run_dir}/ (metrics.csv, epochs.csv, summary.json, config.json)")
     if plot_paths:
-        lines.append(f"plots: {', '.join(str(p) for p in plot_paths)}")
+        lines.append(f"plots: {plot_paths[0].parent}/ ({', '.join(p.name for p in plot_paths)})")
     return lines

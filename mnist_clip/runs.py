@@ -39,7 +39,6 @@ STEP_VALUE_COLUMNS = (
 METRIC_COLUMNS = ("step", "epoch", *STEP_VALUE_COLUMNS)
 FLAG_COLUMNS = frozenset(("clipped", *TENSOR_CLIPPED_COLUMNS))
 EPOCH_COLUMNS = ("epoch", "steps", "train_loss", "test_loss", "test_accuracy", "clipped_steps", "seconds")
-STATUSES = ("completed", "diverged", "interrupted")
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -172,6 +171,12 @@ class RunWriter:
         self._metrics.close()
 
 
+def nonfinite_steps(loss: np.ndarray, global_norm_before: np.ndarray) -> np.ndarray:
+    """Which steps went non-finite: a NaN/Inf loss, or a NaN/Inf among the gradients
+    (which makes their global norm NaN/Inf)."""
+    return ~(np.isfinite(loss) & np.isfinite(global_norm_before))
+
+
 @dataclass(frozen=True)
 class Run:
     """A run folder read back: the contract's files as Python values."""
@@ -202,7 +207,7 @@ class Run:
     @property
     def nonfinite_step(self) -> int | None:
         """The first step whose loss or global norm is NaN or Inf, from the metrics themselves."""
-        bad = ~(np.isfinite(self.metrics["loss"]) & np.isfinite(self.metrics["global_norm_before"]))
+        bad = nonfinite_steps(self.metrics["loss"], self.metrics["global_norm_before"])
         return int(self.metrics["step"][np.argmax(bad)]) if bad.any() else None
 
 

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from mnist_clip.clipping import CLIP_FUNCTIONS, clip_fired, clipped_norms
+from mnist_clip.clipping import CLIP_FUNCTIONS, clip_fired, clip_with_norms, clipped_norms
 from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.data import Dataset
 from mnist_clip.model import accuracy, forward, init_params, mse_loss, one_hot, prepare_inputs
@@ -32,10 +32,7 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
     *grads, delta1, delta2, delta3 = tape.gradient(loss, variables + [fwd.z1, fwd.z2, fwd.out])
     norms_before = [tf.norm(g) for g in grads]
     global_before = tf.norm(tf.stack(norms_before))
-    if clip == "global_norm":  # reuse the norm instead of a second pass over every gradient
-        clipped, _ = tf.clip_by_global_norm(grads, threshold, use_norm=global_before)
-    else:
-        clipped = CLIP_FUNCTIONS[clip](grads, threshold)
+    clipped = clip_with_norms(clip, grads, threshold, norms_before)
     norms_after = clipped_norms(clip, clipped, norms_before, threshold)
     fired = [tf.cast(f, tf.float32) for f in clip_fired(clip, grads, threshold, norms_before)]
     global_after = tf.norm(tf.stack(norms_after))
@@ -174,8 +171,11 @@ class Trainer:
         self.x_test = tf.constant(prepare_inputs(dataset.x_test, config.input_scale))
         self.y_test = tf.constant(one_hot(dataset.y_test))
         self.steps_per_epoch = -(-len(dataset.y_train) // config.batch_size)
-        self.batches = None  # without shuffling every epoch has the same batches: make them once
-        self.batches = self.epoch_batches(0) if not config.shuffle else None
+        self.batches = None
+        if not config.shuffle:
+            # every epoch has the same batches: make them once, and keep only them
+            self.batches = self.epoch_batches(0)
+            self.x_train = self.y_train = None
         self.run_chunk = make_train_chunk(
             self.params,
             config.clip,
@@ -186,10 +186,6 @@ class Trainer:
             log_norms=log_norms,
         )
         self.evaluate = make_evaluate(self.params)
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps_per_epoch * self.config.epochs
 
     def epoch_batches(self, epoch: int) -> list[tuple[tf.Tensor, tf.Tensor]]:
         """The epoch's batches as (xb, yb) pairs of static shape, in file order or shuffled."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_clip.clipping import CLIP_FUNCTIONS, clip_by_average_norm, clip_fired, clipped_norms
+from mnist_clip.clipping import CLIP_FUNCTIONS, clip_by_average_norm, clip_fired, clip_with_norms, clipped_norms
 from mnist_clip.model import init_params, one_hot, prepare_inputs
 
 
@@ -34,10 +34,11 @@ def test_each_method_equals_tensorflow(case, threshold):
         "average_norm": [tf.compat.v1.clip_by_average_norm(g, threshold) for g in grads],
         "none": grads,
     }
+    norms = [tf.norm(g) for g in grads]
     for method, want in expected.items():
-        got = CLIP_FUNCTIONS[method](grads, threshold)
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-6, atol=0, err_msg=method)
+        for got in (CLIP_FUNCTIONS[method](grads, threshold), clip_with_norms(method, grads, threshold, norms)):
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-6, atol=0, err_msg=method)
 
 
 @pytest.mark.parametrize("case", list(tensor_cases()))

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import small_dataset
 from mnist_clip.clipping import CLIP_FUNCTIONS
 from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.model import init_params, one_hot, prepare_inputs
