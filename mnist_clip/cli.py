@@ -121,7 +121,7 @@ def train_and_report(config: Config, dataset, run_dir: Path, print_every: int, p
     return outcome
 
 
-@cli.command()
+@cli.command(short_help="Train one run and log every gradient norm.")
 @config_options
 @click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True, help="Folder that holds run folders.")
 @click.option("--name", type=str, default=None, help="Run folder name (default: clip setting and a timestamp).")
@@ -143,7 +143,7 @@ def train(ctx: click.Context, out: str, name: str | None, overwrite: bool, print
     return train_and_report(config, dataset, run_dir, print_every, plots, tensorboard).exit_code
 
 
-@cli.command()
+@cli.command(short_help="Train with and without clipping, then compare.")
 @config_options
 @click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True, help="Folder that gets the demo folder.")
 @click.pass_context
@@ -177,7 +177,7 @@ def demo(ctx: click.Context, out: str, **params) -> int:
     return 0
 
 
-@cli.command()
+@cli.command(short_help="Redraw a run's pictures.")
 @click.argument("run_dir", type=click.Path())
 def plot(run_dir: str) -> None:
     """Redraw a run's PNGs into RUN_DIR/plots/ from its files alone."""
@@ -187,7 +187,7 @@ def plot(run_dir: str) -> None:
         click.echo(str(path))
 
 
-@cli.command()
+@cli.command(short_help="Overlay and tabulate several runs.")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for compare.png and compare.csv (default: a new compare-<time> folder beside the first run).")
@@ -205,7 +205,7 @@ def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
         click.echo(f"wrote {path}")
 
 
-@cli.command()
+@cli.command(short_help="Train a grid of settings and map where training blows up.")
 @config_options
 @click.option("--grid", "grid_specs", multiple=True, metavar="KEY=V1,V2,...",
               help="A config key and its values (repeatable, up to 4 keys). clip_norm=none means no clipping; "

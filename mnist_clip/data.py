@@ -58,6 +58,11 @@ def load_dataset(dataset: str, data_path: str | None = None) -> Dataset:
     if data_path:
         return load_path(data_path)
     if dataset == "mnist":
+        if not keras_mnist_cache().is_file() and not mnist_reachable():
+            raise InputError(
+                f"full MNIST is not in the Keras cache ({keras_mnist_cache()}) and its download host does not "
+                "answer; use --dataset mnist-5k (the bundled digits) or --data-path"
+            )
         return load_mnist("asked for with --dataset mnist")
     if dataset == "mnist-5k":
         return load_mnist_5k("asked for with --dataset mnist-5k")
@@ -100,7 +105,10 @@ def mnist_reachable(timeout: float = REACH_TIMEOUT_SECONDS) -> bool:
 
 
 def load_mnist(reason: str) -> Dataset:
-    import keras  # heavy; only this source needs it
+    from mnist_clip.tf_setup import import_tensorflow
+
+    import_tensorflow()  # quietly, before Keras
+    import keras
 
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()

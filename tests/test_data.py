@@ -173,3 +173,10 @@ def test_bundled_digits_equal_mlxtends_own_reader(mnist_5k):
     x_train, y_train, x_test, y_test = split_mnist_5k(pixels, labels)
     assert np.array_equal(x_train, mnist_5k.x_train) and np.array_equal(y_test, mnist_5k.y_test)
     assert np.array_equal(y_train, mnist_5k.y_train) and np.array_equal(x_test, mnist_5k.x_test)
+
+
+def test_asking_for_full_mnist_offline_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(data, "mnist_reachable", lambda timeout=3.0: False)
+    with pytest.raises(InputError, match="full MNIST is not in the Keras cache .* use --dataset mnist-5k"):
+        load_dataset("mnist")
