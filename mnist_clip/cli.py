@@ -97,11 +97,13 @@ def load_data_and_tensorflow(config: Config):
     from mnist_clip.data import load_dataset
 
     dataset = load_dataset(config.dataset, config.data_path)
-    click.echo(
-        f"data: {dataset.name} ({len(dataset.y_train):,} train / {len(dataset.y_test):,} test): {dataset.reason}"
-    )
+    echo_dataset(dataset)
     tf_setup.import_tensorflow()
     return dataset
+
+
+def echo_dataset(dataset) -> None:
+    click.echo(f"data: {dataset.name} ({len(dataset.y_train):,} train / {len(dataset.y_test):,} test): {dataset.reason}")
 
 
 def train_and_report(config: Config, dataset, run_dir: Path, print_every: int, plots: bool, tensorboard: bool = False):
@@ -226,29 +228,37 @@ def sweep(ctx: click.Context, grid_specs: tuple[str, ...], out: str, name: str |
     finished earlier are not run again, so an interrupted sweep resumes with the
     same --name.
     """
+    from mnist_clip.data import load_dataset
+    from mnist_clip.runs import create_run_dir, write_json
     from mnist_clip.sweep import make_cells, parse_grid, preload_dataset, run_cells, write_sweep_outputs
 
     base = config_from_options(ctx, params)
     grid = parse_grid(grid_specs or DEFAULT_GRID)
     cells = make_cells(base, grid)
-    dataset = load_data_and_tensorflow(base) if jobs == 1 else None
-    from mnist_clip.runs import create_run_dir, write_json
-
-    if name and (Path(out) / name).is_dir():
+    dataset = load_dataset(base.dataset, base.data_path)  # bad data fails here, before any folder exists
+    if name and (Path(out) / name).exists():
         sweep_dir = Path(out) / name
+        if not (sweep_dir / "sweep.json").is_file():
+            raise InputError(f"{sweep_dir} exists and is not a sweep folder; choose another --name")
         click.echo(f"sweep: {sweep_dir} (resuming)")
     else:
         sweep_dir = create_run_dir(out, name, f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
         click.echo(f"sweep: {sweep_dir}")
+    echo_dataset(dataset)
     write_json(sweep_dir / "sweep.json", {"grid": [[k, [str(v) for v in vs]] for k, vs in grid], "base": base.to_dict()})
     click.echo(f"{len(cells)} cells: " + " x ".join(f"{key} ({len(values)})" for key, values in grid) + f", {jobs} job(s)")
-    if dataset is not None:
+    if jobs == 1:
+        from mnist_clip import tf_setup
+
+        tf_setup.import_tensorflow()
         preload_dataset(base, dataset)
-    run_cells(cells, sweep_dir, jobs, plots, report=click.echo)
+    exit_code = run_cells(cells, sweep_dir, jobs, plots, report=click.echo)
     files = write_sweep_outputs(cells, grid, sweep_dir, metric)
     for path in files:
         click.echo(f"wrote {path}")
-    return 0
+    if exit_code:
+        click.echo(f"interrupted; run the same command with --name {sweep_dir.name} to resume")
+    return exit_code
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -107,8 +108,19 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def json_safe(value: Any) -> Any:
+    """NaN and Inf have no JSON spelling; they become null (status says why)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, (json.dumps(value, indent=2, allow_nan=True) + "\n").encode())
+    write_atomic(path, (json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n").encode())
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -120,7 +120,7 @@ def preload_dataset(config: Config, dataset) -> None:
     _DATASETS[(config.dataset, config.data_path)] = dataset
 
 
-def run_cell(config: Config, cell_dir: str, plots: bool) -> tuple[str, dict]:
+def run_cell(config: Config, cell_dir: str, plots: bool) -> tuple[str, dict, int]:
     """Train one cell into cell_dir (run in this process or in a worker process)."""
     from mnist_clip.data import load_dataset
     from mnist_clip.tf_setup import import_tensorflow
@@ -134,7 +134,7 @@ def run_cell(config: Config, cell_dir: str, plots: bool) -> tuple[str, dict]:
     path = Path(cell_dir)
     path.mkdir()
     outcome = run_experiment(config, _DATASETS[key], path, draw_plots=plots)
-    return cell_dir, outcome.summary
+    return cell_dir, outcome.summary, outcome.exit_code
 
 
 def run_cells(
@@ -144,7 +144,8 @@ def run_cells(
     plots: bool,
     report: Callable[[str], None] = print,
 ) -> int:
-    """Run the cells not finished yet; return how many ran."""
+    """Run the cells not finished yet. Returns 0, or the exit status of a cell that a
+    signal interrupted (the sweep stops there; the cell runs again on resuming)."""
     todo = []
     for cell in cells:
         cell_dir = sweep_dir / "cells" / cell.name
@@ -170,18 +171,18 @@ def run_cells(
 
     if jobs <= 1:
         for index, (cell, cell_dir) in enumerate(todo, start=1):
-            _, summary = run_cell(cell.config, str(cell_dir), plots)
+            _, summary, exit_code = run_cell(cell.config, str(cell_dir), plots)
             announce(index, cell, summary)
-            if summary["status"] == "interrupted":
-                break
+            if exit_code:
+                return exit_code
     else:
         names = {str(cell_dir): cell for cell, cell_dir in todo}
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(run_cell, cell.config, str(cell_dir), plots) for cell, cell_dir in todo]
             for index, future in enumerate(futures, start=1):
-                cell_dir, summary = future.result()
+                cell_dir, summary, _ = future.result()
                 announce(index, names[cell_dir], summary)
-    return len(todo)
+    return 0
 
 
 def sweep_rows(cells: list[Cell], sweep_dir: Path) -> list[dict]:
@@ -197,7 +198,7 @@ def sweep_rows(cells: list[Cell], sweep_dir: Path) -> list[dict]:
             row.update(table_row(run))
             row["first_nonfinite_step"] = run.summary.get("first_nonfinite_step") if run.summary else None
         else:
-            row.update(status="missing", name=cell.name)
+            row.update(status="not run", name=cell.name)
         rows.append(row)
     return rows
 
@@ -249,7 +250,7 @@ def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str
             for i, y_val in enumerate(y_vals):
                 for j, x_val in enumerate(x_vals):
                     cell = index.get(tuple(v for v in (x_val, y_val, col_val, row_val)))
-                    status = cell.get("status", "missing") if cell else "missing"
+                    status = cell.get("status", "not run") if cell else "not run"
                     if status == "completed":
                         grid_values[i, j] = cell[metric]
                         shade = float(norm(cell[metric]))

@@ -75,3 +75,14 @@ def test_not_a_run_folder(tmp_path, files):
         (tmp_path / name).write_text(json.dumps({}))
     with pytest.raises(InputError, match="is not a run folder"):
         read_run(tmp_path)
+
+
+def test_summary_json_is_strict_json_even_after_a_blow_up(tmp_path):
+    writer = RunWriter(tmp_path)
+    writer.write_summary({"status": "diverged", "final_train_loss": float("inf"), "test_loss": float("nan"),
+                          "per_tensor": {"w1": float("-inf"), "b1": 2.0}, "steps": 5})
+    writer.close()
+    text = (tmp_path / "summary.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    assert json.loads(text) == {"status": "diverged", "final_train_loss": None, "test_loss": None,
+                                "per_tensor": {"w1": None, "b1": 2.0}, "steps": 5}

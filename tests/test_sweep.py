@@ -100,3 +100,11 @@ def test_parallel_jobs_give_the_same_cells(tmp_path):
     for cell in ("lr=0.01", "lr=0.05"):
         one = (tmp_path / "one" / "s" / "cells" / cell / "metrics.csv").read_bytes()
         assert (tmp_path / "two" / "s" / "cells" / cell / "metrics.csv").read_bytes() == one
+
+
+def test_a_folder_that_is_not_a_sweep_is_not_resumed(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "keep.txt").write_text("mine")
+    result = sweep(tmp_path, "--grid", "lr=0.01")
+    assert result.exit_code == 2 and "is not a sweep folder" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["keep.txt"]
