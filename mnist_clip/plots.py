@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, MaxNLocator  # noqa: E402
 
 from mnist_clip.config import PARAM_NAMES  # noqa: E402
 from mnist_clip.runs import PLOTS_DIR, Run, read_run, write_atomic  # noqa: E402
@@ -64,7 +64,8 @@ def steps_per_epoch(run: Run) -> int:
 
 
 def smoothing_window(run: Run) -> int:
-    return max(5, min(steps_per_epoch(run), max(1, run.steps // 20)))
+    """An epoch, or a twentieth of the run if that is shorter (a short run is barely smoothed)."""
+    return max(1, min(steps_per_epoch(run), run.steps // 20))
 
 
 class PlainLogFormatter(LogFormatter):
@@ -160,7 +161,7 @@ def ratio_figure(run: Run) -> Figure:
         color = TENSOR_COLORS[name]
         ax.plot(steps, positive(ratio), color=color, alpha=0.25, linewidth=0.8)
         ax.plot(steps, log_moving_average(ratio, window), color=color, linewidth=2.2,
-                label=f"|g_{name}| / |g_w3| before clipping ({window}-step moving geometric mean)")
+                label=f"|g_{name}| / |g_w3| before clipping")
         if per_tensor:
             ax.plot(steps, log_moving_average(norm_ratio(run, name, when="after"), window), color=color,
                     linewidth=1.8, linestyle="--", label=f"|g_{name}| / |g_w3| after {run.config['clip']} clipping")
@@ -168,10 +169,14 @@ def ratio_figure(run: Run) -> Figure:
     log_y(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("ratio of gradient norms (log)")
-    ax.set_title("Gradient norm of the first and middle layer relative to the last\n"
-                 "(global-norm clipping scales all tensors alike, so it leaves these ratios unchanged)", fontsize=10)
+    note = {
+        "global_norm": "Global-norm clipping scales all tensors of a step alike: it leaves these ratios unchanged.",
+        "none": "No clipping in this run.",
+    }.get(run.config.get("clip"), "Dashed: the same ratios after per-tensor clipping.")
+    ax.set_title("Gradient norm of the first and middle layer relative to the last: raw per step (pale) and\n"
+                 f"{window}-step moving geometric mean. {note}", fontsize=10)
     mark_divergence(ax, run)
-    legend_right(ax)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, fontsize=9)
     return finish_figure(fig, run, epoch_axis_on=ax)
 
 
@@ -184,9 +189,9 @@ def loss_figure(run: Run) -> Figure:
     left.plot(steps, np.exp(moving_average(np.log(positive(loss)), smoothing_window(run))), color="k",
               linewidth=1.8, label="moving geometric mean")
     if run.epochs["epoch"].size:
-        per_epoch = steps_per_epoch(run)
-        left.plot((run.epochs["epoch"] + 1) * per_epoch - 1, positive(run.epochs["test_loss"]), "o-",
-                  color="tab:blue", markersize=3, label="test loss (end of epoch)")
+        last_steps = [max(steps[run.metrics["epoch"] == epoch], default=np.nan) for epoch in run.epochs["epoch"]]
+        left.plot(last_steps, positive(run.epochs["test_loss"]), "o-",
+                  color="tab:blue", markersize=3, label="test loss (after the epoch's last step)")
     log_y(left)
     left.set_xlabel("step")
     left.set_ylabel("MSE loss (log)")
@@ -196,7 +201,9 @@ def loss_figure(run: Run) -> Figure:
     epochs = run.epochs["epoch"] + 1
     right.plot(epochs, 100 * run.epochs["test_accuracy"], "o-", color="tab:green", markersize=4)
     right.set_ylim(0, 100)
-    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_xlim(0.5, max(len(epochs), 1) + 0.5)
+    right.xaxis.set_major_locator(FixedLocator(epochs) if len(epochs) <= 12 else MaxNLocator(integer=True))
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_xlabel("epoch")
     right.set_ylabel("test accuracy (%)")
     right.set_title("Test accuracy after each epoch", fontsize=10)
