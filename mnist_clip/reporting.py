@@ -67,7 +67,8 @@ def summary_lines(summary: dict, run_dir: Path, plot_paths: list) -> list[str]:
             f"  test accuracy {100 * summary['test_accuracy']:.2f}%"
         )
     if summary["ms_per_step"] is not None:
-        lines.append(f"{summary['ms_per_step']:.3f} ms per step, {summary['wall_seconds']:.1f} s in all")
+        compiling = " (one epoch only: compiling included)" if summary["epochs_completed"] < 2 else ""
+        lines.append(f"{summary['ms_per_step']:.3f} ms per step{compiling}, {summary['wall_seconds']:.1f} s in all")
     lines.append(f"files: {run_dir}/ (metrics.csv, epochs.csv, summary.json, config.json)")
     if plot_paths:
         lines.append(f"plots: {plot_paths[0].parent}/ ({', '.join(p.name for p in plot_paths)})")
