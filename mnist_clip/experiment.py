@@ -152,6 +152,7 @@ def summarize(
         "wall_seconds": round(wall_seconds, 3),
         "train_seconds": round(train_seconds, 3),
         "ms_per_step": steady_ms_per_step(epochs),
+        "ms_per_step_includes_compiling": len(epochs) <= 1,
     }
 
 

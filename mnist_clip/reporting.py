@@ -67,7 +67,7 @@ def summary_lines(summary: dict, run_dir: Path, plot_paths: list) -> list[str]:
             f"  test accuracy {100 * summary['test_accuracy']:.2f}%"
         )
     if summary["ms_per_step"] is not None:
-        compiling = " (one epoch only: compiling included)" if summary["epochs_completed"] < 2 else ""
+        compiling = " (one epoch only: compiling included)" if summary["ms_per_step_includes_compiling"] else ""
         lines.append(f"{summary['ms_per_step']:.3f} ms per step{compiling}, {summary['wall_seconds']:.1f} s in all")
     lines.append(f"files: {run_dir}/ (metrics.csv, epochs.csv, summary.json, config.json)")
     if plot_paths:

@@ -51,6 +51,7 @@ def test_one_epoch_writes_the_whole_run_folder(one_epoch_run):
     assert summary["first_nonfinite_step"] is None
     assert summary["clipped_steps"] == int(table[:, METRIC_COLUMNS.index("clipped")].sum()) > 0
     assert 0 < summary["test_accuracy"] <= 1 and summary["ms_per_step"] > 0
+    assert summary["ms_per_step_includes_compiling"] is True  # a single epoch
     config = json.loads((run / "config.json").read_text())
     assert config["clip"] == "global_norm" and config["clip_norm"] == 15.0 and config["epochs"] == 1
     assert config["dataset_used"]["name"] == "mnist-5k" and config["dataset_used"]["train_size"] == 4000
