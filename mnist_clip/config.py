@@ -4,17 +4,35 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from mnist_clip.errors import InputError
 
-PARAM_NAMES = ("w1", "b1", "w2", "b2", "w3", "b3")
 CLIP_METHODS = ("global_norm", "norm", "value", "average_norm", "none")
 DATASETS = ("auto", "mnist", "mnist-5k")
 ON_NONFINITE = ("stop", "continue")
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+INITS = ("reference", "glorot", "he")
+REFERENCE_HIDDEN = (256, 128)
+MAX_HIDDEN_LAYERS = 64
+MAX_WIDTH = 4096
+MAX_SEED = 2**31 - 1
+
+
+def tensor_names(n_layers: int) -> tuple[str, ...]:
+    """w1 b1 ... wL bL for a net of n_layers weight layers (the last is the output layer)."""
+    return tuple(f"{kind}{layer}" for layer in range(1, n_layers + 1) for kind in ("w", "b"))
+
+
+# The reference net's tensors; a Config's own are Config.param_names.
+PARAM_NAMES = tensor_names(len(REFERENCE_HIDDEN) + 1)
 
 
 @dataclass(frozen=True)
@@ -34,50 +52,63 @@ class Config:
     train: tuple[str, ...] = ()
     freeze: tuple[str, ...] = ()
     on_nonfinite: str = "stop"
+    hidden: tuple[int, ...] = REFERENCE_HIDDEN
+    activation: str = "relu"
+    init: str = "reference"
 
     def __post_init__(self) -> None:
         _check_choice("clip", self.clip, CLIP_METHODS)
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("on_nonfinite", self.on_nonfinite, ON_NONFINITE)
-        if self.clip != "none" and not self.clip_norm > 0:
-            raise InputError(
-                f"clip_norm must be > 0 for clip={self.clip} (got {self.clip_norm}); "
-                "use clip=none to train without clipping"
-            )
-        if not self.lr > 0:
-            raise InputError(f"lr must be > 0 (got {self.lr})")
-        if not self.input_scale > 0:
-            raise InputError(f"input_scale must be > 0 (got {self.input_scale})")
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("init", self.init, INITS)
+        if self.clip != "none":
+            _check_float32_positive("clip_norm", self.clip_norm, f" for clip={self.clip}", "; use clip=none to train without clipping")
+        _check_float32_positive("lr", self.lr)
+        _check_float32_positive("input_scale", self.input_scale)
+        if not np.isfinite(np.float32(255.0) / np.float32(self.input_scale)):
+            raise InputError(f"input_scale {self.input_scale:g} is too small: 255 / input_scale overflows float32")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be an integer >= 1 (got {getattr(self, name)})")
-        if self.seed < 0:
-            raise InputError(f"seed must be an integer >= 0 (got {self.seed})")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"seed must be an integer from 0 to {MAX_SEED} (got {self.seed})")
+        check_hidden(self.hidden)
         for name in ("train", "freeze"):
             for tensor in getattr(self, name):
-                if tensor not in PARAM_NAMES:
+                if tensor not in self.param_names:
                     raise InputError(
-                        f"{name}: unknown tensor '{tensor}'; allowed: {', '.join(PARAM_NAMES)}"
+                        f"{name}: unknown tensor '{tensor}'; allowed: {', '.join(self.param_names)} "
+                        f"(this net has {self.n_layers} weight layers)"
                     )
         if self.train and self.freeze:
             raise InputError("give either train or freeze, not both (freeze is the complement of train)")
-        if set(self.freeze) == set(PARAM_NAMES):
+        if set(self.freeze) == set(self.param_names):
             raise InputError("freeze names every tensor: at least one must be trained")
+
+    @property
+    def n_layers(self) -> int:
+        """Weight layers: the hidden ones plus the output layer."""
+        return len(self.hidden) + 1
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tensor_names(self.n_layers)
 
     @property
     def trainable(self) -> tuple[str, ...]:
         """The tensors that SGD updates, in parameter order."""
         if self.train:
-            return tuple(name for name in PARAM_NAMES if name in self.train)
-        return tuple(name for name in PARAM_NAMES if name not in self.freeze)
+            return tuple(name for name in self.param_names if name in self.train)
+        return tuple(name for name in self.param_names if name not in self.freeze)
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
-        values["train"] = list(self.train)
-        values["freeze"] = list(self.freeze)
+        for key in ("train", "freeze", "hidden"):
+            values[key] = list(getattr(self, key))
         return values
 
 
@@ -88,6 +119,64 @@ _FIELD_TYPES = {f.name: f.type for f in fields(Config)}
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise InputError(f"{name}: unknown value '{value}'; allowed: {', '.join(allowed)}")
+
+
+def _check_float32_positive(name: str, value: float, context: str = "", hint: str = "") -> None:
+    """Training runs in float32: the value must be finite and > 0 there too."""
+    if not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number{context} (got {value}){hint}")
+    if not value > 0:
+        raise InputError(f"{name} must be > 0{context} (got {value}){hint}")
+    as_float32 = np.float32(value)
+    if not (np.isfinite(as_float32) and as_float32 > 0):
+        raise InputError(f"{name} {value:g} is outside float32's range (about 1.2e-38 to 3.4e38){context}{hint}")
+
+
+def check_hidden(hidden: tuple[int, ...]) -> None:
+    if len(hidden) > MAX_HIDDEN_LAYERS:
+        raise InputError(f"hidden: {len(hidden)} layers; at most {MAX_HIDDEN_LAYERS} hidden layers are allowed")
+    for width in hidden:
+        if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH:
+            raise InputError(f"hidden: width {width!r} is not allowed; widths are whole numbers from 1 to {MAX_WIDTH}")
+
+
+_HIDDEN_PART = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$")
+
+
+def parse_hidden(text: str, where: str = "hidden") -> tuple[int, ...]:
+    """'256,128' -> (256, 128); '128x10' -> ten layers of 128; '256,128x4'; 'none' -> ()."""
+    text = text.strip()
+    if text.lower() in ("none", "[]"):
+        return ()
+    widths: list[int] = []
+    for part in text.split(","):
+        match = _HIDDEN_PART.match(part)
+        if not match:
+            raise InputError(
+                f"{where}: cannot read {part.strip()!r}; give widths like 256,128 or 128x10 (ten layers of 128), or none"
+            )
+        width, repeat = int(match.group(1)), int(match.group(2) or 1)
+        if repeat < 1 or repeat > MAX_HIDDEN_LAYERS:
+            raise InputError(f"{where}: {part.strip()!r} repeats a layer {repeat} times; allowed 1 to {MAX_HIDDEN_LAYERS}")
+        widths.extend([width] * repeat)
+        if len(widths) > MAX_HIDDEN_LAYERS:
+            break
+    result = tuple(widths)
+    check_hidden(result)
+    return result
+
+
+def format_hidden(hidden: tuple[int, ...]) -> str:
+    """The compact spelling: (256, 128) -> '256,128'; ten 128s -> '128x10'; () -> 'none'."""
+    if not hidden:
+        return "none"
+    parts = []
+    for width in hidden:
+        if parts and parts[-1][0] == width:
+            parts[-1][1] += 1
+        else:
+            parts.append([width, 1])
+    return ",".join(f"{w}x{n}" if n > 1 else str(w) for w, n in parts)
 
 
 def normalize_key(key: str) -> str:
@@ -104,33 +193,48 @@ def unknown_key_message(key: str, where: str) -> str:
 def coerce_value(key: str, value: Any, where: str) -> Any:
     """Check one value's type against the Config field; return it in the field's type."""
     kind = _FIELD_TYPES[key]
-    bad = f"{where}: {key} must be {{}} (got {type(value).__name__} {value!r})"
+
+    def bad(expected: str) -> InputError:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        return InputError(f"{where}: {key} must be {expected} (got {type(value).__name__} {shown})")
+
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(bad.format("an integer"))
+            raise bad("an integer")
         return value
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(bad.format("a number"))
+            raise bad("a number")
         return float(value)
     if kind == "bool":
         if not isinstance(value, bool):
-            raise InputError(bad.format("true or false"))
+            raise bad("true or false")
         return value
     if kind == "str":
         if not isinstance(value, str):
-            raise InputError(bad.format("a string"))
+            raise bad("a string")
         return value
     if kind == "str | None":
         if not isinstance(value, str):
-            raise InputError(bad.format("a path string"))
+            raise bad("a path string")
         return value or None
+    if kind == "tuple[int, ...]":
+        if isinstance(value, str):
+            return parse_hidden(value, f"{where}: {key}")
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            check_hidden(tuple(value))
+            return tuple(value)
+        raise bad("a list of layer widths such as [256, 128], or a string such as \"128x10\"")
     # tuple[str, ...]: a list of tensor names or one comma-separated string
     if isinstance(value, str):
-        return parse_tensor_list(value)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(v.strip() for v in value if v.strip())
-    raise InputError(bad.format("a list of tensor names such as [\"w3\", \"b3\"]"))
+        names = parse_tensor_list(value)
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        names = tuple(v.strip() for v in value if v.strip())
+    else:
+        raise bad("a list of tensor names such as [\"w3\", \"b3\"]")
+    if not names:
+        raise InputError(f"{where}: {key} is empty; name at least one tensor, e.g. w3,b3 (or leave {key} out)")
+    return names
 
 
 def parse_tensor_list(text: str) -> tuple[str, ...]:
@@ -140,10 +244,14 @@ def parse_tensor_list(text: str) -> tuple[str, ...]:
 def values_from_mapping(mapping: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Validate keys and types of a {key: value} mapping; return Config field values."""
     values: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     for key, value in mapping.items():
         name = normalize_key(key)
         if name not in CONFIG_KEYS:
             raise InputError(unknown_key_message(key, where))
+        if name in spelled:
+            raise InputError(f"{where}: '{spelled[name]}' and '{key}' are the same key; give it once")
+        spelled[name] = key
         values[name] = coerce_value(name, value, where)
     return values
 
@@ -156,7 +264,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise InputError(f"config file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read config file {path}: {err}") from None
+        reason = err.strerror.lower() if isinstance(err, OSError) and err.strerror else str(err)
+        raise InputError(f"cannot read config file {path}: {reason}") from None
     try:
         mapping = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

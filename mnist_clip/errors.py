@@ -7,3 +7,11 @@ class InputError(ValueError):
     The message is one line that says what is wrong and what is allowed; the
     CLI prints it on stderr and exits with status 2.
     """
+
+
+class Interrupted(Exception):
+    """A stop was asked for (SIGINT/SIGTERM) before any result existed; nothing was written."""
+
+    def __init__(self, exit_code: int):
+        super().__init__(f"interrupted before training started; nothing was written (exit status {exit_code})")
+        self.exit_code = exit_code

@@ -2,91 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
 from mnist_clip import __version__
-from mnist_clip.config import PARAM_NAMES, Config
+from mnist_clip.config import Config
 from mnist_clip.data import Dataset
-from mnist_clip.runs import STEP_VALUE_COLUMNS, TENSOR_CLIPPED_COLUMNS, RunWriter, nonfinite_steps
+from mnist_clip.errors import Interrupted
+from mnist_clip.interrupts import STOP_NOTICE, catch_stop_signals, in_worker_thread
+from mnist_clip.runs import PLOTS_DIR, RunTarget, RunWriter, metric_columns_for, nonfinite_steps
 
 NONFINITE_ADVICE = (
     "exploding gradients; the usual cures are a lower --lr, inputs scaled to 0..1 "
     "(--input-scale 255) or clipping (--clip global_norm --clip-norm 15)"
 )
-
-
-@dataclass
-class StopRequest:
-    """Set by SIGINT/SIGTERM; training stops at the next chunk boundary."""
-
-    signum: int | None = None
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum if self.signum else 0
-
-
-@contextlib.contextmanager
-def catch_stop_signals() -> Iterator[StopRequest]:
-    """The first SIGINT or SIGTERM asks for a clean stop; the handlers then revert to the
-    system default, so a second one ends the process at once. Files stay whole either
-    way: all but metrics.csv are replaced atomically, and readers skip a cut last line."""
-    request = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-    watched = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.getsignal(signum) for signum in watched}
-
-    def handler(signum, frame):
-        request.signum = signum
-        for other in watched:
-            signal.signal(other, signal.SIG_DFL)
-
-    for signum in watched:
-        signal.signal(signum, handler)
-    try:
-        yield request
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
-def in_worker_thread(function: Callable, *args):
-    """Run function(*args) in a thread while the main thread waits in short joins.
-
-    Python runs signal handlers only on the main thread, between bytecodes; a
-    chunk running in TensorFlow's C++ on the main thread would hold a Ctrl-C
-    back until it ends. Waiting here, the handler runs at once, so the second
-    Ctrl-C meets the default action and ends the process immediately.
-    """
-    outcome: dict = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = function(*args)
-        except BaseException as err:  # handed to the main thread below
-            outcome["error"] = err
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.05)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 @dataclass
@@ -119,6 +52,7 @@ def run_config(config: Config, dataset: Dataset) -> dict:
 
 
 def summarize(
+    columns: tuple[str, ...],
     values: np.ndarray,
     epochs: list,
     status: str,
@@ -128,13 +62,14 @@ def summarize(
 ) -> dict:
     """summary.json from the step values and the epoch results of a run."""
     def column(name: str) -> np.ndarray:
-        return values[:, STEP_VALUE_COLUMNS.index(name)]
+        return values[:, columns.index(name)]
 
     steps = len(values)
     clipped = column("clipped") if steps else np.zeros(0)
     last = epochs[-1] if epochs else None
     per_tensor = {
-        name: int(column(col).sum()) if steps else 0 for name, col in zip(PARAM_NAMES, TENSOR_CLIPPED_COLUMNS)
+        name[: -len("_clipped")]: int(column(name).sum()) if steps else 0
+        for name in columns if name.endswith("_clipped")
     }
     return {
         "status": status,
@@ -164,10 +99,9 @@ def steady_ms_per_step(epochs: list) -> float | None:
     return round(1000 * sum(e.train_seconds for e in timed) / steps, 4) if steps else None
 
 
-def first_nonfinite(values: np.ndarray, first_step: int) -> int | None:
-    column = {name: values[:, STEP_VALUE_COLUMNS.index(name)] for name in ("loss", "global_norm_before")}
-    bad = nonfinite_steps(column["loss"], column["global_norm_before"])
-    return first_step + int(np.argmax(bad)) if bad.any() else None
+def first_nonfinite(result) -> int | None:
+    bad = nonfinite_steps(result.column("loss"), result.column("global_norm_before"))
+    return result.first_step + int(np.argmax(bad)) if bad.any() else None
 
 
 def run_experiment(
@@ -183,7 +117,7 @@ def run_experiment(
 
     progress = progress or Progress()
     started = time.perf_counter()
-    writer = RunWriter(run_dir)
+    writer = RunWriter(run_dir, metric_columns_for(config.to_dict()))
     board = None
     try:
         writer.write_config(run_config(config, dataset))
@@ -192,9 +126,9 @@ def run_experiment(
         if tensorboard:
             from mnist_clip.tensorboard_log import TensorBoardLog
 
-            board = TensorBoardLog(run_dir)
+            board = TensorBoardLog(run_dir, trainer.columns, config.activation)
         all_values, epochs, nonfinite_step, train_seconds = [], [], None, 0.0
-        with catch_stop_signals() as stop:
+        with catch_stop_signals(STOP_NOTICE) as stop:
             for result in train_epochs(trainer, should_stop=lambda: stop.requested, call=in_worker_thread):
                 writer.append_steps(result.first_step, result.epoch, result.values)
                 all_values.append(result.values)
@@ -212,7 +146,7 @@ def run_experiment(
                     )
                 )
                 if nonfinite_step is None:
-                    nonfinite_step = first_nonfinite(result.values, result.first_step)
+                    nonfinite_step = first_nonfinite(result)
                 if board is not None:
                     board.write_epoch(result, trainer)
                 progress.on_steps(result)
@@ -225,9 +159,9 @@ def run_experiment(
         else:
             status = "completed"
         writer.write_params("final", trainer.params_arrays())
-        values = np.concatenate(all_values) if all_values else np.zeros((0, 0))
+        values = np.concatenate(all_values) if all_values else np.zeros((0, len(trainer.columns)))
         summary = summarize(
-            values, epochs, status, nonfinite_step, time.perf_counter() - started, train_seconds
+            trainer.columns, values, epochs, status, nonfinite_step, time.perf_counter() - started, train_seconds
         )
         writer.write_summary(summary)
     finally:
@@ -240,3 +174,31 @@ def run_experiment(
 
         plot_paths = write_run_plots(run_dir)
     return Outcome(run_dir, summary, stop.exit_code, plot_paths)
+
+
+def train_into(
+    config: Config,
+    dataset: Dataset,
+    target: RunTarget,
+    progress: Progress | None = None,
+    draw_plots: bool = True,
+    tensorboard: bool = False,
+    on_start: Callable[[Path], None] = lambda path: None,
+) -> Outcome:
+    """Make the run's folder (see RunTarget), train into it, and put it in its place.
+
+    A stop asked for before the folder exists raises Interrupted and writes nothing.
+    A run that replaces an earlier one (--overwrite) replaces it only when it ends
+    with a summary; an interrupted replacement keeps the earlier run and is moved
+    to a name of its own."""
+    with catch_stop_signals(STOP_NOTICE) as stop:
+        if stop.requested:
+            raise Interrupted(stop.exit_code)
+        run_dir = target.create()
+        on_start(target.final or run_dir)
+        outcome = run_experiment(config, dataset, run_dir, progress, draw_plots, tensorboard)
+    final = target.commit(run_dir, keep_old=outcome.summary["status"] == "interrupted")
+    if final != run_dir:
+        outcome.path = final
+        outcome.plot_paths = [final / PLOTS_DIR / path.name for path in outcome.plot_paths]
+    return outcome

@@ -1,4 +1,4 @@
-"""The 784-256-128-10 ReLU MLP: its parameters, forward pass and loss."""
+"""The MLP of any depth: its parameters, initialisers, forward pass and loss."""
 
 from __future__ import annotations
 
@@ -7,49 +7,112 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-LAYER_SIZES = (784, 256, 128, 10)
+from mnist_clip.config import REFERENCE_HIDDEN
+
+N_INPUTS = 784
+N_CLASSES = 10
 INIT_STDDEV = 0.1
+LAYER_SIZES = (N_INPUTS, *REFERENCE_HIDDEN, N_CLASSES)  # the reference net
 
 
-def param_shapes() -> dict[str, tuple[int, ...]]:
+def layer_sizes(hidden: tuple[int, ...] = REFERENCE_HIDDEN) -> tuple[int, ...]:
+    return (N_INPUTS, *hidden, N_CLASSES)
+
+
+def param_shapes(hidden: tuple[int, ...] = REFERENCE_HIDDEN) -> dict[str, tuple[int, ...]]:
+    sizes = layer_sizes(hidden)
     shapes: dict[str, tuple[int, ...]] = {}
-    for layer, (fan_in, fan_out) in enumerate(zip(LAYER_SIZES[:-1], LAYER_SIZES[1:]), start=1):
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         shapes[f"w{layer}"] = (fan_in, fan_out)
         shapes[f"b{layer}"] = (fan_out,)
     return shapes
 
 
-def init_params(seed: int) -> dict[str, tf.Variable]:
-    """The reference's initialisation, draw for draw: after `tf.random.set_seed(seed)`,
-    truncated_normal(stddev=0.1) weights and zero biases in the order w1 b1 w2 b2 w3 b3."""
+def layer_seed(seed: int, layer: int) -> int:
+    """The seed of layer `layer`'s Keras initializer: distinct per layer and per run seed,
+    so that seeds 1234 and 1235 share no layer's draw."""
+    return int(np.random.SeedSequence([seed, layer]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def keras_initializer(init: str, seed: int):
+    """Keras's GlorotNormal or HeNormal with this seed."""
+    import keras
+
+    kinds = {"glorot": keras.initializers.GlorotNormal, "he": keras.initializers.HeNormal}
+    return kinds[init](seed=seed)
+
+
+def init_params(seed: int, hidden: tuple[int, ...] = REFERENCE_HIDDEN, init: str = "reference") -> dict[str, tf.Variable]:
+    """Weights in the order w1, w2, ...; biases zero.
+
+    reference: the tutorial's draw, value for value: after `tf.random.set_seed(seed)`,
+    truncated_normal(stddev=0.1) for each weight in turn.
+    glorot / he: Keras's GlorotNormal / HeNormal, layer l seeded with layer_seed(seed, l).
+    """
     tf.random.set_seed(seed)
     params = {}
-    for name, shape in param_shapes().items():
-        if name.startswith("w"):
+    for name, shape in param_shapes(hidden).items():
+        if name.startswith("b"):
+            initial = tf.zeros(shape)
+        elif init == "reference":
             initial = tf.random.truncated_normal(shape, stddev=INIT_STDDEV)
         else:
-            initial = tf.zeros(shape)
+            initial = tf.convert_to_tensor(keras_initializer(init, layer_seed(seed, int(name[1:])))(shape, dtype="float32"))
         params[name] = tf.Variable(initial, name=name)
     return params
 
 
+ACTIVATION_FUNCTIONS = {"relu": tf.nn.relu, "sigmoid": tf.sigmoid, "tanh": tf.tanh}
+
+
+def activation_derivative(activation: str, h: tf.Tensor) -> tf.Tensor:
+    """act'(z), written with the activation's output h = act(z)."""
+    if activation == "relu":
+        return tf.cast(h > 0.0, h.dtype)
+    if activation == "sigmoid":
+        return h * (1.0 - h)
+    return 1.0 - h * h
+
+
+# The largest value of each activation's derivative: a unit is "saturated" when its
+# derivative is below 1% of this for every example of the batch.
+DERIVATIVE_MAX = {"relu": 1.0, "sigmoid": 0.25, "tanh": 1.0}
+SATURATION_FRACTION = 0.01
+
+
+def inactive_fraction(activation: str, h: tf.Tensor) -> tf.Tensor:
+    """ReLU: the share of units that are zero for every example of the batch (dead).
+    sigmoid, tanh: the share whose derivative is below 1% of its maximum for every
+    example (saturated). Either way, units that pass almost no gradient back."""
+    if activation == "relu":
+        inactive = h <= 0.0
+    else:
+        inactive = activation_derivative(activation, h) < SATURATION_FRACTION * DERIVATIVE_MAX[activation]
+    return tf.reduce_mean(tf.cast(tf.reduce_all(inactive, axis=0), tf.float32))
+
+
 class Forward(NamedTuple):
-    """Pre-activations z_l and hidden activations h_l, kept for the signal diagnostics."""
+    """Pre-activations z_1..z_L (z_L is the output) and hidden activations h_1..h_{L-1}."""
 
-    z1: tf.Tensor
-    h1: tf.Tensor
-    z2: tf.Tensor
-    h2: tf.Tensor
-    out: tf.Tensor
+    zs: list
+    hs: list
+
+    @property
+    def out(self) -> tf.Tensor:
+        return self.zs[-1]
 
 
-def forward(params: dict[str, tf.Variable], x: tf.Tensor) -> Forward:
-    z1 = x @ params["w1"] + params["b1"]
-    h1 = tf.nn.relu(z1)
-    z2 = h1 @ params["w2"] + params["b2"]
-    h2 = tf.nn.relu(z2)
-    out = h2 @ params["w3"] + params["b3"]
-    return Forward(z1, h1, z2, h2, out)
+def forward(params: dict[str, tf.Variable], x: tf.Tensor, activation: str = "relu") -> Forward:
+    n_layers = len(params) // 2
+    act = ACTIVATION_FUNCTIONS[activation]
+    zs, hs, h = [], [], x
+    for layer in range(1, n_layers + 1):
+        z = h @ params[f"w{layer}"] + params[f"b{layer}"]
+        zs.append(z)
+        if layer < n_layers:
+            h = act(z)
+            hs.append(h)
+    return Forward(zs, hs)
 
 
 def mse_loss(y_onehot: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
@@ -68,4 +131,5 @@ def prepare_inputs(images: np.ndarray, input_scale: float) -> np.ndarray:
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
-    return np.eye(LAYER_SIZES[-1], dtype=np.float32)[labels]
+    return np.eye(N_CLASSES, dtype=np.float32)[labels]
+

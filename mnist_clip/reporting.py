@@ -7,15 +7,15 @@ from pathlib import Path
 import click
 import numpy as np
 
-from mnist_clip.config import PARAM_NAMES, Config
+from mnist_clip.config import Config
 from mnist_clip.experiment import Progress
 
 
-def norm_listing(step: int, values: dict[str, float]) -> list[str]:
+def norm_listing(step: int, values: dict[str, float], tensors: tuple[str, ...]) -> list[str]:
     """The reference's ==before== / ==after== listing for one step."""
     lines = [f"step {step}  loss {values['loss']:.6g}"]
     for when in ("before", "after"):
-        norms = "  ".join(f"{name} {values[f'{name}_{when}']:.6g}" for name in PARAM_NAMES)
+        norms = "  ".join(f"{name} {values[f'{name}_{when}']:.6g}" for name in tensors)
         lines.append(f"=={when}==  {norms}  global {values[f'global_norm_{when}']:.6g}")
     return lines
 
@@ -33,12 +33,10 @@ class ConsoleProgress:
     def on_steps(self, result) -> None:
         if not self.print_every:
             return
-        from mnist_clip.runs import STEP_VALUE_COLUMNS
-
         for i, row in enumerate(result.values):
             step = result.first_step + i
             if step % self.print_every == 0:
-                for line in norm_listing(step, dict(zip(STEP_VALUE_COLUMNS, map(float, row)))):
+                for line in norm_listing(step, dict(zip(result.columns, map(float, row))), self.config.param_names):
                     click.echo(line)
 
     def on_epoch(self, result, trainer) -> None:

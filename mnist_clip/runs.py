@@ -1,10 +1,13 @@
-"""The run folder: its file contract, creating it, writing it safely, reading it back.
+"""The run folder: its file contract, creating it safely, writing it, reading it back.
 
 No TensorFlow here: plotting and comparing read runs without it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import io
 import json
 import math
@@ -14,38 +17,64 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from mnist_clip.config import PARAM_NAMES
+from mnist_clip.config import ACTIVATIONS, PARAM_NAMES, REFERENCE_HIDDEN, tensor_names
 from mnist_clip.errors import InputError
 
-# metrics.csv, one row per step. The first 19 columns are the reference's
-# logging; the rest say which tensors clipping acted on and how the
-# back-propagated signal and the ReLUs behave.
-NORM_COLUMNS = tuple(f"{name}_{when}" for name in PARAM_NAMES for when in ("before", "after"))
-TENSOR_CLIPPED_COLUMNS = tuple(f"{name}_clipped" for name in PARAM_NAMES)
-SIGNAL_COLUMNS = ("delta1", "delta2", "delta3", "dead_h1", "dead_h2")
-STEP_VALUE_COLUMNS = (
-    "loss",
-    "accuracy",
-    "global_norm_before",
-    "global_norm_after",
-    "clipped",
-    *NORM_COLUMNS,
-    *TENSOR_CLIPPED_COLUMNS,
-    *SIGNAL_COLUMNS,
-)
+
+def activity_column_prefix(activation: str) -> str:
+    """ReLU units die (output 0 for the whole batch); sigmoid and tanh units saturate."""
+    return "dead" if activation == "relu" else "saturated"
+
+
+def step_value_columns(tensors: Sequence[str] = PARAM_NAMES, activation: str = "relu") -> tuple[str, ...]:
+    """metrics.csv's value columns for a net with these tensors (w1 b1 ... wL bL).
+
+    For the reference net they are exactly the reference's logging (loss to
+    b3_after), then which tensors clipping acted on, the back-propagated signal
+    per layer and the share of inactive units per hidden layer.
+    """
+    n_layers = len(tensors) // 2
+    activity = activity_column_prefix(activation)
+    return (
+        "loss",
+        "accuracy",
+        "global_norm_before",
+        "global_norm_after",
+        "clipped",
+        *(f"{name}_{when}" for name in tensors for when in ("before", "after")),
+        *(f"{name}_clipped" for name in tensors),
+        *(f"delta{layer}" for layer in range(1, n_layers + 1)),
+        *(f"{activity}_h{layer}" for layer in range(1, n_layers)),
+    )
+
+
+STEP_VALUE_COLUMNS = step_value_columns()  # the reference net's
 METRIC_COLUMNS = ("step", "epoch", *STEP_VALUE_COLUMNS)
-FLAG_COLUMNS = frozenset(("clipped", *TENSOR_CLIPPED_COLUMNS))
+BASE_METRIC_COLUMNS = METRIC_COLUMNS[:7]  # every run has these first
 EPOCH_COLUMNS = ("epoch", "steps", "train_loss", "test_loss", "test_accuracy", "clipped_steps", "seconds")
+
+
+def metric_columns_for(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """metrics.csv's header for a config (a Config's to_dict() or a run's config.json)."""
+    hidden = config.get("hidden", REFERENCE_HIDDEN)
+    return ("step", "epoch", *step_value_columns(tensor_names(len(hidden) + 1), config.get("activation", "relu")))
+
+
+def is_flag_column(column: str) -> bool:
+    return column == "clipped" or column.endswith("_clipped")
+
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 EPOCHS_FILE = "epochs.csv"
 SUMMARY_FILE = "summary.json"
+SWEEP_FILE = "sweep.json"
 PLOTS_DIR = "plots"
+MAX_NAME_BYTES = 200  # leaves room under the file system's 255 for the temporary siblings' prefixes
 
 
 def default_run_name(clip: str, clip_norm: float) -> str:
@@ -53,33 +82,140 @@ def default_run_name(clip: str, clip_norm: float) -> str:
     return f"{setting}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def create_run_dir(out: str | Path, name: str | None, default_name: str, overwrite: bool = False) -> Path:
-    """Make the run folder. A given name must be new unless `overwrite`; a default
-    name gets a -2, -3, ... suffix until mkdir (atomic) succeeds, so two runs
-    started in the same second never share a folder."""
-    out = Path(out)
+def check_name(name: str, option: str = "--name") -> None:
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise InputError(f"{option} must be a plain folder name, without '/' (got {name!r})")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise InputError(f"{option} is {len(name.encode())} bytes long; at most {MAX_NAME_BYTES} are allowed")
+
+
+def check_out_folder(out: Path) -> None:
+    """--out must be a folder, or a path where one can be made."""
+    for parent in (out, *out.parents):
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise InputError(f"--out {out}: {parent} is not a folder")
+            return
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder written by `mnist-clip train`: a real folder with config.json, not a sweep or a link."""
+    return path.is_dir() and not path.is_symlink() and (path / CONFIG_FILE).is_file() and not (path / SWEEP_FILE).exists()
+
+
+@contextlib.contextmanager
+def folder_lock(path: Path, busy: str) -> Iterator[None]:
+    """An exclusive flock on a folder for the block, or InputError(busy) at once if another
+    process holds it. The kernel drops it when the process dies, however it dies."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"cannot create output folder {out}: {err.strerror}") from None
-    if name is not None:
-        if not name or "/" in name or name in (".", ".."):
-            raise InputError(f"--name must be a plain folder name (got {name!r})")
-        path = out / name
-        if path.exists():
-            if not overwrite:
-                raise InputError(f"run folder {path} already exists; choose another --name or add --overwrite")
-            shutil.rmtree(path)
-        path.mkdir()
-        return path
-    for attempt in range(1, 10_000):
-        path = out / (default_name if attempt == 1 else f"{default_name}-{attempt}")
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(busy) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_abandoned(out: Path, name: str) -> None:
+    """Temporary siblings of `name` that no live process holds (left by a killed run)."""
+    for stale in list(out.glob(f".{name}.new-*")) + list(out.glob(f".{name}.old-*")):
+        try:
+            with folder_lock(stale, "busy"):
+                shutil.rmtree(stale)
+        except (InputError, OSError):
+            continue
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """Where a run goes. A new name is claimed with mkdir (atomic: two runs never share a
+    folder). With --overwrite of an existing run, the new run is written beside it in a
+    hidden sibling and swapped in only once it has its summary."""
+
+    out: Path
+    name: str | None
+    default_name: str
+    overwrite: bool
+
+    @property
+    def final(self) -> Path | None:
+        return self.out / self.name if self.name else None
+
+    def check(self) -> None:
+        """Everything that can be checked before any folder is made."""
+        check_out_folder(self.out)
+        if self.name is None:
+            return
+        check_name(self.name)
+        final = self.final
+        if final.exists() or final.is_symlink():
+            if not self.overwrite:
+                raise InputError(f"run folder {final} already exists; choose another --name or add --overwrite")
+            if not is_run_folder(final):
+                raise InputError(
+                    f"--overwrite: {final} is not a run folder (no config.json, or a sweep or a link); it is left alone"
+                )
+
+    def create(self) -> Path:
+        """Make and return the folder to write the run into."""
+        self.check()
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise InputError(f"--out {self.out} is not a folder") from None
+        if self.name is None:
+            for attempt in range(1, 10_000):
+                path = self.out / (self.default_name if attempt == 1 else f"{self.default_name}-{attempt}")
+                try:
+                    path.mkdir()
+                    return path
+                except FileExistsError:
+                    continue
+            raise InputError(f"cannot find a free run folder name under {self.out}")
+        if self.final.exists() and self.overwrite:
+            _remove_abandoned(self.out, self.name)
+            path = self.out / f".{self.name}.new-{os.getpid()}"
             path.mkdir()
             return path
+        try:
+            self.final.mkdir()
         except FileExistsError:
-            continue
-    raise InputError(f"cannot find a free run folder name under {out}")
+            raise InputError(
+                f"run folder {self.final} already exists (another run just made it); choose another --name"
+            ) from None
+        return self.final
+
+    def commit(self, written: Path, keep_old: bool = False) -> Path:
+        """Put a finished run in its place; returns where it now is.
+
+        With keep_old (a replacing run that was interrupted), the earlier run stays
+        and the new one gets a visible name of its own instead."""
+        if written == self.final or self.final is None:
+            return written
+        if keep_old:
+            return self._rename_free(written, f"{self.name}-interrupted-{time.strftime('%Y%m%d-%H%M%S')}")
+        with folder_lock(self.out, f"{self.out} is busy"):
+            old = None
+            if self.final.exists():
+                if not is_run_folder(self.final):
+                    raise InputError(f"--overwrite: {self.final} is no longer a run folder; the new run is in {written}")
+                with folder_lock(self.final, f"{self.final} is being written by another run; the new run is in {written}"):
+                    old = self.out / f".{self.name}.old-{os.getpid()}"
+                    os.rename(self.final, old)
+            os.rename(written, self.final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.final
+
+    def _rename_free(self, written: Path, name: str) -> Path:
+        for attempt in range(1, 10_000):
+            path = self.out / (name if attempt == 1 else f"{name}-{attempt}")
+            if not path.exists():
+                os.rename(written, path)
+                return path
+        return written
 
 
 def _file_mode() -> int:
@@ -130,7 +266,7 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def format_value(column: str, value: float) -> str:
-    if column in FLAG_COLUMNS:
+    if is_flag_column(column):
         return str(int(value))
     return "%.9g" % value  # round-trips float32 exactly
 
@@ -147,24 +283,31 @@ def csv_lines(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
 
 
 class RunWriter:
-    """Writes one run folder. metrics.csv is appended and flushed once per chunk of
-    steps, so a killed process loses at most the chunk in flight; every other file
-    is replaced atomically."""
+    """Writes one run folder, holding a lock on it while it does. metrics.csv is appended
+    and flushed once per chunk of steps, so a killed process loses at most the chunk in
+    flight; every other file is replaced atomically."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, metric_columns: Sequence[str] = METRIC_COLUMNS):
         self.path = Path(path)
-        self._metrics = open(self.path / METRICS_FILE, "w", encoding="utf-8")
-        self._metrics.write(",".join(METRIC_COLUMNS) + "\n")
-        self._metrics.flush()
+        self.metric_columns = tuple(metric_columns)
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(folder_lock(self.path, f"{self.path} is being written by another run"))
+        try:
+            self._metrics = open(self.path / METRICS_FILE, "w", encoding="utf-8")
+            self._metrics.write(",".join(self.metric_columns) + "\n")
+            self._metrics.flush()
+        except BaseException:
+            self._lock.close()
+            raise
         self._epoch_rows: list[tuple] = []
 
     def write_config(self, config: dict[str, Any]) -> None:
         write_json(self.path / CONFIG_FILE, config)
 
     def append_steps(self, first_step: int, epoch: int, records: np.ndarray) -> None:
-        """records: [n, len(STEP_VALUE_COLUMNS)] for steps first_step, first_step+1, ..."""
+        """records: [n, value columns] for steps first_step, first_step+1, ..."""
         rows = ((first_step + i, epoch, *map(float, record)) for i, record in enumerate(records))
-        self._metrics.write(csv_lines(METRIC_COLUMNS, rows))
+        self._metrics.write(csv_lines(self.metric_columns, rows))
         self._metrics.flush()
         os.fsync(self._metrics.fileno())
 
@@ -180,7 +323,12 @@ class RunWriter:
         write_json(self.path / SUMMARY_FILE, summary)
 
     def close(self) -> None:
-        self._metrics.close()
+        try:
+            self._metrics.close()
+        except OSError:
+            pass  # a full disk: what was flushed is on disk
+        finally:
+            self._lock.close()
 
 
 def nonfinite_steps(loss: np.ndarray, global_norm_before: np.ndarray) -> np.ndarray:
@@ -212,6 +360,24 @@ class Run:
         return self.summary["status"] if self.summary else "unfinished"
 
     @property
+    def tensors(self) -> tuple[str, ...]:
+        """w1 b1 ... wL bL, from metrics.csv's columns."""
+        return tuple(c[: -len("_before")] for c in self.metrics if c.endswith("_before") and c != "global_norm_before")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.tensors) // 2
+
+    @property
+    def activation(self) -> str:
+        return self.config.get("activation", "relu")
+
+    @property
+    def activity_columns(self) -> tuple[str, ...]:
+        prefix = activity_column_prefix(self.activation)
+        return tuple(f"{prefix}_h{layer}" for layer in range(1, self.n_layers))
+
+    @property
     def clip_label(self) -> str:
         clip = self.config.get("clip", "?")
         return "no clipping" if clip == "none" else f"{clip} {self.config.get('clip_norm', 0):g}"
@@ -224,11 +390,14 @@ class Run:
 
 
 def read_csv(path: Path, columns: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-    """A numeric CSV as {column: float array}. A last line cut short by a kill is dropped."""
+    """A numeric CSV as {column: float array}. A last line cut short by a kill is dropped.
+    With `columns`, the header must be exactly those."""
     with open(path, encoding="utf-8") as file:
-        header = file.readline().strip().split(",")
-        if columns is not None and tuple(header[: len(columns)]) != columns:
-            raise InputError(f"{path}: unexpected columns; expected {','.join(columns)}")
+        header = file.readline().rstrip("\n").split(",")
+        if columns is not None and tuple(header) != tuple(columns):
+            missing = [c for c in columns if c not in header]
+            detail = f"missing {', '.join(missing[:5])}" if missing else "columns differ"
+            raise InputError(f"{path}: unexpected columns ({detail}); expected {len(columns)} columns from {columns[0]} to {columns[-1]}")
         rows = []
         for line in file:
             if not line.endswith("\n"):
@@ -244,22 +413,58 @@ def read_csv(path: Path, columns: tuple[str, ...] | None = None) -> dict[str, np
     return {column: table[:, i] for i, column in enumerate(header)}
 
 
+def _read_json_object(path: Path) -> dict:
+    value = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: expected a JSON object, found {type(value).__name__}; the file was changed by hand?")
+    return value
+
+
 def read_run(path: str | Path) -> Run:
     path = Path(path)
+    not_a_run = f"{path} is not a run folder ({{}}); give a folder written by `mnist-clip train`"
     if not path.is_dir():
-        raise InputError(f"{path} is not a run folder (not a folder); give a folder written by `mnist-clip train`")
+        raise InputError(not_a_run.format("not a folder"))
     for required in (CONFIG_FILE, METRICS_FILE):
         if not (path / required).is_file():
-            raise InputError(
-                f"{path} is not a run folder (no {required}); give a folder written by `mnist-clip train`"
-            )
+            raise InputError(not_a_run.format(f"no {required}"))
     try:
-        config = json.loads((path / CONFIG_FILE).read_text())
-        metrics = read_csv(path / METRICS_FILE, METRIC_COLUMNS[:7])
+        config = _read_json_object(path / CONFIG_FILE)
+        if config.get("activation", "relu") not in ACTIVATIONS or not isinstance(config.get("hidden", []), list):
+            raise InputError(f"{path / CONFIG_FILE}: its activation or hidden value is not one mnist-clip writes")
+        metrics = read_csv(path / METRICS_FILE, metric_columns_for(config))
         epochs_path = path / EPOCHS_FILE
         epochs = read_csv(epochs_path, EPOCH_COLUMNS) if epochs_path.is_file() else {c: np.zeros(0) for c in EPOCH_COLUMNS}
         summary_path = path / SUMMARY_FILE
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read run files ({err})") from None
+        summary = _read_json_object(summary_path) if summary_path.is_file() else None
+        if summary is not None and not isinstance(summary.get("status"), str):
+            raise InputError(f"{summary_path}: no status; the file was changed by hand?")
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(f"{path}: cannot read run files ({describe_error(err)})") from None
     return Run(path, config, metrics, epochs, summary)
+
+
+OS_ERROR_HINTS = {
+    errno.ENOSPC: "the disk is full; free some space (earlier results are untouched)",
+    errno.EROFS: "the file system is read-only; choose another --out",
+    errno.EACCES: "permission denied; choose a folder you can write to",
+    errno.EPERM: "operation not permitted; choose a folder you can write to",
+    errno.ENAMETOOLONG: "a file name is too long; choose a shorter --name or --out",
+    errno.EEXIST: "it already exists",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.EDQUOT: "the disk quota is exceeded; free some space",
+}
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for an OS error: what failed, on which file, and what to do."""
+    if not isinstance(err, OSError) or err.errno is None:
+        return str(err).replace("\n", " ")
+    where = f" {err.filename}" if err.filename else ""
+    if err.filename2:
+        where += f" -> {err.filename2}"
+    hint = OS_ERROR_HINTS.get(err.errno, (err.strerror or str(err)).lower())
+    return f"cannot use{where}: {hint}"

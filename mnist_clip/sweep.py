@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import json
+import os
+import queue
 import shutil
+import signal
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -16,9 +19,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mnist_clip.config import CONFIG_KEYS, Config, normalize_key, unknown_key_message
+from mnist_clip.config import CONFIG_KEYS, Config, format_hidden, normalize_key, parse_hidden, unknown_key_message
 from mnist_clip.errors import InputError
-from mnist_clip.runs import SUMMARY_FILE, format_value, read_run, write_atomic
+from mnist_clip.runs import MAX_NAME_BYTES, SUMMARY_FILE, format_value, read_run, write_atomic
 
 DEFAULT_GRID = ("lr=0.01,0.03,0.1,0.3", "clip_norm=none,1,5,15", "input_scale=50,255")
 FINISHED = ("completed", "diverged")
@@ -37,11 +40,27 @@ class Cell:
     def name(self) -> str:
         return ",".join(f"{key}={format_setting(value)}" for key, value in self.settings)
 
+    @property
+    def folder_name(self) -> str:
+        return cell_folder_name(self.name)
+
+
+def cell_folder_name(name: str) -> str:
+    """The cell's name as one safe path component: '/' and '%' percent-encoded, and a
+    name too long for the file system cut and made unique by a hash of the whole."""
+    safe = name.replace("%", "%25").replace("/", "%2F").replace("\0", "%00")
+    if len(safe.encode()) <= MAX_NAME_BYTES:
+        return safe
+    digest = hashlib.sha1(safe.encode()).hexdigest()[:12]
+    return safe.encode()[: MAX_NAME_BYTES - 13].decode(errors="ignore") + "~" + digest
+
 
 def format_setting(value: Any) -> str:
     if value is None:
         return "none"
     if isinstance(value, tuple):
+        if all(isinstance(v, int) for v in value):
+            return format_hidden(value).replace(",", "+")
         return "+".join(value)
     if isinstance(value, float):
         return f"{value:g}"
@@ -63,8 +82,13 @@ def parse_value(key: str, text: str) -> Any:
             if text.lower() not in ("true", "false"):
                 raise ValueError
             return text.lower() == "true"
+        if kind == "tuple[int, ...]":
+            return parse_hidden(text.replace("+", ","), f"--grid {key}")
         if kind == "tuple[str, ...]":
-            return tuple(part for part in text.split("+") if part)
+            names = tuple(part for part in text.split("+") if part)
+            if not names:
+                raise InputError(f"--grid {key}: an empty value; name tensors joined with +, e.g. w3+b3")
+            return names
         return text
     except ValueError:
         raise InputError(f"--grid {key}: cannot read {text!r} as {kind}") from None
@@ -82,7 +106,11 @@ def parse_grid(specs: tuple[str, ...] | list[str]) -> list[tuple[str, list]]:
             raise InputError(unknown_key_message(key, "--grid"))
         if any(key == existing for existing, _ in grid):
             raise InputError(f"--grid {key} is given twice; put all its values in one --grid")
-        grid.append((key, [parse_value(key, value) for value in values.split(",")]))
+        parsed = [parse_value(key, value) for value in values.split(",")]
+        repeated = [format_setting(v) for i, v in enumerate(parsed) if v in parsed[:i]]
+        if repeated:
+            raise InputError(f"--grid {key}: the value {repeated[0]} is given twice (values are compared after reading)")
+        grid.append((key, parsed))
     if len(grid) > MAX_GRID_KEYS:
         raise InputError(f"--grid takes at most {MAX_GRID_KEYS} keys (x, y, panel columns, panel rows); got {len(grid)}")
     return grid
@@ -107,7 +135,7 @@ def cell_finished(cell_dir: Path) -> bool:
     """A cell is done when its summary says completed or diverged; anything else is run again."""
     try:
         return json.loads((cell_dir / SUMMARY_FILE).read_text())["status"] in FINISHED
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
@@ -137,6 +165,44 @@ def run_cell(config: Config, cell_dir: str, plots: bool) -> tuple[str, dict, int
     return cell_dir, outcome.summary, outcome.exit_code
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel kills this process when its parent dies, however the parent dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+
+
+def _worker_main(tasks, results, parent_pid: int) -> None:
+    """A sweep worker: trains the cells it is handed until told to stop. Ctrl-C at the
+    terminal is the parent's to handle; the parent's SIGTERM stops the cell in flight
+    after its epoch (a second one ends the worker at once)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+    from mnist_clip.interrupts import catch_stop_signals
+
+    with catch_stop_signals(signals=(signal.SIGTERM,)) as stop:
+        while not stop.requested:
+            try:
+                task = tasks.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if task is None:
+                return
+            config, cell_dir, plots = task
+            try:
+                results.put(("done", *run_cell(config, cell_dir, plots)))
+            except BaseException as err:  # reported by the parent, which goes on with the other cells
+                from mnist_clip.runs import describe_error
+
+                results.put(("failed", cell_dir, f"{type(err).__name__}: {describe_error(err)}", 1))
+
+
 def run_cells(
     cells: list[Cell],
     sweep_dir: Path,
@@ -144,11 +210,13 @@ def run_cells(
     plots: bool,
     report: Callable[[str], None] = print,
 ) -> int:
-    """Run the cells not finished yet. Returns 0, or the exit status of a cell that a
-    signal interrupted (the sweep stops there; the cell runs again on resuming)."""
+    """Run the cells not finished yet. Returns 0, or 128 + the signal that stopped the
+    sweep (cells cut short run again on resuming), or 1 if a cell failed."""
+    from mnist_clip.interrupts import catch_stop_signals
+
     todo = []
     for cell in cells:
-        cell_dir = sweep_dir / "cells" / cell.name
+        cell_dir = sweep_dir / "cells" / cell.folder_name
         if cell_finished(cell_dir):
             continue
         if cell_dir.exists():
@@ -159,30 +227,83 @@ def run_cells(
         report(f"{done_before} of {len(cells)} cells finished earlier; running the other {len(todo)}")
     (sweep_dir / "cells").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    names = {str(cell_dir): cell for cell, cell_dir in todo}
+    counter = itertools.count(1)
+    failed = []
 
-    def announce(index: int, cell: Cell, summary: dict) -> None:
-        if summary["status"] == "diverged":
+    def announce(message: tuple) -> None:
+        kind, cell_dir, summary, _ = message
+        cell = names[cell_dir]
+        if kind == "failed":
+            failed.append(cell.name)
+            result = f"failed: {summary}"
+        elif summary["status"] == "diverged":
             result = f"diverged at step {summary['first_nonfinite_step']}"
         elif summary["test_accuracy"] is None:
             result = summary["status"]
         else:
             result = f"{summary['status']}, test acc {100 * summary['test_accuracy']:.1f}%"
-        report(f"[{index}/{len(todo)}] {cell.name}: {result}  ({time.perf_counter() - started:.0f} s)")
+        report(f"[{next(counter)}/{len(todo)}] {cell.name}: {result}  ({time.perf_counter() - started:.0f} s)")
 
-    if jobs <= 1:
-        for index, (cell, cell_dir) in enumerate(todo, start=1):
-            _, summary, exit_code = run_cell(cell.config, str(cell_dir), plots)
-            announce(index, cell, summary)
-            if exit_code:
-                return exit_code
-    else:
-        names = {str(cell_dir): cell for cell, cell_dir in todo}
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_cell, cell.config, str(cell_dir), plots) for cell, cell_dir in todo]
-            for index, future in enumerate(futures, start=1):
-                cell_dir, summary, _ = future.result()
-                announce(index, names[cell_dir], summary)
-    return 0
+    notice = "stopping the sweep: no new cells, the cells in flight stop after their epoch (Ctrl-C again to quit at once)"
+    with catch_stop_signals(notice) as stop:
+        if jobs <= 1 or len(todo) <= 1:
+            for cell, cell_dir in todo:
+                if stop.requested:
+                    break
+                announce(("done", *run_cell(cell.config, str(cell_dir), plots)))
+        else:
+            _run_in_workers(todo, min(jobs, len(todo)), plots, announce, stop, report)
+        if stop.requested:
+            return stop.exit_code
+    return 1 if failed else 0
+
+
+def _run_in_workers(todo, jobs: int, plots: bool, announce: Callable, stop, report: Callable) -> None:
+    """Hand the cells to `jobs` worker processes, one cell per idle worker, so that a stop
+    leaves nothing queued. The workers live for the whole sweep (TensorFlow is imported
+    and the data loaded once per worker) and die with this process."""
+    context = get_context("spawn")
+    tasks, results = context.Queue(), context.Queue()
+    tasks.cancel_join_thread()
+    workers = [context.Process(target=_worker_main, args=(tasks, results, os.getpid()), daemon=True)
+               for _ in range(jobs)]
+    for worker in workers:
+        worker.start()
+    pending = list(todo)
+    in_flight = 0
+    try:
+        while (pending or in_flight) and not stop.requested:
+            while pending and in_flight < jobs:
+                cell, cell_dir = pending.pop(0)
+                tasks.put((cell.config, str(cell_dir), plots))
+                in_flight += 1
+            try:
+                message = results.get(timeout=0.1)
+            except queue.Empty:
+                dead = [w for w in workers if not w.is_alive()]
+                if dead and not stop.requested:
+                    report(f"a sweep worker process ended unexpectedly (exit status {dead[0].exitcode}); stopping")
+                    break
+                continue
+            in_flight -= 1
+            announce(message)
+        for worker in workers:
+            if worker.is_alive():
+                if stop.requested:
+                    os.kill(worker.pid, signal.SIGTERM)
+                else:
+                    tasks.put(None)
+        while any(worker.is_alive() for worker in workers) or not results.empty():
+            try:
+                announce(results.get(timeout=0.1))
+            except queue.Empty:
+                continue
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+            worker.join()
 
 
 def sweep_rows(cells: list[Cell], sweep_dir: Path) -> list[dict]:
@@ -192,10 +313,11 @@ def sweep_rows(cells: list[Cell], sweep_dir: Path) -> list[dict]:
     rows = []
     for cell in cells:
         row: dict[str, Any] = {key: format_setting(value) for key, value in cell.settings}
-        cell_dir = sweep_dir / "cells" / cell.name
-        if cell_dir.is_dir():
+        cell_dir = sweep_dir / "cells" / cell.folder_name
+        if (cell_dir / "config.json").is_file():
             run = read_run(cell_dir)
-            row.update(table_row(run))
+            # the grid's own values win over the table's columns of the same name (clip)
+            row.update((key, value) for key, value in table_row(run).items() if key not in row)
             row["first_nonfinite_step"] = run.summary.get("first_nonfinite_step") if run.summary else None
         else:
             row.update(status="not run", name=cell.name)
@@ -287,3 +409,80 @@ def write_sweep_outputs(cells: list[Cell], grid: list[tuple[str, list]], sweep_d
     write_atomic(csv_path, rows_csv(rows).encode())
     png_path = save_figure(stability_figure(rows, grid, metric), sweep_dir / "stability.png")
     return [png_path, csv_path]
+
+
+def changed_base_keys(stored: dict, base: Config, grid: list[tuple[str, list]]) -> list[str]:
+    """The base options, other than the grid's own keys, in which a sweep folder's
+    recorded base differs from `base`."""
+    defaults = Config().to_dict()
+    current = base.to_dict()
+    swept = {key for key, _ in grid} | ({"clip"} if any(key == "clip_norm" for key, _ in grid) else set())
+    return [key for key in current if key not in swept and stored.get(key, defaults[key]) != current[key]]
+
+
+def open_sweep_folder(out: Path, name: str | None) -> tuple[Path, bool]:
+    """The sweep folder: made new (True), or an existing one to resume (False)."""
+    from mnist_clip.runs import RunTarget, check_name
+
+    if name is None:
+        return RunTarget(out, None, f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", False).create(), True
+    check_name(name)
+    path = out / name
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise InputError(f"{path} exists and is not a sweep folder; choose another --name")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
+        return path, True
+    except FileExistsError:
+        return path, False
+
+
+def run_sweep(
+    base: Config,
+    grid: list[tuple[str, list]],
+    out: str | Path,
+    name: str | None = None,
+    jobs: int = 1,
+    plots: bool = False,
+    metric: str = "test_accuracy",
+    report: Callable[[str], None] = print,
+    dataset=None,
+) -> tuple[Path, int, list[Path]]:
+    """Train every cell of the grid not finished yet into <out>/<name>/cells/, then write
+    sweep.csv and stability.png. Returns (sweep folder, exit status, files written).
+
+    The folder is locked while the sweep runs: a second sweep of the same name is
+    refused, not mixed in. Resuming with other base options is refused too."""
+    from mnist_clip.runs import check_out_folder, folder_lock, write_json
+
+    out = Path(out)
+    check_out_folder(out)
+    cells = make_cells(base, grid)
+    sweep_dir, new = open_sweep_folder(out, name)
+    with folder_lock(sweep_dir, f"sweep {sweep_dir} is being run by another mnist-clip process; wait for it or choose another --name"):
+        record = sweep_dir / "sweep.json"
+        if not new:
+            if not record.is_file():
+                raise InputError(f"{sweep_dir} exists and is not a sweep folder; choose another --name")
+            try:
+                stored = json.loads(record.read_text()).get("base", {})
+            except (OSError, ValueError, AttributeError):
+                raise InputError(f"{record} cannot be read; choose another --name") from None
+            changed = changed_base_keys(stored, base, grid)
+            if changed:
+                shown = ", ".join(f"{key} {stored.get(key)!r} -> {getattr(base, key)!r}" for key in changed[:4])
+                raise InputError(
+                    f"sweep {sweep_dir.name} was run with other options ({shown}); resuming would mix "
+                    "incomparable cells: give the same options, or another --name"
+                )
+            report(f"sweep: {sweep_dir} (resuming)")
+        else:
+            report(f"sweep: {sweep_dir}")
+        write_json(record, {"grid": [[k, [format_setting(v) for v in vs]] for k, vs in grid], "base": base.to_dict()})
+        report(f"{len(cells)} cells: " + " x ".join(f"{key} ({len(values)})" for key, values in grid) + f", {jobs} job(s)")
+        if dataset is not None:
+            preload_dataset(base, dataset)
+        exit_code = run_cells(cells, sweep_dir, jobs, plots, report=report)
+        files = write_sweep_outputs(cells, grid, sweep_dir, metric)
+    return sweep_dir, exit_code, files

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from mnist_clip.config import PARAM_NAMES
 from mnist_clip.model import forward, mse_loss
-from mnist_clip.runs import STEP_VALUE_COLUMNS, TENSOR_CLIPPED_COLUMNS
 
 TENSORBOARD_DIR = "tensorboard"
 
@@ -23,11 +21,9 @@ def scalar_tag(column: str) -> str:
         return f"signal/{column}"
     if column.startswith("dead_"):
         return f"dead_relu/{column[5:]}"
+    if column.startswith("saturated_"):
+        return f"saturated/{column[10:]}"
     return f"train/{column}"
-
-
-SCALAR_COLUMNS = tuple(c for c in STEP_VALUE_COLUMNS if c not in TENSOR_CLIPPED_COLUMNS)
-SCALAR_TAGS = tuple(scalar_tag(c) for c in SCALAR_COLUMNS)
 
 
 class TensorBoardLog:
@@ -35,11 +31,14 @@ class TensorBoardLog:
     the epoch's test metrics, and histograms of the gradients (before clipping)
     and of the weights at the end of every epoch."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, step_columns: tuple[str, ...], activation: str = "relu"):
         self.writer = tf.summary.create_file_writer(str(Path(run_dir) / TENSORBOARD_DIR))
+        self.activation = activation
         from tensorboard.plugins.scalar import metadata
 
-        columns = [STEP_VALUE_COLUMNS.index(c) for c in SCALAR_COLUMNS]
+        scalar_columns = [c for c in step_columns if not c.endswith("_clipped")]
+        columns = [step_columns.index(c) for c in scalar_columns]
+        scalar_tags = [scalar_tag(c) for c in scalar_columns]
         scalar_metadata = metadata.create_summary_metadata(display_name=None, description=None)
 
         # One graph loops over the chunk's steps. tf.summary.scalar would prefix
@@ -50,7 +49,7 @@ class TensorBoardLog:
             picked = tf.gather(values, columns, axis=1)
             for i in tf.range(tf.shape(picked)[0]):
                 step = first_step + tf.cast(i, tf.int64)
-                for j, tag in enumerate(SCALAR_TAGS):
+                for j, tag in enumerate(scalar_tags):
                     tf.summary.write(tag=tag, tensor=picked[i, j], step=step, metadata=scalar_metadata)
 
         self._write_steps = write_steps
@@ -62,19 +61,19 @@ class TensorBoardLog:
             tf.summary.scalar("test/loss", result.test_loss, step=last_step)
             tf.summary.scalar("test/accuracy", result.test_accuracy, step=last_step)
             xb, yb = trainer.epoch_batches(result.epoch)[0]
-            for name, gradient in zip(PARAM_NAMES, gradients(trainer.params, xb[0], yb[0])):
+            for name, gradient in zip(trainer.params, gradients(trainer.params, xb[0], yb[0], self.activation)):
                 tf.summary.histogram(f"gradient/{name}", gradient, step=last_step)
-            for name in PARAM_NAMES:
-                tf.summary.histogram(f"weight/{name}", trainer.params[name], step=last_step)
+            for name, weight in trainer.params.items():
+                tf.summary.histogram(f"weight/{name}", weight, step=last_step)
         self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
 
 
-def gradients(params: dict, x: tf.Tensor, y: tf.Tensor) -> list[tf.Tensor]:
+def gradients(params: dict, x: tf.Tensor, y: tf.Tensor, activation: str = "relu") -> list[tf.Tensor]:
     """The raw gradients on one batch with the current parameters (for the histograms)."""
-    variables = [params[name] for name in PARAM_NAMES]
+    variables = list(params.values())
     with tf.GradientTape() as tape:
-        loss = mse_loss(y, forward(params, x).out)
+        loss = mse_loss(y, forward(params, x, activation).out)
     return tape.gradient(loss, variables)

@@ -10,26 +10,27 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_clip.clipping import CLIP_FUNCTIONS, clip_fired, clip_with_norms, clipped_norms
-from mnist_clip.config import PARAM_NAMES, Config
+from mnist_clip.config import Config
 from mnist_clip.data import Dataset
-from mnist_clip.model import accuracy, forward, init_params, mse_loss, one_hot, prepare_inputs
-from mnist_clip.runs import STEP_VALUE_COLUMNS
-
-N_VALUES = len(STEP_VALUE_COLUMNS)
+from mnist_clip.model import accuracy, forward, inactive_fraction, init_params, mse_loss, one_hot, prepare_inputs
+from mnist_clip.runs import step_value_columns
 
 
-def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip: str, threshold: float):
+def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip: str, threshold: float,
+                activation: str = "relu"):
     """One step's gradients and everything logged about them, before any update.
 
-    Returns (clipped gradients, finite flag, the STEP_VALUE_COLUMNS vector).
+    Returns (clipped gradients, finite flag, the step_value_columns vector).
     """
-    variables = [params[name] for name in PARAM_NAMES]
+    names = list(params)
+    variables = [params[name] for name in names]
     with tf.GradientTape() as tape:
-        fwd = forward(params, x)
+        fwd = forward(params, x, activation)
         loss = mse_loss(y, fwd.out)
-    # Gradients w.r.t. the pre-activations z1, z2, out are the back-propagated
+    # Gradients w.r.t. the pre-activations z_1..z_L are the back-propagated
     # signals delta_l; asking for them with the weights costs one backward pass.
-    *grads, delta1, delta2, delta3 = tape.gradient(loss, variables + [fwd.z1, fwd.z2, fwd.out])
+    gradients = tape.gradient(loss, variables + fwd.zs)
+    grads, deltas = gradients[: len(names)], gradients[len(names) :]
     norms_before = [tf.norm(g) for g in grads]
     global_before = tf.norm(tf.stack(norms_before))
     clipped = clip_with_norms(clip, grads, threshold, norms_before)
@@ -38,7 +39,7 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
     global_after = tf.norm(tf.stack(norms_after))
     finite = tf.math.is_finite(loss) & tf.math.is_finite(global_before)
     interleaved = [n for pair in zip(norms_before, norms_after) for n in pair]
-    dead = [tf.reduce_mean(tf.cast(tf.reduce_all(h <= 0.0, axis=0), tf.float32)) for h in (fwd.h1, fwd.h2)]
+    activity = [inactive_fraction(activation, h) for h in fwd.hs]
     values = tf.stack(
         [
             loss,
@@ -48,10 +49,8 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
             tf.reduce_max(tf.stack(fired)),
             *interleaved,
             *fired,
-            tf.norm(delta1),
-            tf.norm(delta2),
-            tf.norm(delta3),
-            *dead,
+            *(tf.norm(delta) for delta in deltas),
+            *activity,
         ]
     )
     return clipped, finite, values
@@ -62,11 +61,12 @@ def make_train_chunk(
     clip: str,
     threshold: float,
     lr: float,
-    trainable: Sequence[str] = PARAM_NAMES,
+    trainable: Sequence[str] | None = None,
     stop_on_nonfinite: bool = True,
     log_norms: bool = True,
+    activation: str = "relu",
 ):
-    """A compiled function (xb [n, B, 784], yb [n, B, 10]) -> (values [n, N_VALUES], steps run, stopped).
+    """A compiled function (xb [n, B, 784], yb [n, B, 10]) -> (values [n, value columns], steps run, stopped).
 
     It runs n steps of batch size B, batch i being xb[i], in one XLA-compiled
     loop, keeps each step's values in a TensorArray and hands them back once.
@@ -75,8 +75,10 @@ def make_train_chunk(
     zeros). With log_norms=False only the loss is kept (the benchmark's
     baseline for what logging costs).
     """
-    variables = [params[name] for name in PARAM_NAMES]
-    updated = [name in trainable for name in PARAM_NAMES]
+    names = list(params)
+    variables = [params[name] for name in names]
+    updated = [trainable is None or name in trainable for name in names]
+    n_values = len(step_value_columns(names, activation))
     learning_rate = tf.constant(lr, tf.float32)
 
     def apply(gradients):
@@ -87,10 +89,10 @@ def make_train_chunk(
 
     def one_step(x, y):
         if log_norms:
-            clipped, finite, values = step_values(params, x, y, clip, threshold)
+            clipped, finite, values = step_values(params, x, y, clip, threshold, activation)
         else:
             with tf.GradientTape() as tape:
-                loss = mse_loss(y, forward(params, x).out)
+                loss = mse_loss(y, forward(params, x, activation).out)
             clipped = CLIP_FUNCTIONS[clip](tape.gradient(loss, variables), threshold)
             finite, values = tf.math.is_finite(loss), tf.reshape(loss, [1])
         if stop_on_nonfinite:
@@ -104,7 +106,7 @@ def make_train_chunk(
     @tf.function(jit_compile=True)
     def run_chunk(xb, yb):
         n_steps = tf.shape(xb)[0]
-        records = tf.TensorArray(tf.float32, size=n_steps, element_shape=[N_VALUES if log_norms else 1])
+        records = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_values if log_norms else 1])
 
         def keep_going(i, stopped, records):
             return tf.logical_and(i < n_steps, tf.logical_not(stopped))
@@ -130,10 +132,10 @@ def batched(x: tf.Tensor, batch_size: int) -> list[tf.Tensor]:
     return parts
 
 
-def make_evaluate(params: dict[str, tf.Variable]):
+def make_evaluate(params: dict[str, tf.Variable], activation: str = "relu"):
     @tf.function(reduce_retracing=True)
     def evaluate(x, y):
-        out = forward(params, x).out
+        out = forward(params, x, activation).out
         return mse_loss(y, out), accuracy(y, out)
 
     return evaluate
@@ -148,7 +150,8 @@ def epoch_order(n_examples: int, seed: int, epoch: int) -> np.ndarray:
 class EpochResult:
     epoch: int
     first_step: int
-    values: np.ndarray  # [steps run, N_VALUES]
+    columns: tuple[str, ...]  # the names of the values' columns
+    values: np.ndarray  # [steps run, len(columns)]
     test_loss: float
     test_accuracy: float
     seconds: float
@@ -156,7 +159,7 @@ class EpochResult:
     finished: bool  # False when a non-finite step stopped the run in this epoch
 
     def column(self, name: str) -> np.ndarray:
-        return self.values[:, STEP_VALUE_COLUMNS.index(name)]
+        return self.values[:, self.columns.index(name)]
 
 
 class Trainer:
@@ -164,7 +167,8 @@ class Trainer:
 
     def __init__(self, config: Config, dataset: Dataset, log_norms: bool = True):
         self.config = config
-        self.params = init_params(config.seed)
+        self.params = init_params(config.seed, config.hidden, config.init)
+        self.columns = step_value_columns(config.param_names, config.activation)
         self.initial_params = {name: v.numpy() for name, v in self.params.items()}
         self.x_train = tf.constant(prepare_inputs(dataset.x_train, config.input_scale))
         self.y_train = tf.constant(one_hot(dataset.y_train))
@@ -184,8 +188,9 @@ class Trainer:
             config.trainable,
             stop_on_nonfinite=config.on_nonfinite == "stop",
             log_norms=log_norms,
+            activation=config.activation,
         )
-        self.evaluate = make_evaluate(self.params)
+        self.evaluate = make_evaluate(self.params, config.activation)
 
     def epoch_batches(self, epoch: int) -> list[tuple[tf.Tensor, tf.Tensor]]:
         """The epoch's batches as (xb, yb) pairs of static shape, in file order or shuffled."""
@@ -215,6 +220,7 @@ class Trainer:
         test_loss, test_accuracy = self.evaluate(self.x_test, self.y_test)
         return EpochResult(
             epoch=epoch,
+            columns=self.columns,
             first_step=epoch * self.steps_per_epoch,
             values=values,
             test_loss=float(test_loss),
@@ -225,7 +231,7 @@ class Trainer:
         )
 
     def params_arrays(self) -> dict[str, np.ndarray]:
-        return {name: self.params[name].numpy() for name in PARAM_NAMES}
+        return {name: variable.numpy() for name, variable in self.params.items()}
 
 
 def train_epochs(

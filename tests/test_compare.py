@@ -25,8 +25,8 @@ def expected_row(run_dir):
         "steps_clipped": sum(int(r["clipped"]) for r in rows),
         "final_loss": float(np.mean(loss[last])),
         "test_accuracy": float(epochs[-1]["test_accuracy"]),
-        "median_w1_w3_first_epoch": float(np.median(ratio[first][np.isfinite(ratio[first])])),
-        "median_w1_w3_last_epoch": float(np.median(ratio[last][np.isfinite(ratio[last])])),
+        "median_w1_wL_first_epoch": float(np.median(ratio[first][np.isfinite(ratio[first])])),
+        "median_w1_wL_last_epoch": float(np.median(ratio[last][np.isfinite(ratio[last])])),
     }
 
 
@@ -47,14 +47,14 @@ def test_compare_table_and_figure(tmp_path):
     for row, run in zip(table, runs):
         want = expected_row(run)
         assert int(row["steps"]) == want["steps"] and int(row["steps_clipped"]) == want["steps_clipped"]
-        for key in ("test_accuracy", "median_w1_w3_first_epoch", "median_w1_w3_last_epoch"):
+        for key in ("test_accuracy", "median_w1_wL_first_epoch", "median_w1_wL_last_epoch"):
             assert np.isclose(float(row[key]), want[key], rtol=1e-6), key
         if run.name == "nan":
             assert row["final_loss"] == "nan"  # the diverged step's NaN loss is part of its last epoch
         else:
             assert np.isclose(float(row["final_loss"]), want["final_loss"], rtol=1e-6)
     image = Image.open(out / "compare.png")
-    assert image.size == (1200, 1000)
+    assert image.size == (1200, 1300)
     assert (np.asarray(image.convert("L")) < 200).mean() > 0.02
     for name in ("long", "short", "nan"):
         assert name in result.output  # the terminal table

@@ -10,7 +10,8 @@ from PIL import Image
 from mnist_clip.plots import log_moving_average, moving_average, write_run_plots
 from runfolders import write_run
 
-SIZES = {"norms.png": (1000, 700), "ratio.png": (1000, 700), "loss.png": (1000, 700), "signals.png": (1000, 900)}
+SIZES = {"norms.png": (1000, 700), "ratio.png": (1000, 700), "loss.png": (1000, 700), "signals.png": (1000, 900),
+         "flow.png": (1200, 600)}
 
 
 def ink(path) -> float:
@@ -42,7 +43,7 @@ def test_a_killed_run_without_summary_still_plots(tmp_path):
     run = write_run(tmp_path / "run", steps=25, summary=False)
     with open(run / "metrics.csv", "a") as file:
         file.write("25,2,0.1,0.5,3")  # a line cut by SIGKILL
-    assert len(write_run_plots(run)) == 4
+    assert len(write_run_plots(run)) == 5
 
 
 def test_moving_averages_ignore_nan():

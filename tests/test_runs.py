@@ -10,7 +10,7 @@ from mnist_clip.runs import (
     METRIC_COLUMNS,
     STEP_VALUE_COLUMNS,
     RunWriter,
-    create_run_dir,
+    RunTarget,
     read_csv,
     read_run,
     write_atomic,
@@ -18,7 +18,7 @@ from mnist_clip.runs import (
 
 
 def test_default_names_never_collide(tmp_path):
-    paths = [create_run_dir(tmp_path, None, "global_norm-15-20260101-000000") for _ in range(3)]
+    paths = [RunTarget(tmp_path, None, "global_norm-15-20260101-000000", False).create() for _ in range(3)]
     assert [p.name for p in paths] == [
         "global_norm-15-20260101-000000",
         "global_norm-15-20260101-000000-2",
@@ -26,14 +26,73 @@ def test_default_names_never_collide(tmp_path):
     ]
 
 
+def fake_run(path, marker):
+    path.mkdir()
+    (path / "config.json").write_text("{}")
+    (path / "metrics.csv").write_text("step\n")
+    (path / "marker.txt").write_text(marker)
+    return path
+
+
 def test_a_given_name_is_never_reused_without_overwrite(tmp_path):
-    first = create_run_dir(tmp_path, "mine", "x")
+    first = RunTarget(tmp_path, "mine", "x", False).create()
     (first / "keep.txt").write_text("result")
     with pytest.raises(InputError, match="already exists; choose another --name or add --overwrite"):
-        create_run_dir(tmp_path, "mine", "x")
+        RunTarget(tmp_path, "mine", "x", False).create()
     assert (first / "keep.txt").read_text() == "result"
-    again = create_run_dir(tmp_path, "mine", "x", overwrite=True)
-    assert again == first and not (again / "keep.txt").exists()
+
+
+def test_overwrite_replaces_the_old_run_only_when_the_new_one_is_committed(tmp_path):
+    fake_run(tmp_path / "mine", "old")
+    target = RunTarget(tmp_path, "mine", "x", True)
+    written = target.create()
+    assert written != tmp_path / "mine" and written.parent == tmp_path
+    assert (tmp_path / "mine" / "marker.txt").read_text() == "old"  # untouched while the new run trains
+    (written / "marker.txt").write_text("new")
+    assert target.commit(written) == tmp_path / "mine"
+    assert (tmp_path / "mine" / "marker.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temporary sibling left
+
+
+def test_an_interrupted_replacement_keeps_the_old_run(tmp_path):
+    fake_run(tmp_path / "mine", "old")
+    target = RunTarget(tmp_path, "mine", "x", True)
+    written = target.create()
+    kept = target.commit(written, keep_old=True)
+    assert (tmp_path / "mine" / "marker.txt").read_text() == "old"
+    assert kept.name.startswith("mine-interrupted-") and kept.is_dir()
+
+
+@pytest.mark.parametrize("make", ["sweep", "plain folder", "symlink", "file"])
+def test_overwrite_refuses_what_is_not_a_run(tmp_path, make):
+    path = tmp_path / "mine"
+    if make == "sweep":
+        fake_run(path, "sweep")
+        (path / "sweep.json").write_text("{}")
+    elif make == "plain folder":
+        path.mkdir()
+        (path / "notes.txt").write_text("mine")
+    elif make == "symlink":
+        fake_run(tmp_path / "elsewhere", "x")
+        path.symlink_to(tmp_path / "elsewhere")
+    else:
+        path.write_text("a file")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(InputError, match="is not a run folder"):
+        RunTarget(tmp_path, "mine", "x", True).create()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_a_run_being_written_is_not_replaced(tmp_path):
+    run = fake_run(tmp_path / "mine", "old")
+    writer = RunWriter(run)  # holds the folder's lock, as a training run does
+    target = RunTarget(tmp_path, "mine", "x", True)
+    written = target.create()
+    with pytest.raises(InputError, match="is being written by another run"):
+        target.commit(written)
+    writer.close()
+    assert (run / "marker.txt").read_text() == "old"
+    assert target.commit(written) == run
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
