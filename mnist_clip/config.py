@@ -66,7 +66,9 @@ class Config:
             _check_float32_positive("clip_norm", self.clip_norm, f" for clip={self.clip}", "; use clip=none to train without clipping")
         _check_float32_positive("lr", self.lr)
         _check_float32_positive("input_scale", self.input_scale)
-        if not np.isfinite(np.float32(255.0) / np.float32(self.input_scale)):
+        with np.errstate(over="ignore"):
+            pixels_fit = np.isfinite(np.float32(255.0) / np.float32(self.input_scale))
+        if not pixels_fit:
             raise InputError(f"input_scale {self.input_scale:g} is too small: 255 / input_scale overflows float32")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
@@ -127,7 +129,8 @@ def _check_float32_positive(name: str, value: float, context: str = "", hint: st
         raise InputError(f"{name} must be a finite number{context} (got {value}){hint}")
     if not value > 0:
         raise InputError(f"{name} must be > 0{context} (got {value}){hint}")
-    as_float32 = np.float32(value)
+    with np.errstate(over="ignore"):
+        as_float32 = np.float32(value)
     if not (np.isfinite(as_float32) and as_float32 > 0):
         raise InputError(f"{name} {value:g} is outside float32's range (about 1.2e-38 to 3.4e38){context}{hint}")
 

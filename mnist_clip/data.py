@@ -6,6 +6,7 @@ import gzip
 import os
 import socket
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +169,8 @@ def load_path(path: str | os.PathLike) -> Dataset:
             raise InputError(
                 f"{path}: {len(x)} {split} images but {len(y)} {split} labels; the counts must match"
             )
+        if len(x) == 0:
+            raise InputError(f"{path}: the {split} split is empty; it needs at least one image")
     return Dataset(
         "file",
         str(path.resolve()),
@@ -211,8 +214,9 @@ def read_idx(path: Path) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
             raw = handle.read()
-    except (OSError, EOFError) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
+    except (OSError, EOFError, zlib.error) as err:
+        reason = "not a valid gzip file" if isinstance(err, (gzip.BadGzipFile, EOFError, zlib.error)) else err.strerror
+        raise InputError(f"{path}: cannot read ({reason or err})") from None
     if len(raw) < 8:
         raise InputError(f"{path}: truncated: {len(raw)} bytes, shorter than an IDX header")
     magic = int.from_bytes(raw[:4], "big")
@@ -245,8 +249,10 @@ def read_idx(path: Path) -> np.ndarray:
 def check_images(x: np.ndarray, where: str) -> None:
     if x.ndim != 3 or x.shape[1:] != (28, 28):
         raise InputError(f"{where}: images have shape {x.shape}; expected (N, 28, 28)")
-    if not np.issubdtype(x.dtype, np.number):
-        raise InputError(f"{where}: pixels have dtype {x.dtype}; expected numbers 0..255")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise InputError(f"{where}: pixels have dtype {x.dtype}; expected real numbers 0..255 (integers or floats)")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise InputError(f"{where}: pixels include NaN or Inf; expected whole values 0..255")
     if x.size and (x.min() < 0 or x.max() > 255):
         raise InputError(f"{where}: pixel values span {x.min()}..{x.max()}; expected 0..255")
     if np.issubdtype(x.dtype, np.floating) and not np.array_equal(x, np.round(x)):

@@ -53,6 +53,8 @@ def positive(values: np.ndarray) -> np.ndarray:
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     """Centred moving average that ignores NaN (a window of only NaN gives NaN)."""
     values = np.asarray(values, dtype=float)
+    if not len(values):
+        return values.copy()
     window = max(1, min(window, len(values)))
     finite = np.isfinite(values)
     kernel = np.ones(window)

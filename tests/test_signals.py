@@ -1,48 +1,35 @@
-"""Ctrl-C, SIGTERM and SIGKILL while `mnist-clip train` runs in a subprocess.
+"""Ctrl-C, SIGTERM and SIGKILL while `mnist-clip train` and `sweep` run in a subprocess.
 
-Batch size 4 makes an epoch (one compiled chunk) 1,000 steps long, so training
-is surely under way when the first epoch line appears and lasts long enough
-for the signal to land mid-run.
+Every test waits for what the program prints (an epoch line, the stop notice, a
+finished cell), never for a fixed time. Batch size 4 makes an epoch (one
+compiled chunk) 1,000 steps long, so a signal sent after an epoch line lands
+while the next epoch trains.
 """
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 from click.testing import CliRunner
 
 from mnist_clip.cli import cli
 from mnist_clip.runs import METRIC_COLUMNS, read_run
+from processes import Command, alive, wait_until
 
 
-def start_training(out, name, batch_size=4):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_clip", "train", "--dataset", "mnist-5k", "--batch-size", str(batch_size),
-         "--epochs", "40", "--out", str(out), "--name", name],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-
-
-def wait_for_epoch(proc, epoch):
-    for line in proc.stdout:
-        if line.startswith(f"epoch {epoch:>2}/40"):
-            return
-    raise AssertionError(f"training ended before epoch {epoch}: {proc.stderr.read()}")
+def start_training(out, name, batch_size=4, epochs=40):
+    return Command("train", "--dataset", "mnist-5k", "--batch-size", str(batch_size), "--epochs", str(epochs),
+                   "--out", str(out), "--name", name)
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_cleanly_at_the_next_chunk(tmp_path, signum, code):
-    proc = start_training(tmp_path, "run")
-    wait_for_epoch(proc, 1)
-    proc.send_signal(signum)
-    rest, errors = proc.communicate(timeout=120)
-    assert proc.returncode == code, errors
-    assert "interrupted after" in rest and "Traceback" not in errors
+    run_cmd = start_training(tmp_path, "run")
+    run_cmd.wait_for("epoch  1/40")
+    run_cmd.signal(signum)
+    assert run_cmd.finish() == code, run_cmd.output()
+    assert "interrupted after" in run_cmd.output() and "Traceback" not in run_cmd.output()
+    assert "stopping after the epoch in flight" in "".join(run_cmd.lines["stderr"])
     run = read_run(tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "interrupted"
@@ -55,10 +42,10 @@ def test_a_signal_stops_cleanly_at_the_next_chunk(tmp_path, signum, code):
 
 
 def test_sigkill_loses_at_most_the_chunk_in_flight(tmp_path):
-    proc = start_training(tmp_path, "run")
-    wait_for_epoch(proc, 2)
-    proc.kill()
-    proc.wait(timeout=30)
+    run_cmd = start_training(tmp_path, "run")
+    run_cmd.wait_for("epoch  2/40")
+    run_cmd.signal(signal.SIGKILL)
+    run_cmd.finish()
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert lines[0] == ",".join(METRIC_COLUMNS)
     assert len(lines) - 1 >= 2000  # both announced epochs were on disk before their line was printed
@@ -69,14 +56,98 @@ def test_sigkill_loses_at_most_the_chunk_in_flight(tmp_path):
     assert read_run(tmp_path / "run").status == "unfinished"
 
 
+def test_a_run_killed_in_its_first_epoch_can_be_plotted_compared_and_named_again(tmp_path):
+    run_cmd = start_training(tmp_path, "run", batch_size=1)  # a 4,000-step first epoch
+    run_cmd.wait_for("run:")
+    wait_until(lambda: (tmp_path / "run" / "params_init.npz").is_file(), message="training started")
+    run_cmd.signal(signal.SIGKILL)
+    run_cmd.finish()
+    assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 1  # the header alone
+    plotted = CliRunner().invoke(cli, ["plot", str(tmp_path / "run")])
+    assert plotted.exit_code == 0, plotted.output
+    assert (tmp_path / "run" / "plots" / "norms.png").stat().st_size > 5000
+    compared = CliRunner().invoke(cli, ["compare", str(tmp_path / "run"), str(tmp_path / "run"),
+                                        "--out", str(tmp_path / "cmp")])
+    assert compared.exit_code == 0, compared.output
+    assert "unfinished" in compared.output
+    again = CliRunner().invoke(cli, ["train", "--out", str(tmp_path), "--name", "run"])
+    assert again.exit_code == 2 and "already exists" in again.stderr and again.stderr.count("\n") == 1
+
+
 def test_a_second_ctrl_c_exits_at_once_without_corrupting_files(tmp_path):
-    proc = start_training(tmp_path, "run", batch_size=1)  # 4,000-step chunks: the second signal lands mid-chunk
-    wait_for_epoch(proc, 1)
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGINT  # ended by the signal itself, not after the chunk
+    run_cmd = start_training(tmp_path, "run", batch_size=1)  # 4,000-step chunks: the second signal lands mid-chunk
+    run_cmd.wait_for("epoch  1/40")
+    run_cmd.signal(signal.SIGINT)
+    run_cmd.wait_for("Ctrl-C again to quit at once", stream="stderr")  # the first one has been taken
+    run_cmd.signal(signal.SIGINT)
+    assert run_cmd.finish(timeout=60) == -signal.SIGINT  # ended by the signal itself, not after the chunk
     run = read_run(tmp_path / "run")  # every file there parses
     assert run.steps == 4000 and run.summary is None  # the first epoch whole; the one in flight lost
     json.loads((tmp_path / "run" / "config.json").read_text())
+
+
+def test_ctrl_c_before_training_starts_writes_nothing(tmp_path):
+    run_cmd = start_training(tmp_path, "run")
+    run_cmd.wait_for("data:")  # printed before TensorFlow loads
+    run_cmd.signal(signal.SIGINT)
+    code = run_cmd.finish()
+    if code == 130 and (tmp_path / "run").exists():  # the signal met the run just after its folder was made
+        assert read_run(tmp_path / "run").status == "interrupted"
+    else:
+        assert code == 130, run_cmd.output()
+        assert "interrupted before training started; nothing was written" in run_cmd.output()
+        assert not (tmp_path / "run").exists()
+    assert "Traceback" not in run_cmd.output()
+
+
+def sweep_command(tmp_path, *extra):
+    grid = "lr=0.01,0.011,0.012,0.013,0.014,0.015,0.016,0.017"
+    return Command("sweep", "--dataset", "mnist-5k", "--epochs", "3", "--batch-size", "16", "--grid", grid,
+                   "--jobs", "2", "--out", str(tmp_path), "--name", "s", *extra)
+
+
+def finished_cells(folder):
+    return sorted(p.parent.name for p in (folder / "cells").glob("*/summary.json")
+                  if json.loads(p.read_text())["status"] == "completed")
+
+
+@pytest.mark.parametrize("signum, group, code", [
+    (signal.SIGINT, True, 130),   # Ctrl-C at a terminal: the whole process group
+    (signal.SIGINT, False, 130),  # kill -INT on the parent alone
+    (signal.SIGTERM, False, 143),  # kill on the parent alone
+], ids=["ctrl-c", "kill-INT-parent", "kill-TERM-parent"])
+def test_a_parallel_sweep_stops_hands_out_nothing_more_and_leaves_no_worker(tmp_path, signum, group, code):
+    sweep = sweep_command(tmp_path)
+    sweep.wait_for("[1/8]")
+    workers = sweep.children()
+    assert len(workers) >= 2
+    sweep.signal(signum, group=group)
+    assert sweep.finish(timeout=120) == code, sweep.output()
+    wait_until(lambda: not any(alive(pid) for pid in workers), message="every worker ended")
+    out = sweep.output()
+    assert "Traceback" not in out and "stopping the sweep" in out
+    assert "run the same command with --name s to resume" in out
+    folder = tmp_path / "s"
+    announced = out.count("] lr=")
+    started = [p for p in (folder / "cells").iterdir()]
+    assert len(started) <= announced + 2  # at most the two cells in flight went on; nothing new started
+    rows = (folder / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 9 and (folder / "stability.png").is_file()
+    done = finished_cells(folder)
+    assert 1 <= len(done) < 8
+
+    resumed = sweep_command(tmp_path)
+    assert resumed.finish(timeout=300) == 0, resumed.output()
+    assert f"{len(done)} of 8 cells finished earlier" in resumed.output()
+    assert len(finished_cells(folder)) == 8
+
+
+def test_a_second_ctrl_c_ends_a_parallel_sweep_at_once(tmp_path):
+    sweep = sweep_command(tmp_path)
+    sweep.wait_for("[1/8]")
+    workers = sweep.children()
+    sweep.signal(signal.SIGINT, group=True)
+    sweep.wait_for("Ctrl-C again to quit at once", stream="stderr")
+    sweep.signal(signal.SIGINT, group=True)
+    assert sweep.finish(timeout=60) == -signal.SIGINT
+    wait_until(lambda: not any(alive(pid) for pid in workers), message="every worker ended")
