@@ -1,7 +1,8 @@
 """Milliseconds per training step: the tutorial's eager loop, Keras fit, and mnist-clip's
-compiled loop with and without logging, against the machine's FLOP limit.
+compiled loop with and without logging, against the machine's FLOP limit, for the
+reference net and a deep one (10 sigmoid layers of 128).
 
-    python benchmarks/bench_train.py [--dataset mnist-5k | --data-path PATH] [--repeats 5]
+    python benchmarks/bench_train.py [--dataset mnist-5k | --data-path PATH] [--repeats 5] [--case reference]
 
 Every variant trains the same model from the same initial weights on the same
 data, batch 128, global-norm clipping at 15. Each is warmed up for one epoch
@@ -30,12 +31,20 @@ from mnist_clip.tf_setup import import_tensorflow  # noqa: E402
 
 tf = import_tensorflow()
 
-from mnist_clip.config import PARAM_NAMES, Config  # noqa: E402
+from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
-from mnist_clip.model import LAYER_SIZES, init_params, one_hot, prepare_inputs  # noqa: E402
+from mnist_clip.model import ACTIVATION_FUNCTIONS, init_params, layer_sizes, one_hot, prepare_inputs  # noqa: E402
 from mnist_clip.train import Trainer  # noqa: E402
 
-N_WEIGHTS = sum(a * b for a, b in zip(LAYER_SIZES[:-1], LAYER_SIZES[1:]))
+CASES = {
+    "reference": {},
+    "deep-sigmoid-10x128": {"hidden": (128,) * 10, "activation": "sigmoid"},
+}
+
+
+def n_weights(config: Config) -> int:
+    sizes = layer_sizes(config.hidden)
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def interleaved_ms_per_step(runners: dict, epochs: int, repeats: int, steps_per_epoch: int) -> dict:
@@ -55,8 +64,10 @@ def interleaved_ms_per_step(runners: dict, epochs: int, repeats: int, steps_per_
 def eager_reference(config: Config, dataset):
     """(a) The tutorial's loop as written: a tape per step, clip_by_global_norm, and
     each of the six norms turned into a Python float before and after, every step."""
-    params = init_params(config.seed)
-    variables = [params[name] for name in PARAM_NAMES]
+    params = init_params(config.seed, config.hidden, config.init)
+    variables = list(params.values())
+    act = ACTIVATION_FUNCTIONS[config.activation]
+    n_layers = config.n_layers
     x_all = tf.constant(prepare_inputs(dataset.x_train, config.input_scale))
     y_all = tf.constant(one_hot(dataset.y_train))
     batches = tf.data.Dataset.from_tensor_slices((x_all, y_all)).batch(config.batch_size)
@@ -66,10 +77,11 @@ def eager_reference(config: Config, dataset):
         for _ in range(n_epochs):
             for x, y in batches:
                 with tf.GradientTape() as tape:
-                    h1 = tf.nn.relu(x @ params["w1"] + params["b1"])
-                    h2 = tf.nn.relu(h1 @ params["w2"] + params["b2"])
-                    out = h2 @ params["w3"] + params["b3"]
-                    loss = tf.reduce_mean(tf.reduce_mean(tf.square(y - out), axis=1))
+                    h = x
+                    for layer in range(1, n_layers + 1):
+                        z = h @ params[f"w{layer}"] + params[f"b{layer}"]
+                        h = act(z) if layer < n_layers else z
+                    loss = tf.reduce_mean(tf.reduce_mean(tf.square(y - h), axis=1))
                 grads = tape.gradient(loss, variables)
                 before = [float(tf.norm(g)) for g in grads]
                 grads, _ = tf.clip_by_global_norm(grads, config.clip_norm)
@@ -86,14 +98,11 @@ def keras_fit(config: Config, dataset):
     import keras
 
     model = keras.Sequential(
-        [
-            keras.Input((784,)),
-            keras.layers.Dense(256, activation="relu"),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(10),
-        ]
+        [keras.Input((784,))]
+        + [keras.layers.Dense(width, activation=config.activation) for width in config.hidden]
+        + [keras.layers.Dense(10)]
     )
-    model.set_weights([v.numpy() for v in init_params(config.seed).values()])
+    model.set_weights([v.numpy() for v in init_params(config.seed, config.hidden, config.init).values()])
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=config.lr, global_clipnorm=config.clip_norm), loss="mse")
     x = prepare_inputs(dataset.x_train, config.input_scale)
     y = one_hot(dataset.y_train)
@@ -153,20 +162,9 @@ def peak_rss_of_train(args: argparse.Namespace, with_plots: bool = True) -> floa
     return peak_kb / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="mnist-5k", choices=["mnist-5k", "mnist", "auto"])
-    parser.add_argument("--data-path", default=None)
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per timed run")
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--json", default="benchmarks/results/bench_train.json")
-    args = parser.parse_args()
-
-    config = Config(dataset=args.dataset, data_path=args.data_path)
-    dataset = load_dataset(config.dataset, config.data_path)
-    print(f"data: {dataset.name}, {len(dataset.y_train):,} training digits; "
-          f"{args.epochs} epochs per timed run, median of {args.repeats}", flush=True)
-
+def bench_case(name: str, config: Config, dataset, args: argparse.Namespace) -> dict:
+    """Time the four variants of one net; return its figures and ratios."""
+    print(f"\n{name}: {n_weights(config):,} weights", flush=True)
     labels = {
         "a": "eager loop (tutorial)",
         "b": "Keras fit, global_clipnorm",
@@ -186,9 +184,8 @@ def main() -> None:
         print(f"  ({key}) {label:<28} {results[key]['ms_per_step']:8.3f} ms/step", flush=True)
 
     flops = matmul_throughput()
-    flop_per_step = 3 * 2 * config.batch_size * N_WEIGHTS
+    flop_per_step = 3 * 2 * config.batch_size * n_weights(config)
     limit_ms = 1000 * flop_per_step / flops
-    rss_mb = peak_rss_of_train(args)
     c = results["c"]["ms_per_step"]
 
     def paired(top: str, bottom: str) -> float:
@@ -203,30 +200,52 @@ def main() -> None:
         "c/d": paired("c", "d"),
         "c/limit": c / limit_ms,
     }
-    targets = {"a/c": (">=", 8.0), "b/c": (">=", 3.0), "c/d": ("<=", 1.10), "c/limit": ("<=", 2.0)}
-
-    print(f"\nmatmul throughput: {flops / 1e9:.1f} GFLOP/s fp32 (2048x2048)")
-    print(f"FLOP limit per step: 3 x 2 x {config.batch_size} x {N_WEIGHTS:,} weights = "
+    print(f"  matmul throughput: {flops / 1e9:.1f} GFLOP/s fp32 (2048x2048)")
+    print(f"  FLOP limit per step: 3 x 2 x {config.batch_size} x {n_weights(config):,} weights = "
           f"{flop_per_step / 1e6:.1f} MFLOP -> {limit_ms:.3f} ms/step")
-    print(f"peak resident memory of `mnist-clip train` on {dataset.name}: {rss_mb:.0f} MB (target < 1000)")
-    print("\nratio     measured  target")
-    for name, value in ratios.items():
-        op, target = targets[name]
+    print("  ratio     measured  target")
+    for ratio, value in ratios.items():
+        op, target = TARGETS[ratio]
         met = value >= target if op == ">=" else value <= target
-        print(f"{name:<8} {value:9.2f}  {op} {target:<5} {'met' if met else 'MISSED'}")
+        print(f"  {ratio:<8} {value:9.2f}  {op} {target:<5} {'met' if met else 'MISSED'}")
+    return {
+        "config": {"hidden": list(config.hidden), "activation": config.activation},
+        "variants": results,
+        "matmul_gflops": flops / 1e9,
+        "flop_per_step": flop_per_step,
+        "flop_limit_ms_per_step": limit_ms,
+        "ratios": ratios,
+    }
 
+
+TARGETS = {"a/c": (">=", 8.0), "b/c": (">=", 3.0), "c/d": ("<=", 1.10), "c/limit": ("<=", 2.0)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="mnist-5k", choices=["mnist-5k", "mnist", "auto"])
+    parser.add_argument("--data-path", default=None)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per timed run")
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--case", choices=list(CASES), action="append", help="the nets to time (default: all)")
+    parser.add_argument("--json", default="benchmarks/results/bench_train.json")
+    args = parser.parse_args()
+
+    base = Config(dataset=args.dataset, data_path=args.data_path)
+    dataset = load_dataset(base.dataset, base.data_path)
+    print(f"data: {dataset.name}, {len(dataset.y_train):,} training digits; "
+          f"{args.epochs} epochs per timed run, median of {args.repeats}", flush=True)
+    cases = {name: bench_case(name, base.replace(**CASES[name]), dataset, args) for name in (args.case or CASES)}
+    rss_mb = peak_rss_of_train(args)
+    print(f"\npeak resident memory of `mnist-clip train` on {dataset.name}: {rss_mb:.0f} MB (target < 1000)")
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "tensorflow": tf.__version__},
         "data": dataset.describe(),
         "epochs_per_run": args.epochs,
         "repeats": args.repeats,
-        "variants": results,
-        "matmul_gflops": flops / 1e9,
-        "flop_per_step": flop_per_step,
-        "flop_limit_ms_per_step": limit_ms,
-        "ratios": ratios,
-        "targets": {k: f"{op} {t}" for k, (op, t) in targets.items()},
+        "cases": cases,
+        "targets": {k: f"{op} {t}" for k, (op, t) in TARGETS.items()},
         "peak_rss_mb_train": rss_mb,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -108,3 +108,26 @@ def test_a_folder_that_is_not_a_sweep_is_not_resumed(tmp_path):
     result = sweep(tmp_path, "--grid", "lr=0.01")
     assert result.exit_code == 2 and "is not a sweep folder" in result.stderr
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["keep.txt"]
+
+
+def test_a_sweep_and_a_compare_over_mixed_depths(tmp_path):
+    result = sweep(tmp_path, "--grid", "hidden=32,32x4", "--grid", "activation=relu,sigmoid", "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "s"
+    table = {row["name"]: row for row in read_table(folder / "sweep.csv")}
+    assert sorted(table) == sorted(["hidden=32,activation=relu", "hidden=32,activation=sigmoid",
+                                    "hidden=32x4,activation=relu", "hidden=32x4,activation=sigmoid"])
+    assert table["hidden=32x4,activation=sigmoid"]["architecture"] == "784-32x4-10 sigmoid"
+    for name, row in table.items():  # first/last ratio straight from each cell's metrics.csv
+        metrics = read_table(folder / "cells" / name / "metrics.csv")
+        last = 2 if row["hidden"] == "32" else 5
+        ratio = [float(r["w1_before"]) / float(r[f"w{last}_before"]) for r in metrics]
+        assert np.isclose(float(row["median_w1_wL_last_epoch"]), np.median(ratio), rtol=1e-6)
+        assert ("saturated_h1" in metrics[0]) == (row["activation"] == "sigmoid")
+    runs = [folder / "cells" / "hidden=32,activation=relu", folder / "cells" / "hidden=32x4,activation=sigmoid"]
+    compared = CliRunner().invoke(cli, ["compare", *map(str, runs), "--out", str(tmp_path / "cmp")])
+    assert compared.exit_code == 0, compared.output
+    rows = read_table(tmp_path / "cmp" / "compare.csv")
+    assert [r["architecture"] for r in rows] == ["784-32-10 relu", "784-32x4-10 sigmoid"]
+    plotted = CliRunner().invoke(cli, ["plot", str(runs[1])])
+    assert plotted.exit_code == 0 and "flow.png" in plotted.output
