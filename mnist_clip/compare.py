@@ -37,6 +37,8 @@ TABLE_COLUMNS = (
     "test_accuracy",
     "median_w1_wL_first_epoch",
     "median_w1_wL_last_epoch",
+    "median_delta1_deltaL_first_epoch",
+    "median_delta1_deltaL_last_epoch",
 )
 
 
@@ -48,12 +50,13 @@ def final_loss(run: Run) -> float:
     return float(np.mean(run.metrics["loss"][last]))
 
 
-def median_ratio_in_epoch(run: Run, which: str) -> float:
-    """Median of |g_w1| / |g_wL| (before clipping, wL the output layer) over the first or last epoch's steps."""
+def median_ratio_in_epoch(run: Run, which: str, signal: bool = False) -> float:
+    """Median over the first or last epoch's steps of |g_w1| / |g_wL| (before clipping, wL the
+    output layer) or, with `signal`, of the back-propagated signal's |dL/dz1| / |dL/dzL|."""
     if not run.steps:
         return float("nan")
     epoch = run.metrics["epoch"][0] if which == "first" else run.metrics["epoch"][-1]
-    ratio = norm_ratio(run, "w1")[run.metrics["epoch"] == epoch]
+    ratio = (signal_ratio(run) if signal else norm_ratio(run, "w1"))[run.metrics["epoch"] == epoch]
     ratio = ratio[np.isfinite(ratio)]
     return float(np.median(ratio)) if ratio.size else float("nan")
 
@@ -71,6 +74,8 @@ def table_row(run: Run) -> dict:
         "test_accuracy": float(accuracy[-1]) if accuracy.size else float("nan"),
         "median_w1_wL_first_epoch": median_ratio_in_epoch(run, "first"),
         "median_w1_wL_last_epoch": median_ratio_in_epoch(run, "last"),
+        "median_delta1_deltaL_first_epoch": median_ratio_in_epoch(run, "first", signal=True),
+        "median_delta1_deltaL_last_epoch": median_ratio_in_epoch(run, "last", signal=True),
     }
 
 
@@ -85,7 +90,7 @@ def table_text(rows: list[dict]) -> str:
 
     cells = [[cell(c, row[c]) for c in TABLE_COLUMNS] for row in rows]
     headers = ["run", "clip", "net", "status", "steps", "clipped", "final loss", "test acc", "w1/wL first ep",
-               "w1/wL last ep"]
+               "w1/wL last ep", "δ1/δL first ep", "δ1/δL last ep"]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]

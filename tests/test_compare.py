@@ -19,6 +19,7 @@ def expected_row(run_dir):
     epoch = np.array([int(r["epoch"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
     ratio = np.array([float(r["w1_before"]) / float(r["w3_before"]) for r in rows])
+    signal = np.array([float(r["delta1"]) / float(r["delta3"]) for r in rows])
     first, last = epoch == epoch[0], epoch == epoch[-1]
     return {
         "steps": len(rows),
@@ -27,6 +28,8 @@ def expected_row(run_dir):
         "test_accuracy": float(epochs[-1]["test_accuracy"]),
         "median_w1_wL_first_epoch": float(np.median(ratio[first][np.isfinite(ratio[first])])),
         "median_w1_wL_last_epoch": float(np.median(ratio[last][np.isfinite(ratio[last])])),
+        "median_delta1_deltaL_first_epoch": float(np.median(signal[first])),
+        "median_delta1_deltaL_last_epoch": float(np.median(signal[last])),
     }
 
 
@@ -47,7 +50,8 @@ def test_compare_table_and_figure(tmp_path):
     for row, run in zip(table, runs):
         want = expected_row(run)
         assert int(row["steps"]) == want["steps"] and int(row["steps_clipped"]) == want["steps_clipped"]
-        for key in ("test_accuracy", "median_w1_wL_first_epoch", "median_w1_wL_last_epoch"):
+        for key in ("test_accuracy", "median_w1_wL_first_epoch", "median_w1_wL_last_epoch",
+                    "median_delta1_deltaL_first_epoch", "median_delta1_deltaL_last_epoch"):
             assert np.isclose(float(row[key]), want[key], rtol=1e-6), key
         if run.name == "nan":
             assert row["final_loss"] == "nan"  # the diverged step's NaN loss is part of its last epoch
