@@ -80,7 +80,10 @@ def config_options(func):
     options = [
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file whose keys are these option names."),
         click.option("--clip", type=click.Choice(CLIP_METHODS), default=DEFAULTS.clip, show_default=True, help="Clipping method."),
-        click.option("--clip-norm", type=float, default=DEFAULTS.clip_norm, show_default=True, help="Clipping threshold."),
+        click.option("--clip-norm", type=float, default=DEFAULTS.clip_norm, show_default=True,
+                     help="Clipping threshold (for agc: lambda, the largest ratio of a unit's gradient norm to its weights' norm)."),
+        click.option("--clip-percentile", type=float, default=DEFAULTS.clip_percentile, show_default=True,
+                     help="autoclip: the percentile of all global norms so far that is the threshold."),
         click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="SGD learning rate."),
         click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Passes over the training set."),
         click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Examples per step."),
@@ -109,7 +112,7 @@ def config_options(func):
 
 # Option names whose config key differs (`--train` is train_tensors in Python, train in TOML).
 OPTION_TO_KEY = {"train_tensors": "train"}
-CONFIG_OPTIONS = ("clip", "clip_norm", "lr", "epochs", "batch_size", "input_scale", "seed", "dataset",
+CONFIG_OPTIONS = ("clip", "clip_norm", "clip_percentile", "lr", "epochs", "batch_size", "input_scale", "seed", "dataset",
                   "data_path", "shuffle", "train_tensors", "freeze", "on_nonfinite", "hidden", "activation", "init")
 TEXT_OPTIONS = ("train", "freeze", "hidden")  # typed on the command line as text, read like a TOML string
 
@@ -154,7 +157,7 @@ def echo_dataset(dataset) -> None:
 
 
 def train_and_report(config: Config, dataset, target, print_every: int, plots: bool, tensorboard: bool = False):
-    from mnist_clip.experiment import NONFINITE_ADVICE, train_into
+    from mnist_clip.experiment import NONFINITE_ADVICE, never_acted_line, train_into
     from mnist_clip.reporting import ConsoleProgress, summary_lines
 
     progress = ConsoleProgress(config, print_every).progress()
@@ -169,6 +172,8 @@ def train_and_report(config: Config, dataset, target, print_every: int, plots: b
             click.echo(f"the earlier run in {target.final} is kept; this one is in {outcome.path}")
     for line in summary_lines(summary, outcome.path, outcome.plot_paths):
         click.echo(line)
+    if never_acted_line(summary, config):
+        click.echo(never_acted_line(summary, config))
     return outcome
 
 
@@ -212,19 +217,24 @@ def demo(ctx: click.Context, out: str, **params) -> int:
         raise InputError("demo compares a clipping method with none; give --clip global_norm, norm, value or average_norm")
     dataset = load_data_and_tensorflow(config)
     from mnist_clip.compare import compare_runs, table_text
+    from mnist_clip.experiment import never_acted_line
     from mnist_clip.runs import RunTarget
 
     demo_dir = RunTarget(Path(out), None, f"demo-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
-    run_dirs = []
+    run_dirs, outcomes = [], []
     for label, variant in (("clipped", config), ("unclipped", config.replace(clip="none"))):
         click.echo(f"--- {label}: {'no clipping' if variant.clip == 'none' else f'{variant.clip} {variant.clip_norm:g}'}")
         outcome = train_and_report(variant, dataset, RunTarget(demo_dir, label, label, False), 0, plots=True)
         if outcome.exit_code:
             return outcome.exit_code
         run_dirs.append(outcome.path)
+        outcomes.append(outcome)
     rows, files = compare_runs(run_dirs, demo_dir)
     click.echo("--- compared")
     click.echo(table_text(rows))
+    note = never_acted_line(outcomes[0].summary, config)
+    if note:
+        click.echo(note.replace("note: ", "note: the two runs are the same run: "))
     click.echo(f"pictures: {files[0]} and {demo_dir}/{{clipped,unclipped}}/plots/")
     return 0
 

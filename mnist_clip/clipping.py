@@ -102,3 +102,102 @@ def clipped_norms(method: str, clipped: Sequence[tf.Tensor], norms: Sequence[tf.
     if method == "average_norm":
         return [n * threshold * tf.minimum(tf.cast(tf.size(c), c.dtype) / n, 1.0 / threshold) for c, n in zip(clipped, norms)]
     return [tf.norm(c) for c in clipped]
+
+
+# --- Adaptive gradient clipping (AGC, Brock et al. 2021), as optax.adaptive_grad_clip ---
+
+AGC_EPS = 1e-3  # optax's eps: the smallest parameter norm a unit's threshold is built on
+AGC_DIV_EPS = 1e-6  # optax's guard against dividing by a zero gradient norm
+
+
+def unitwise_norm(x: tf.Tensor) -> tf.Tensor:
+    """optax's unitwise_norm: a vector (or a tensor with one non-unit axis) has one norm;
+    a weight [fan_in, fan_out] has one per output unit, over the fan-in axis (shape [1, fan_out])."""
+    if sum(1 for size in x.shape if size != 1) <= 1:
+        return tf.sqrt(tf.reduce_sum(x * x, keepdims=True))
+    return tf.sqrt(tf.reduce_sum(x * x, axis=0, keepdims=True))
+
+
+def agc_clip(grads: Sequence[tf.Tensor], params: Sequence[tf.Tensor], clipping: float):
+    """Each unit's gradient g is kept where ||g|| < clipping * max(||w||, 1e-3) and otherwise
+    scaled to g * max_norm / max(||g||, 1e-6), with w the unit's parameters before the update.
+
+    Returns (clipped gradients, per tensor: whether any unit was clipped, the fraction of its
+    units clipped, the largest ||g|| / max(||w||, 1e-3) over its units, and its L2 norm after).
+    """
+    clipped, fired, fractions, ratios, norms_after = [], [], [], [], []
+    for g, w in zip(grads, params):
+        g_norm = unitwise_norm(g)
+        w_floor = tf.maximum(unitwise_norm(w), AGC_EPS)
+        max_norm = clipping * w_floor
+        keep = g_norm < max_norm
+        scale = max_norm / tf.maximum(g_norm, AGC_DIV_EPS)
+        clipped.append(tf.where(keep, g, g * scale))
+        fired.append(tf.reduce_any(tf.logical_not(keep)))
+        fractions.append(tf.reduce_mean(tf.cast(tf.logical_not(keep), tf.float32)))
+        ratios.append(tf.reduce_max(g_norm / w_floor))
+        # every unit's norm after is its norm before, or before * scale: no second pass over g
+        unit_after = tf.where(keep, g_norm, g_norm * scale)
+        norms_after.append(tf.sqrt(tf.reduce_sum(unit_after * unit_after)))
+    return clipped, fired, fractions, ratios, norms_after
+
+
+# --- AutoClip (Seetharaman et al. 2020): a percentile of all global norms so far ---
+
+class AutoClipHistory:
+    """Every step's global gradient norm, kept sorted in a fixed-size variable so that the
+    compiled loop can insert one value and read a percentile without Python.
+
+    The threshold of a step is numpy.percentile(history, p) with linear interpolation,
+    the step's own norm included. A non-finite norm is not added (it would make every
+    later threshold NaN); such a step stops the run unless --on-nonfinite continue.
+    """
+
+    def __init__(self, capacity: int, percentile: float, variables: tuple | None = None):
+        self.percentile = float(percentile)
+        if variables is None:
+            capacity = max(1, int(capacity))
+            variables = (tf.Variable(tf.fill([capacity], float("inf")), trainable=False, name="autoclip_history"),
+                         tf.Variable(0, trainable=False, name="autoclip_count"))
+        self.sorted, self.count = variables
+        self.capacity = int(self.sorted.shape[0])
+
+    def variables(self) -> tuple:
+        return (self.sorted, self.count)
+
+    @classmethod
+    def bound(cls, sorted_history, count, percentile: float) -> "AutoClipHistory":
+        """The history held in these variables (inside a compiled program that gets them as inputs)."""
+        return cls(0, percentile, (sorted_history, count))
+
+    def add_and_threshold(self, global_norm: tf.Tensor) -> tf.Tensor:
+        # Work on values read once and assign the results: reading the variables back
+        # after assigning them made XLA's program a thousand times slower.
+        history = self.sorted.read_value()
+        finite = tf.math.is_finite(global_norm)
+        index = tf.searchsorted(history, tf.reshape(global_norm, [1]), side="right")[0]
+        positions = tf.range(self.capacity)
+        shifted = tf.concat([history[:1], history[:-1]], axis=0)
+        inserted = tf.where(positions < index, history, tf.where(positions == index, global_norm, shifted))
+        updated = tf.where(finite, inserted, history)
+        count = self.count.read_value() + tf.cast(finite, tf.int32)
+        self.sorted.assign(updated)
+        self.count.assign(count)
+        # numpy's "linear" method over the `count` values now in the history
+        last = tf.maximum(count - 1, 0)
+        rank = self.percentile / 100.0 * tf.cast(last, tf.float32)
+        low = tf.cast(tf.floor(rank), tf.int32)
+        pair = tf.gather(updated, tf.stack([low, tf.minimum(low + 1, last)]))
+        threshold = pair[0] + (pair[1] - pair[0]) * (rank - tf.cast(low, tf.float32))
+        return tf.where(count > 0, threshold, tf.constant(float("nan")))
+
+
+def clip_only(method: str, grads: Sequence[tf.Tensor], params: Sequence[tf.Tensor], threshold,
+              autoclip: AutoClipHistory | None = None) -> list:
+    """The clipped gradients alone, for a loop that logs nothing (the benchmark's baseline)."""
+    if method == "agc":
+        return agc_clip(grads, params, threshold)[0]
+    if method == "autoclip":
+        global_norm = tf.linalg.global_norm(list(grads))
+        return clip_global_norm(grads, autoclip.add_and_threshold(global_norm))
+    return CLIP_FUNCTIONS[method](grads, threshold)

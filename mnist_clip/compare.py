@@ -12,6 +12,9 @@ from matplotlib.ticker import MaxNLocator
 
 from mnist_clip.plots import (
     DIVERGED_COLOR,
+    opened_scale,
+    step_axis,
+    steps_per_epoch,
     architecture_label,
     layer_profile,
     log_moving_average,
@@ -110,16 +113,46 @@ def _smoothed(run: Run, values: np.ndarray) -> np.ndarray:
     return log_moving_average(values, smoothing_window(run))
 
 
+def run_colors(count: int) -> list:
+    """Distinct colours for up to 20 runs (tab10, then tab20)."""
+    palette = plt.get_cmap("tab10" if count <= 10 else "tab20").colors
+    return [palette[i % len(palette)] for i in range(count)]
+
+
+def limit_to_stable_runs(ax, values_by_run: list[tuple[Run, np.ndarray]]) -> None:
+    """Fit the y axis (log) to the runs that did not diverge, so that one run that climbs
+    to 1e30 before its NaN does not flatten the others; say so when a run leaves the scale."""
+    stable = [positive(v) for run, v in values_by_run if run.nonfinite_step is None]
+    stable = np.concatenate([v[np.isfinite(v)] for v in stable]) if stable else np.zeros(0)
+    if not stable.size:
+        return
+    low, high = stable.min(), stable.max()
+    top = high * 3
+    beyond = []
+    for run, values in values_by_run:
+        finite = positive(values)
+        finite = finite[np.isfinite(finite)]
+        low = min(low, finite.min()) if finite.size else low
+        if finite.size and finite.max() > top:
+            beyond.append(f"{run.name} reaches {finite.max():.3g}")
+    ax.set_ylim(low / 1.5, top)
+    if beyond:
+        ax.text(0.99, 0.03, "off the scale: " + "; ".join(beyond), transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=7, color=DIVERGED_COLOR)
+
+
 def compare_figure(runs: list[Run]) -> Figure:
-    """Runs overlaid on shared step axes: loss, global norm, first/last gradient ratio, signal
-    ratio, test accuracy and inactive units; and each run's end-of-training gradient profile
-    per layer. A run that hit NaN/Inf ends at a red dotted line."""
+    """Runs overlaid on shared step axes (the first epoch opened up): loss, global norm with the
+    thresholds of the global-norm methods, first/last gradient ratio, signal ratio, test accuracy
+    and inactive units; and each run's end-of-training profile per layer. Thin lines are the raw
+    values, thick ones their moving geometric mean; a run that hit NaN/Inf ends at a red dotted line."""
     fig, axes = plt.subplots(4, 2, figsize=(12, 13))
     (loss_ax, acc_ax), (norm_ax, ratio_ax), (signal_ax, dead_ax), (profile_ax, depth_ax) = axes
-    colors = plt.get_cmap("tab10").colors
-    thresholds = set()
+    colors = run_colors(len(runs))
+    thresholds: dict[float, list[str]] = {}
+    plotted: dict = {loss_ax: [], norm_ax: [], ratio_ax: [], signal_ax: []}
     for i, run in enumerate(runs):
-        color = colors[i % len(colors)]
+        color = colors[i]
         style = ("-", "--")[i % 2]  # runs that coincide stay visible
         label = f"{run.name} ({run.clip_label}, {run.status})"
         steps = run.metrics["step"]
@@ -130,9 +163,9 @@ def compare_figure(runs: list[Run]) -> Figure:
             (signal_ax, signal_ratio(run)),
         )
         for ax, values in series:
-            if ax in (loss_ax, norm_ax):  # raw too: the first steps, where clipping acts, matter here
-                ax.plot(steps, positive(values), color=color, linewidth=0.6, alpha=0.35)
+            ax.plot(steps, positive(values), color=color, linewidth=0.6, alpha=0.35)
             ax.plot(steps, _smoothed(run, values), color=color, linewidth=1.6, linestyle=style, label=label)
+            plotted[ax].append((run, values))
         if run.activity_columns:  # the last hidden layer, next to the output
             dead_ax.plot(steps, 100 * moving_average(run.metrics[run.activity_columns[-1]], smoothing_window(run)),
                          color=color, linewidth=1.6, linestyle=style, label=label)
@@ -151,13 +184,22 @@ def compare_figure(runs: list[Run]) -> Figure:
             for ax in (loss_ax, norm_ax, ratio_ax, signal_ax):
                 ax.axvline(step, color=DIVERGED_COLOR, linestyle=":", linewidth=1)
             loss_ax.plot([], [], color=DIVERGED_COLOR, linestyle=":", label=f"{run.name}: NaN/Inf at step {step}")
-        if run.config.get("clip") not in (None, "none"):
-            thresholds.add(float(run.config.get("clip_norm")))
-    for threshold in sorted(thresholds):
-        norm_ax.axhline(threshold, color="0.4", linewidth=0.8, linestyle="--")
+        clip = run.config.get("clip")
+        if clip == "global_norm":
+            thresholds.setdefault(float(run.config.get("clip_norm")), []).append(run.name)
+        elif clip == "autoclip":
+            norm_ax.plot(steps, positive(run.metrics["clip_threshold"]), color=color, linestyle=":", linewidth=1.2,
+                         label=f"AutoClip threshold of {run.name}")
+    for threshold, names in sorted(thresholds.items()):
+        norm_ax.axhline(threshold, color="0.4", linewidth=0.8, linestyle="--",
+                        label=f"threshold {threshold:g} ({', '.join(names)})")
+    if norm_ax.get_legend_handles_labels()[0]:
+        threshold_handles = [(h, l) for h, l in zip(*norm_ax.get_legend_handles_labels()) if "hreshold" in l]
+        if threshold_handles:
+            norm_ax.legend(*zip(*threshold_handles), fontsize=7, loc="upper right")
     titles = {
         loss_ax: ("training loss (log)", "MSE loss", "step"),
-        norm_ax: ("global gradient norm before clipping (dashed: clip threshold)", "global norm", "step"),
+        norm_ax: ("global gradient norm before clipping, with the global-norm thresholds", "global norm", "step"),
         ratio_ax: ("|g_w1| / |g_wL| before clipping (wL: the output layer)", "ratio", "step"),
         signal_ax: ("back-propagated signal |dL/dz1| / |dL/dzL|", "ratio", "step"),
         profile_ax: ("weight-gradient norm per layer, median over the last epoch", "|g_w| (log)", "layer"),
@@ -170,16 +212,26 @@ def compare_figure(runs: list[Run]) -> Figure:
         ax.set_xlabel(xlabel)
     for ax in (ratio_ax, signal_ax):
         ax.axhline(1.0, color="0.6", linewidth=0.8)
+    with_steps = [run for run in runs if run.steps]
+    n_steps = max((run.steps for run in with_steps), default=1)
+    per_epoch = steps_per_epoch(with_steps[0]) if with_steps else 1
+    # A run that ended within the first epoch gets the opened part of the axis to itself.
+    early = [run.steps for run in with_steps if run.steps < per_epoch]
+    opened = min(per_epoch, max(8, 2 * max(early))) if early else per_epoch
+    for ax in (loss_ax, norm_ax, ratio_ax, signal_ax, dead_ax):
+        step_axis(ax, n_steps, per_epoch, label=False, opened=opened)
+        ax.set_xlabel(f"step (steps 0-{opened} stretched)" if opened_scale(n_steps, opened) else "step", fontsize=9)
+    for ax, values_by_run in plotted.items():
+        limit_to_stable_runs(ax, values_by_run)
     acc_ax.set_title("test accuracy after each epoch", fontsize=10)
     acc_ax.set_xlabel("epoch")
     acc_ax.set_ylabel("test accuracy (%)")
     acc_ax.set_ylim(0, 100)
     acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     dead_ax.set_title("units of the last hidden layer dead (ReLU) or saturated, moving average", fontsize=10)
-    dead_ax.set_xlabel("step")
     dead_ax.set_ylabel("inactive units (%)")
     dead_ax.set_ylim(bottom=0)
-    for ax in (loss_ax, norm_ax, ratio_ax, signal_ax, dead_ax, profile_ax, depth_ax):
+    for ax in (profile_ax, depth_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = loss_ax.get_legend_handles_labels()
     legend_rows = -(-len(labels) // 2)

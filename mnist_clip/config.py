@@ -15,7 +15,8 @@ import numpy as np
 
 from mnist_clip.errors import InputError
 
-CLIP_METHODS = ("global_norm", "norm", "value", "average_norm", "none")
+CLIP_METHODS = ("global_norm", "norm", "value", "average_norm", "agc", "autoclip", "none")
+ADAPTIVE_CLIP_METHODS = ("agc", "autoclip")  # their threshold is not a fixed number
 DATASETS = ("auto", "mnist", "mnist-5k")
 ON_NONFINITE = ("stop", "continue")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -33,6 +34,22 @@ def tensor_names(n_layers: int) -> tuple[str, ...]:
 
 # The reference net's tensors; a Config's own are Config.param_names.
 PARAM_NAMES = tensor_names(len(REFERENCE_HIDDEN) + 1)
+N_INPUTS = 784
+N_CLASSES = 10
+
+
+def layer_sizes(hidden: tuple[int, ...] = REFERENCE_HIDDEN) -> tuple[int, ...]:
+    return (N_INPUTS, *hidden, N_CLASSES)
+
+
+def param_shapes(hidden: tuple[int, ...] = REFERENCE_HIDDEN) -> dict[str, tuple[int, ...]]:
+    """{w1: (784, n1), b1: (n1,), ...}: the tensors of a net with these hidden widths."""
+    sizes = layer_sizes(hidden)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        shapes[f"w{layer}"] = (fan_in, fan_out)
+        shapes[f"b{layer}"] = (fan_out,)
+    return shapes
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,7 @@ class Config:
     hidden: tuple[int, ...] = REFERENCE_HIDDEN
     activation: str = "relu"
     init: str = "reference"
+    clip_percentile: float = 10.0
 
     def __post_init__(self) -> None:
         _check_choice("clip", self.clip, CLIP_METHODS)
@@ -62,8 +80,10 @@ class Config:
         _check_choice("on_nonfinite", self.on_nonfinite, ON_NONFINITE)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("init", self.init, INITS)
-        if self.clip != "none":
+        if self.clip not in ("none", "autoclip"):
             _check_float32_positive("clip_norm", self.clip_norm, f" for clip={self.clip}", "; use clip=none to train without clipping")
+        if not (math.isfinite(self.clip_percentile) and 0 <= self.clip_percentile <= 100):
+            raise InputError(f"clip_percentile must be a number from 0 to 100 (got {self.clip_percentile})")
         _check_float32_positive("lr", self.lr)
         _check_float32_positive("input_scale", self.input_scale)
         with np.errstate(over="ignore"):

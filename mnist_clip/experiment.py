@@ -14,7 +14,15 @@ from mnist_clip.config import Config
 from mnist_clip.data import Dataset
 from mnist_clip.errors import Interrupted
 from mnist_clip.interrupts import STOP_NOTICE, catch_stop_signals, in_worker_thread
-from mnist_clip.runs import PLOTS_DIR, RunTarget, RunWriter, metric_columns_for, nonfinite_steps
+from mnist_clip.runs import (
+    PLOTS_DIR,
+    RunTarget,
+    RunWriter,
+    compared_with_threshold,
+    is_flag_column,
+    metric_columns_for,
+    nonfinite_steps,
+)
 
 NONFINITE_ADVICE = (
     "exploding gradients; the usual cures are a lower --lr, inputs scaled to 0..1 "
@@ -52,6 +60,7 @@ def run_config(config: Config, dataset: Dataset) -> dict:
 
 
 def summarize(
+    config: Config,
     columns: tuple[str, ...],
     values: np.ndarray,
     epochs: list,
@@ -64,12 +73,16 @@ def summarize(
     def column(name: str) -> np.ndarray:
         return values[:, columns.index(name)]
 
+
     steps = len(values)
+    quantity, series = compared_with_threshold(config.clip, column, config.param_names, config.hidden)
+    compared = np.concatenate([np.asarray(v, float) for v in series.values()]) if steps else np.zeros(0)
+    compared = compared[np.isfinite(compared)]
     clipped = column("clipped") if steps else np.zeros(0)
     last = epochs[-1] if epochs else None
     per_tensor = {
         name[: -len("_clipped")]: int(column(name).sum()) if steps else 0
-        for name in columns if name.endswith("_clipped")
+        for name in columns if name != "clipped" and is_flag_column(name)
     }
     return {
         "status": status,
@@ -88,7 +101,21 @@ def summarize(
         "train_seconds": round(train_seconds, 3),
         "ms_per_step": steady_ms_per_step(epochs),
         "ms_per_step_includes_compiling": len(epochs) <= 1,
+        "compared_quantity": quantity,
+        "largest_compared_value": float(compared.max()) if compared.size else None,
+        "clipping_never_acted": config.clip != "none" and steps > 0 and int(clipped.sum()) == 0,
     }
+
+
+def never_acted_line(summary: dict, config: Config) -> str | None:
+    """One line when a run's clipping never acted, with the largest value it was compared with."""
+    if not summary.get("clipping_never_acted"):
+        return None
+    threshold = (f"AutoClip's threshold (percentile {config.clip_percentile:g})" if config.clip == "autoclip"
+                 else f"the threshold {config.clip_norm:g}")
+    largest = summary["largest_compared_value"]
+    return (f"note: {config.clip} clipping never acted in {summary['steps']} steps: the largest "
+            f"{summary['compared_quantity']} was {largest:.4g}, never above {threshold}")
 
 
 def steady_ms_per_step(epochs: list) -> float | None:
@@ -161,7 +188,7 @@ def run_experiment(
         writer.write_params("final", trainer.params_arrays())
         values = np.concatenate(all_values) if all_values else np.zeros((0, len(trainer.columns)))
         summary = summarize(
-            trainer.columns, values, epochs, status, nonfinite_step, time.perf_counter() - started, train_seconds
+            config, trainer.columns, values, epochs, status, nonfinite_step, time.perf_counter() - started, train_seconds
         )
         writer.write_summary(summary)
     finally:

@@ -7,25 +7,10 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from mnist_clip.config import REFERENCE_HIDDEN
+from mnist_clip.config import N_CLASSES, REFERENCE_HIDDEN, layer_sizes, param_shapes
 
-N_INPUTS = 784
-N_CLASSES = 10
 INIT_STDDEV = 0.1
-LAYER_SIZES = (N_INPUTS, *REFERENCE_HIDDEN, N_CLASSES)  # the reference net
-
-
-def layer_sizes(hidden: tuple[int, ...] = REFERENCE_HIDDEN) -> tuple[int, ...]:
-    return (N_INPUTS, *hidden, N_CLASSES)
-
-
-def param_shapes(hidden: tuple[int, ...] = REFERENCE_HIDDEN) -> dict[str, tuple[int, ...]]:
-    sizes = layer_sizes(hidden)
-    shapes: dict[str, tuple[int, ...]] = {}
-    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-        shapes[f"w{layer}"] = (fan_in, fan_out)
-        shapes[f"b{layer}"] = (fan_out,)
-    return shapes
+LAYER_SIZES = layer_sizes()  # the reference net
 
 
 def layer_seed(seed: int, layer: int) -> int:

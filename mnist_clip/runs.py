@@ -30,12 +30,14 @@ def activity_column_prefix(activation: str) -> str:
     return "dead" if activation == "relu" else "saturated"
 
 
-def step_value_columns(tensors: Sequence[str] = PARAM_NAMES, activation: str = "relu") -> tuple[str, ...]:
+def step_value_columns(tensors: Sequence[str] = PARAM_NAMES, activation: str = "relu",
+                       clip: str = "global_norm") -> tuple[str, ...]:
     """metrics.csv's value columns for a net with these tensors (w1 b1 ... wL bL).
 
     For the reference net they are exactly the reference's logging (loss to
     b3_after), then which tensors clipping acted on, the back-propagated signal
-    per layer and the share of inactive units per hidden layer.
+    per layer and the share of inactive units per hidden layer. Some clipping
+    methods add the quantity their threshold is compared with, at the end.
     """
     n_layers = len(tensors) // 2
     activity = activity_column_prefix(activation)
@@ -49,7 +51,22 @@ def step_value_columns(tensors: Sequence[str] = PARAM_NAMES, activation: str = "
         *(f"{name}_clipped" for name in tensors),
         *(f"delta{layer}" for layer in range(1, n_layers + 1)),
         *(f"{activity}_h{layer}" for layer in range(1, n_layers)),
+        *clip_columns(tensors, clip),
     )
+
+
+def clip_columns(tensors: Sequence[str], clip: str) -> tuple[str, ...]:
+    """value: each tensor's largest |element|; agc: the threshold lambda, each tensor's
+    share of units clipped and its largest unit ratio ||g|| / max(||w||, 1e-3);
+    autoclip: the threshold in effect at the step."""
+    if clip == "value":
+        return tuple(f"{name}_max_abs" for name in tensors)
+    if clip == "agc":
+        return ("clip_threshold", *(f"{name}_units_clipped" for name in tensors),
+                *(f"{name}_agc_ratio" for name in tensors))
+    if clip == "autoclip":
+        return ("clip_threshold",)
+    return ()
 
 
 STEP_VALUE_COLUMNS = step_value_columns()  # the reference net's
@@ -61,11 +78,12 @@ EPOCH_COLUMNS = ("epoch", "steps", "train_loss", "test_loss", "test_accuracy", "
 def metric_columns_for(config: Mapping[str, Any]) -> tuple[str, ...]:
     """metrics.csv's header for a config (a Config's to_dict() or a run's config.json)."""
     hidden = config.get("hidden", REFERENCE_HIDDEN)
-    return ("step", "epoch", *step_value_columns(tensor_names(len(hidden) + 1), config.get("activation", "relu")))
+    tensors = tensor_names(len(hidden) + 1)
+    return ("step", "epoch", *step_value_columns(tensors, config.get("activation", "relu"), config.get("clip", "global_norm")))
 
 
 def is_flag_column(column: str) -> bool:
-    return column == "clipped" or column.endswith("_clipped")
+    return column == "clipped" or (column.endswith("_clipped") and not column.endswith("_units_clipped"))
 
 
 CONFIG_FILE = "config.json"
@@ -379,14 +397,40 @@ class Run:
 
     @property
     def clip_label(self) -> str:
-        clip = self.config.get("clip", "?")
-        return "no clipping" if clip == "none" else f"{clip} {self.config.get('clip_norm', 0):g}"
+        return clip_label(self.config)
 
     @property
     def nonfinite_step(self) -> int | None:
         """The first step whose loss or global norm is NaN or Inf, from the metrics themselves."""
         bad = nonfinite_steps(self.metrics["loss"], self.metrics["global_norm_before"])
         return int(self.metrics["step"][np.argmax(bad)]) if bad.any() else None
+
+
+def compared_with_threshold(clip: str, column, tensors: Sequence[str], hidden: Sequence[int]) -> tuple[str, dict]:
+    """What a clipping method compares with its threshold at each step, from the step
+    columns (`column(name)` gives one): (what it is, {series label: values})."""
+    from mnist_clip.config import param_shapes
+
+    if clip in ("none", "global_norm", "autoclip"):
+        return "global norm", {"global norm before": column("global_norm_before")}
+    if clip == "norm":
+        return "tensor L2 norm", {name: column(f"{name}_before") for name in tensors}
+    if clip == "average_norm":
+        sizes = {name: float(np.prod(shape)) for name, shape in param_shapes(tuple(hidden)).items()}
+        return "tensor L2 norm / N", {name: column(f"{name}_before") / sizes[name] for name in tensors}
+    if clip == "value":
+        return "gradient |element|", {name: column(f"{name}_max_abs") for name in tensors}
+    return "unit ratio ||g|| / max(||w||, 1e-3)", {name: column(f"{name}_agc_ratio") for name in tensors}
+
+
+def clip_label(config: Mapping[str, Any]) -> str:
+    """'global_norm 15', 'agc 0.01', 'autoclip p10', 'no clipping'."""
+    clip = config.get("clip", "?")
+    if clip == "none":
+        return "no clipping"
+    if clip == "autoclip":
+        return f"autoclip p{config.get('clip_percentile', 10.0):g}"
+    return f"{clip} {config.get('clip_norm', 0):g}"
 
 
 def read_csv(path: Path, columns: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:

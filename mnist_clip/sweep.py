@@ -353,11 +353,11 @@ def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str
     x_key, y_key, col_key, row_key = keys
     x_vals, y_vals, col_vals, row_vals = labels
     index = {tuple(row.get(k, "") for k in keys): row for row in rows}
-    fig, axes = plt.subplots(
-        len(row_vals), len(col_vals),
-        figsize=(1.0 + 1.15 * len(x_vals) * len(col_vals) + 1.2, 0.9 + 0.75 * len(y_vals) * len(row_vals) + 0.8),
-        squeeze=False,
-    )
+    # Constrained layout keeps the title, labels and colour bar inside the picture at any
+    # grid size; the minimum size leaves a 1x1 map room for its title.
+    width = max(6.5, 1.0 + 1.15 * len(x_vals) * len(col_vals) + 1.2)
+    height = max(3.8, 0.9 + 0.75 * len(y_vals) * len(row_vals) + 0.8)
+    fig, axes = plt.subplots(len(row_vals), len(col_vals), figsize=(width, height), squeeze=False, layout="constrained")
     finite = [row[metric] for row in rows if row.get("status") == "completed" and np.isfinite(row.get(metric, np.nan))]
     if metric == "test_accuracy":
         cmap, norm, fmt = "viridis", plt.Normalize(0, 1), (lambda v: f"{100 * v:.0f}%")
@@ -391,13 +391,16 @@ def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str
             ax.set_ylim(-0.5, len(y_vals) - 0.5)
             ax.set_xlabel(x_key)
             ax.set_ylabel(y_key if c == 0 else "")
+            if not y_key:
+                ax.set_yticks([])
             title = ", ".join(f"{k}={v}" for k, v in ((col_key, col_val), (row_key, row_val)) if k)
             ax.set_title(title, fontsize=10)
     bar = fig.colorbar(image, ax=axes, label=metric.replace("_", " "), shrink=0.85)
     if metric == "final_loss":
         bar.ax.yaxis.set_major_formatter(PlainLogFormatter())
         bar.ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
-    fig.suptitle(f"Stability map: {metric.replace('_', ' ')} per cell (grey, hatched: NaN/Inf at the step shown)", fontsize=11)
+    fig.suptitle(f"Stability map: {metric.replace('_', ' ')} per cell\n(grey, hatched: NaN/Inf at the step shown)",
+                 fontsize=11)
     return fig
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from mnist_clip.model import forward, mse_loss
+from mnist_clip.runs import is_flag_column
 
 TENSORBOARD_DIR = "tensorboard"
 
@@ -36,7 +37,7 @@ class TensorBoardLog:
         self.activation = activation
         from tensorboard.plugins.scalar import metadata
 
-        scalar_columns = [c for c in step_columns if not c.endswith("_clipped")]
+        scalar_columns = [c for c in step_columns if c == "clipped" or not is_flag_column(c)]
         columns = [step_columns.index(c) for c in scalar_columns]
         scalar_tags = [scalar_tag(c) for c in scalar_columns]
         scalar_metadata = metadata.create_summary_metadata(display_name=None, description=None)

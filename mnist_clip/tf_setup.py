@@ -37,10 +37,11 @@ def native_stderr_captured() -> Iterator[None]:
 
 
 # `import tensorflow` loads Keras, whose optional integrations pull in these
-# packages when they are installed (mlxtend brings them): 140 MB of resident
-# memory and ~1.5 s of start-up that training never uses. Keras imports each of
-# them inside try/except ImportError, so hiding them during the import is safe.
-OPTIONAL_IMPORTS_TF_DOES_NOT_NEED = ("sklearn", "pandas", "scipy", "matplotlib")
+# packages when they are installed (mlxtend brings most of them, the test extra
+# brings jax for optax): 140 MB of resident memory and ~1.5 s of start-up that
+# training never uses. Keras imports each of them inside try/except
+# ImportError, so hiding them during the import is safe.
+OPTIONAL_IMPORTS_TF_DOES_NOT_NEED = ("sklearn", "pandas", "scipy", "matplotlib", "jax", "optax")
 
 
 @contextlib.contextmanager

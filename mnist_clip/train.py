@@ -9,17 +9,19 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from mnist_clip.clipping import CLIP_FUNCTIONS, clip_fired, clip_with_norms, clipped_norms
-from mnist_clip.config import Config
+from mnist_clip.clipping import AutoClipHistory, agc_clip, clip_fired, clip_only, clip_with_norms, clipped_norms
+from mnist_clip.config import Config, tensor_names
 from mnist_clip.data import Dataset
 from mnist_clip.model import accuracy, forward, inactive_fraction, init_params, mse_loss, one_hot, prepare_inputs
 from mnist_clip.runs import step_value_columns
 
 
-def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip: str, threshold: float,
-                activation: str = "relu"):
+def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip: str, threshold,
+                activation: str = "relu", autoclip: AutoClipHistory | None = None):
     """One step's gradients and everything logged about them, before any update.
 
+    `threshold` is clip_norm (a number or a scalar tensor); for autoclip, `autoclip`
+    holds the history the step's threshold comes from.
     Returns (clipped gradients, finite flag, the step_value_columns vector).
     """
     names = list(params)
@@ -33,9 +35,21 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
     grads, deltas = gradients[: len(names)], gradients[len(names) :]
     norms_before = [tf.norm(g) for g in grads]
     global_before = tf.norm(tf.stack(norms_before))
-    clipped = clip_with_norms(clip, grads, threshold, norms_before)
-    norms_after = clipped_norms(clip, clipped, norms_before, threshold)
-    fired = [tf.cast(f, tf.float32) for f in clip_fired(clip, grads, threshold, norms_before)]
+    extra = []
+    if clip == "agc":
+        clipped, fired, fractions, ratios, norms_after = agc_clip(grads, variables, threshold)
+        extra = [tf.cast(threshold, tf.float32), *fractions, *ratios]
+    else:
+        if clip == "autoclip":
+            threshold = autoclip.add_and_threshold(global_before)
+            extra = [threshold]
+        method = "global_norm" if clip == "autoclip" else clip
+        clipped = clip_with_norms(method, grads, threshold, norms_before)
+        norms_after = clipped_norms(method, clipped, norms_before, threshold)
+        fired = clip_fired(method, grads, threshold, norms_before)
+        if clip == "value":
+            extra = [tf.reduce_max(tf.abs(g)) for g in grads]
+    fired = [tf.cast(f, tf.float32) for f in fired]
     global_after = tf.norm(tf.stack(norms_after))
     finite = tf.math.is_finite(loss) & tf.math.is_finite(global_before)
     interleaved = [n for pair in zip(norms_before, norms_after) for n in pair]
@@ -51,9 +65,71 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
             *fired,
             *(tf.norm(delta) for delta in deltas),
             *activity,
+            *extra,
         ]
     )
     return clipped, finite, values
+
+
+# Compiled programs, one per shape of the work and per setting that changes the program
+# (not per learning rate, threshold or weights, which are its inputs): every run and
+# sweep cell of a process with the same net and clipping method reuses one, compiled once.
+_PROGRAMS: dict = {}
+
+
+def compiled_program(shapes: tuple, clip: str, trained: tuple[bool, ...], stop_on_nonfinite: bool,
+                     log_norms: bool, activation: str, percentile: float | None):
+    key = (shapes, clip, trained, stop_on_nonfinite, log_norms, activation, percentile)
+    if key in _PROGRAMS:
+        return _PROGRAMS[key]
+    names = tensor_names(len(shapes) // 2)
+    n_values = len(step_value_columns(names, activation, clip))
+
+    def one_step(variables, learning_rate, threshold, autoclip, x, y):
+        params = dict(zip(names, variables))
+        if log_norms:
+            clipped, finite, values = step_values(params, x, y, clip, threshold, activation, autoclip)
+        else:
+            with tf.GradientTape() as tape:
+                loss = mse_loss(y, forward(params, x, activation).out)
+            clipped = clip_only(clip, tape.gradient(loss, variables), variables, threshold, autoclip)
+            finite, values = tf.math.is_finite(loss), tf.reshape(loss, [1])
+
+        def apply():
+            for variable, gradient, is_trained in zip(variables, clipped, trained):
+                if is_trained:
+                    variable.assign_sub(learning_rate * gradient)
+            return tf.constant(True)
+
+        if stop_on_nonfinite:
+            tf.cond(finite, apply, lambda: tf.constant(False))
+        else:
+            apply()
+        return finite, values
+
+    # XLA fuses the element-wise work of a step (clipping, norms, the update)
+    # into few passes over memory; it needs static shapes, hence [n, B, ...].
+    @tf.function(jit_compile=True)
+    def run_chunk(variables, learning_rate, threshold, autoclip_state, xb, yb):
+        autoclip = None
+        if percentile is not None:
+            autoclip = AutoClipHistory.bound(*autoclip_state, percentile)
+        n_steps = tf.shape(xb)[0]
+        records = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_values if log_norms else 1])
+
+        def keep_going(i, stopped, records):
+            return tf.logical_and(i < n_steps, tf.logical_not(stopped))
+
+        def body(i, stopped, records):
+            finite, values = one_step(variables, learning_rate, threshold, autoclip, xb[i], yb[i])
+            stopped = tf.logical_not(finite) if stop_on_nonfinite else stopped
+            return i + 1, stopped, records.write(i, values)
+
+        steps_run, stopped, records = tf.while_loop(keep_going, body, (tf.constant(0), tf.constant(False), records))
+        return records.stack(), steps_run, stopped
+
+    _PROGRAMS[key] = run_chunk
+    return run_chunk
 
 
 def make_train_chunk(
@@ -65,59 +141,32 @@ def make_train_chunk(
     stop_on_nonfinite: bool = True,
     log_norms: bool = True,
     activation: str = "relu",
+    autoclip: AutoClipHistory | None = None,
 ):
-    """A compiled function (xb [n, B, 784], yb [n, B, 10]) -> (values [n, value columns], steps run, stopped).
+    """A function (xb [n, B, 784], yb [n, B, 10]) -> (values [n, value columns], steps run, stopped).
 
     It runs n steps of batch size B, batch i being xb[i], in one XLA-compiled
     loop, keeps each step's values in a TensorArray and hands them back once.
     With stop_on_nonfinite, a step whose loss or gradients are NaN/Inf is
     recorded but not applied, and the chunk ends there (rows after it are
     zeros). With log_norms=False only the loss is kept (the benchmark's
-    baseline for what logging costs).
+    baseline for what logging costs). For clip="autoclip", `autoclip` holds the
+    history of global norms across chunks.
     """
     names = list(params)
     variables = [params[name] for name in names]
-    updated = [trainable is None or name in trainable for name in names]
-    n_values = len(step_value_columns(names, activation))
+    trained = tuple(trainable is None or name in trainable for name in names)
+    shapes = tuple(tuple(v.shape) for v in variables)
+    if clip == "autoclip" and autoclip is None:
+        raise ValueError("clip='autoclip' needs its AutoClipHistory")
+    program = compiled_program(shapes, clip, trained, stop_on_nonfinite, log_norms, activation,
+                               autoclip.percentile if autoclip is not None else None)
     learning_rate = tf.constant(lr, tf.float32)
+    threshold_value = tf.constant(threshold, tf.float32)
+    state = autoclip.variables() if autoclip is not None else ()
 
-    def apply(gradients):
-        for variable, gradient, is_trained in zip(variables, gradients, updated):
-            if is_trained:
-                variable.assign_sub(learning_rate * gradient)
-        return tf.constant(True)
-
-    def one_step(x, y):
-        if log_norms:
-            clipped, finite, values = step_values(params, x, y, clip, threshold, activation)
-        else:
-            with tf.GradientTape() as tape:
-                loss = mse_loss(y, forward(params, x, activation).out)
-            clipped = CLIP_FUNCTIONS[clip](tape.gradient(loss, variables), threshold)
-            finite, values = tf.math.is_finite(loss), tf.reshape(loss, [1])
-        if stop_on_nonfinite:
-            tf.cond(finite, lambda: apply(clipped), lambda: tf.constant(False))
-        else:
-            apply(clipped)
-        return finite, values
-
-    # XLA fuses the element-wise work of a step (clipping, norms, the update)
-    # into few passes over memory; it needs static shapes, hence [n, B, ...].
-    @tf.function(jit_compile=True)
     def run_chunk(xb, yb):
-        n_steps = tf.shape(xb)[0]
-        records = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_values if log_norms else 1])
-
-        def keep_going(i, stopped, records):
-            return tf.logical_and(i < n_steps, tf.logical_not(stopped))
-
-        def body(i, stopped, records):
-            finite, values = one_step(xb[i], yb[i])
-            stopped = tf.logical_not(finite) if stop_on_nonfinite else stopped
-            return i + 1, stopped, records.write(i, values)
-
-        steps_run, stopped, records = tf.while_loop(keep_going, body, (tf.constant(0), tf.constant(False), records))
-        return records.stack(), steps_run, stopped
+        return program(variables, learning_rate, threshold_value, state, xb, yb)
 
     return run_chunk
 
@@ -168,7 +217,7 @@ class Trainer:
     def __init__(self, config: Config, dataset: Dataset, log_norms: bool = True):
         self.config = config
         self.params = init_params(config.seed, config.hidden, config.init)
-        self.columns = step_value_columns(config.param_names, config.activation)
+        self.columns = step_value_columns(config.param_names, config.activation, config.clip)
         self.initial_params = {name: v.numpy() for name, v in self.params.items()}
         self.x_train = tf.constant(prepare_inputs(dataset.x_train, config.input_scale))
         self.y_train = tf.constant(one_hot(dataset.y_train))
@@ -189,6 +238,8 @@ class Trainer:
             stop_on_nonfinite=config.on_nonfinite == "stop",
             log_norms=log_norms,
             activation=config.activation,
+            autoclip=AutoClipHistory(config.epochs * self.steps_per_epoch, config.clip_percentile)
+            if config.clip == "autoclip" else None,
         )
         self.evaluate = make_evaluate(self.params, config.activation)
 

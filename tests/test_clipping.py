@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_clip.clipping import CLIP_FUNCTIONS, clip_by_average_norm, clip_fired, clip_with_norms, clipped_norms
+from mnist_clip.clipping import CLIP_FUNCTIONS, agc_clip, clip_by_average_norm, clip_fired, clip_with_norms, clipped_norms
 from mnist_clip.model import init_params, one_hot, prepare_inputs
 
 
@@ -129,3 +129,87 @@ def test_norms_after_equal_the_norms_of_the_clipped_tensors(case, method):
         measured = [float(tf.norm(c)) for c in clipped]
         derived = [float(n) for n in clipped_norms(method, clipped, [tf.norm(g) for g in grads], threshold)]
         np.testing.assert_allclose(derived, measured, rtol=2e-6, atol=0, err_msg=f"{method} {threshold}")
+
+
+def real_gradients_and_params(mnist_5k, steps: int = 0):
+    """The reference net's raw gradients on real digits, after `steps` plain SGD steps."""
+    params = init_params(1234)
+    variables = list(params.values())
+    x = tf.constant(prepare_inputs(mnist_5k.x_train[:128], 50.0))
+    y = tf.constant(one_hot(mnist_5k.y_train[:128]))
+    for step in range(steps + 1):
+        with tf.GradientTape() as tape:
+            h1 = tf.nn.relu(x @ params["w1"] + params["b1"])
+            h2 = tf.nn.relu(h1 @ params["w2"] + params["b2"])
+            loss = tf.reduce_mean(tf.square(y - (h2 @ params["w3"] + params["b3"])))
+        grads = tape.gradient(loss, variables)
+        if step < steps:
+            for v, g in zip(variables, tf.clip_by_global_norm(grads, 15.0)[0]):
+                v.assign_sub(0.01 * g)
+    return grads, [v.read_value() for v in variables]
+
+
+def numpy_agc(grads, params, clipping, eps=1e-3):
+    """Brock et al.'s AGC in float64, with optax's axes and guards."""
+    out, fired, fraction, ratio = [], [], [], []
+    for g, w in zip(grads, params):
+        g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
+        axis = None if np.squeeze(g).ndim <= 1 else 0
+        g_norm = np.sqrt(np.sum(g * g, axis=axis, keepdims=True))
+        w_norm = np.maximum(np.sqrt(np.sum(w * w, axis=axis, keepdims=True)), eps)
+        max_norm = clipping * w_norm
+        keep = g_norm < max_norm
+        out.append(np.where(keep, g, g * max_norm / np.maximum(g_norm, 1e-6)))
+        fired.append(bool((~keep).any()))
+        fraction.append(float((~keep).mean()))
+        ratio.append(float((g_norm / w_norm).max()))
+    return out, fired, fraction, ratio
+
+
+@pytest.mark.parametrize("clipping, steps", [(0.01, 0), (0.01, 20), (0.5, 20), (100.0, 0)])
+def test_agc_matches_numpy_on_real_gradients(mnist_5k, clipping, steps):
+    grads, params = real_gradients_and_params(mnist_5k, steps)
+    clipped, fired, fractions, ratios, norms_after = agc_clip(grads, params, clipping)
+    want, want_fired, want_fraction, want_ratio = numpy_agc(grads, params, clipping)
+    for got, expected in zip(clipped, want):
+        np.testing.assert_allclose(got.numpy(), expected, rtol=2e-5, atol=1e-12)
+        assert got.shape == expected.shape
+    assert [bool(f) for f in fired] == want_fired
+    np.testing.assert_allclose([float(f) for f in fractions], want_fraction, atol=1e-7)
+    np.testing.assert_allclose([float(r) for r in ratios], want_ratio, rtol=1e-5)
+    np.testing.assert_allclose([float(n) for n in norms_after], [np.linalg.norm(w) for w in want], rtol=1e-5)
+    if clipping == 100.0:  # a loose threshold keeps the weights' gradients, not the zero biases'
+        assert not any(want_fired[0::2]) and all(want_fired[1::2])
+    if clipping == 0.01 and steps == 0:
+        assert want_fired[1] and want_fraction[1] == 1.0  # zero biases: every bias unit is clipped at step 0
+
+
+@pytest.mark.parametrize("clipping", [0.01, 0.2])
+def test_agc_equals_optax(mnist_5k, clipping):
+    optax = pytest.importorskip("optax")
+    grads, params = real_gradients_and_params(mnist_5k, steps=10)
+    transform = optax.adaptive_grad_clip(clipping)
+    as_numpy = [np.asarray(g) for g in grads]
+    updates, _ = transform.update(as_numpy, transform.init(None), [np.asarray(p) for p in params])
+    for got, theirs in zip(agc_clip(grads, params, clipping)[0], updates):
+        np.testing.assert_allclose(got.numpy(), np.asarray(theirs), rtol=1e-5, atol=1e-12)
+
+
+def test_autoclip_threshold_is_the_numpy_percentile_of_the_history(small):
+    from mnist_clip.config import Config
+    from mnist_clip.runs import step_value_columns
+    from mnist_clip.train import Trainer, train_epochs
+
+    config = Config(clip="autoclip", clip_percentile=25.0, epochs=6, lr=0.01, batch_size=50, input_scale=255.0)
+    trainer = Trainer(config, small)
+    values = np.concatenate([r.values for r in train_epochs(trainer)]).astype(np.float64)
+    columns = step_value_columns(config.param_names, "relu", "autoclip")
+    col = {name: values[:, columns.index(name)] for name in columns}
+    history = col["global_norm_before"]
+    assert len(history) == 36 and np.isfinite(history).all()
+    want = np.array([np.percentile(history[: i + 1], 25.0) for i in range(len(history))])
+    np.testing.assert_allclose(col["clip_threshold"], want, rtol=1e-5)
+    assert col["clipped"][0] == 0  # the first norm is its own percentile: never clipped
+    np.testing.assert_array_equal(col["clipped"] == 1, history > col["clip_threshold"])
+    np.testing.assert_allclose(col["global_norm_after"], np.minimum(history, col["clip_threshold"]), rtol=2e-5)
+    assert 0 < col["clipped"].sum() < len(history)

@@ -47,7 +47,7 @@ def test_both_key_spellings_and_precedence(tmp_path):
         ("epochs = 2.5", "epochs must be an integer"),
         ("shuffle = 1", "shuffle must be true or false"),
         ("lr = 'fast'", "lr must be a number"),
-        ("clip = 'sometimes'", "clip: unknown value 'sometimes'; allowed: global_norm, norm, value, average_norm, none"),
+        ("clip = 'sometimes'", "clip: unknown value 'sometimes'; allowed: global_norm, norm, value, average_norm, agc, autoclip, none"),
         ("lr = 0", "lr must be > 0"),
         ("clip_norm = -1", "clip_norm must be > 0"),
         ("epochs = 0", "epochs must be an integer >= 1"),

@@ -46,10 +46,18 @@ def test_a_killed_run_without_summary_still_plots(tmp_path):
     assert len(write_run_plots(run)) == 5
 
 
-def test_moving_averages_ignore_nan():
+def test_moving_averages_ignore_nan_and_start_at_the_raw_values():
     values = np.array([1.0, np.nan, 3.0, 5.0, np.nan])
-    np.testing.assert_allclose(moving_average(values, 3), [1.0, 2.0, 4.0, 4.0, 5.0])
-    np.testing.assert_allclose(log_moving_average(np.array([1.0, 100.0, 1.0]), 3)[1], 100 ** (1 / 3))
+    # the window shrinks symmetrically at both ends: the ends are their own average
+    np.testing.assert_allclose(moving_average(values, 3), [1.0, 2.0, 4.0, 4.0, np.nan])
+    smoothed = log_moving_average(np.array([1.0, 100.0, 1.0]), 3)
+    np.testing.assert_allclose(smoothed, [1.0, 100 ** (1 / 3), 1.0])
+    rng = np.random.default_rng(3)
+    raw = rng.random(200) + 0.5
+    wide = moving_average(raw, 32)
+    for i in (0, 5, 100, 199):  # against a plain mean over the same symmetric window
+        half = min(16, i, 199 - i)
+        assert np.isclose(wide[i], raw[i - half : i + half + 1].mean())
 
 
 def test_plotting_does_not_import_tensorflow(tmp_path):

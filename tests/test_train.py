@@ -81,7 +81,22 @@ def eager_reference_loop(config: Config, dataset, steps: int) -> tuple[np.ndarra
     variables = [params[name] for name in PARAM_NAMES]
     x_all = prepare_inputs(dataset.x_train, config.input_scale)
     y_all = one_hot(dataset.y_train)
-    clip_fn = CLIP_FUNCTIONS[config.clip]
+    history = []
+
+    def clip_fn(grads, threshold):
+        if config.clip == "agc":  # optax.adaptive_grad_clip's rule, in eager TensorFlow
+            out = []
+            for g, w in zip(grads, variables):
+                axis = None if len([d for d in g.shape if d != 1]) <= 1 else 0
+                g_norm = tf.sqrt(tf.reduce_sum(g * g, axis=axis, keepdims=True))
+                max_norm = threshold * tf.maximum(tf.sqrt(tf.reduce_sum(w * w, axis=axis, keepdims=True)), 1e-3)
+                out.append(tf.where(g_norm < max_norm, g, g * max_norm / tf.maximum(g_norm, 1e-6)))
+            return out
+        if config.clip == "autoclip":  # the authors' code: numpy.percentile of every norm so far
+            history.append(float(tf.linalg.global_norm(grads)))
+            return tf.clip_by_global_norm(grads, np.percentile(history, config.clip_percentile))[0]
+        return CLIP_FUNCTIONS[config.clip](grads, threshold)
+
     rows = []
     batches = tf.data.Dataset.from_tensor_slices((x_all, y_all)).batch(config.batch_size).repeat()
     for step, (x, y) in zip(range(steps), batches):
@@ -108,8 +123,10 @@ def eager_reference_loop(config: Config, dataset, steps: int) -> tuple[np.ndarra
         Config(epochs=2, clip="average_norm", clip_norm=1e-4),
         Config(epochs=2, clip="none", lr=0.005),
         Config(epochs=2, clip_norm=3.0, train=("w3", "b3")),
+        Config(epochs=2, clip="agc", clip_norm=0.01),
+        Config(epochs=2, clip="autoclip", clip_percentile=30.0),
     ],
-    ids=["global_norm", "norm", "value", "average_norm", "none", "partial"],
+    ids=["global_norm", "norm", "value", "average_norm", "none", "partial", "agc", "autoclip"],
 )
 def test_compiled_chunks_equal_the_eager_loop(config, small):
     trainer = Trainer(config, small)
@@ -121,7 +138,7 @@ def test_compiled_chunks_equal_the_eager_loop(config, small):
     assert len(values) == 2 * 3  # 300 examples in batches of 128: 128, 128, 44
     np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-7)
     for name in PARAM_NAMES:
-        np.testing.assert_allclose(trainer.params[name].numpy(), final[name], rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(trainer.params[name].numpy(), final[name], rtol=1e-4, atol=5e-7)  # weights ~0.1
 
 
 def test_frozen_tensors_stay_bit_identical_and_trained_ones_move(small):

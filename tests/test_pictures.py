@@ -1,0 +1,208 @@
+"""What a reader sees, asserted on the Figures' own data: the first steps at a readable scale,
+smoothing that starts at the raw values, thresholds against the quantity each method compares,
+honest legends, and pictures that keep their text inside."""
+
+import csv
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mnist_clip.cli import cli
+from mnist_clip.compare import compare_figure
+from mnist_clip.plots import norms_figure, ratio_figure, signals_figure, loss_figure, plt
+from mnist_clip.runs import read_run
+from mnist_clip.config import Config
+from mnist_clip.sweep import make_cells, parse_grid, stability_figure, sweep_rows
+from runfolders import write_run
+
+
+def lines_by_label(ax) -> dict:
+    return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def all_labels(fig) -> list[str]:
+    labels = []
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            labels += [text.get_text() for text in legend.get_texts()]
+    for legend in fig.legends:
+        labels += [text.get_text() for text in legend.get_texts()]
+    return labels
+
+
+def long_run(tmp_path, **options):
+    return read_run(write_run(tmp_path / "run", steps=960, steps_per_epoch=32, train_size=4000,
+                              first_step_scale=20.0, **options))
+
+
+def test_the_first_epoch_takes_a_quarter_of_the_width_in_a_long_run(tmp_path):
+    run = long_run(tmp_path)
+    fig = norms_figure(run)
+    fig.canvas.draw()
+    ax = fig.axes[1]
+    left, right = ax.transData.transform([(0, 1), (32, 1)])[:, 0]
+    width = ax.bbox.width
+    assert 0.22 < (right - left) / width < 0.28  # 32 of 960 steps, opened to a quarter
+    step1 = ax.transData.transform([(1, 1)])[0, 0]
+    assert step1 - left > 3  # adjacent steps are pixels apart: their 1.7-pixel marks stay distinct
+    marks = [line for line in ax.get_lines() if line.get_label().startswith("clipping acted")]
+    assert marks and marks[0].get_label() == "clipping acted: 240 of 960 steps"
+    assert len(marks[0].get_xdata()) == 240
+    plt.close(fig)
+
+
+def test_smoothed_curves_start_at_the_raw_values(tmp_path):
+    run = long_run(tmp_path)
+    raw_ratio = run.metrics["w1_before"] / run.metrics["w3_before"]
+    for make in (ratio_figure, loss_figure):
+        fig = make(run)
+        smoothed = [line for line in fig.axes[0].get_lines() if "mean" in line.get_label() or "before clipping" in line.get_label()]
+        assert smoothed, make.__name__
+        first = smoothed[0].get_ydata()[0]
+        raw_first = raw_ratio[0] if make is ratio_figure else run.metrics["loss"][0]
+        assert np.isclose(first, raw_first, rtol=1e-6), make.__name__
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("clip, threshold, series", [
+    ("global_norm", 15.0, ["global norm before", "global norm after (where clipping acted)"]),
+    ("value", 0.3, ["w1", "b1", "w2", "b2", "w3", "b3"]),
+    ("none", None, ["global norm before"]),
+])
+def test_the_threshold_is_drawn_against_what_the_method_compares(tmp_path, clip, threshold, series):
+    run = long_run(tmp_path, clip=clip)
+    fig = norms_figure(run)
+    bottom = fig.axes[1]
+    lines = lines_by_label(bottom)
+    thresholds = [line for label, line in lines.items() if label.startswith("threshold")]
+    if threshold is None:
+        assert not thresholds
+        assert not any("after" in label for label in all_labels(fig))  # unclipped: no "after" curves
+    else:
+        assert len(thresholds) == 1 and np.allclose(thresholds[0].get_ydata(), threshold)
+    drawn = [line for line in bottom.get_lines() if not line.get_label().startswith(("threshold", "clipping", "NaN"))]
+    if clip == "value":  # each tensor's largest |element|, not the global norm
+        ydata = [line.get_ydata() for line in drawn if len(line.get_ydata()) == run.steps]
+        assert any(np.allclose(y, run.metrics["w3_max_abs"]) for y in ydata)
+        assert not any(np.allclose(y, run.metrics["global_norm_before"]) for y in ydata)
+    for label in series:
+        assert label in lines or label in [line.get_label() for line in drawn] or clip == "value"
+    plt.close(fig)
+
+
+def test_a_run_that_diverges_in_its_first_epoch_is_drawn_over_its_steps(tmp_path):
+    run = read_run(write_run(tmp_path / "run", steps=960, steps_per_epoch=32, nonfinite_from=4, train_size=4000))
+    assert run.steps == 5
+    for make in (norms_figure, ratio_figure, signals_figure):
+        fig = make(run)
+        ax = fig.axes[0]
+        low, high = ax.get_xlim()
+        assert low <= 0 and 4 <= high <= 5  # the five steps fill the axis
+        ticks = ax.get_xticks()
+        assert np.allclose(ticks, np.round(ticks))
+        texts = [t.get_text() for a in fig.axes for t in a.get_xticklabels()]
+        assert not any("." in t for t in texts)  # no fractional epochs or steps
+        assert not any("epoch" in a.get_xlabel() for a in fig.axes)  # a run within one epoch has no epoch axis
+        plt.close(fig)
+
+
+def test_titles_never_speak_of_a_one_step_smoothing_window(tmp_path):
+    run = read_run(write_run(tmp_path / "run", steps=12, steps_per_epoch=32))
+    for make in (ratio_figure, signals_figure):
+        fig = make(run)
+        titles = " ".join(ax.get_title() for ax in fig.axes)
+        assert "1-step" not in titles and "raw values" in titles
+        plt.close(fig)
+
+
+def test_the_short_last_batch_is_explained_where_it_shows(tmp_path):
+    run = long_run(tmp_path)
+    fig = ratio_figure(run)
+    notes = [t.get_text() for t in fig.texts]
+    assert any("4,000 = 31 x 128 + 32" in note for note in notes)
+    plt.close(fig)
+    even = read_run(write_run(tmp_path / "even", steps=300, steps_per_epoch=30, train_size=128 * 30))
+    fig = ratio_figure(even)
+    assert not any("shorter batch" in t.get_text() for t in fig.texts)
+    plt.close(fig)
+
+
+def test_compare_keeps_an_exploding_run_from_flattening_the_others_and_labels_thresholds(tmp_path):
+    stable = read_run(write_run(tmp_path / "a", steps=960, steps_per_epoch=32, train_size=4000))
+    boom = write_run(tmp_path / "b", steps=960, steps_per_epoch=32, train_size=4000, clip="none", nonfinite_from=4)
+    lines = (boom / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [line.split(",") for line in lines[1:]]
+    rows[3][header.index("loss")] = "1e33"  # the loss climbs to 1e33 before its NaN
+    (boom / "metrics.csv").write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+    fig = compare_figure([stable, read_run(boom)])
+    loss_ax, norm_ax = fig.axes[0], fig.axes[2]
+    assert loss_ax.get_ylim()[1] < 1e3  # fitted to the run that did not diverge
+    assert loss_ax.get_ylim()[1] >= np.nanmax(stable.metrics["loss"])
+    assert any("off the scale: b reaches 1e+33" in t.get_text() for t in loss_ax.texts)
+    threshold_labels = [t.get_text() for t in norm_ax.get_legend().get_texts()]
+    assert threshold_labels == ["threshold 15 (a)"]
+    smoothed = [line for line in fig.axes[4].get_lines() if line.get_label().startswith("a (")]
+    assert len(fig.axes[4].get_lines()) >= 4  # raw and smoothed for both runs in the signal panel too
+    assert smoothed
+    x0, x4 = loss_ax.transData.transform([(0, 1), (4, 1)])[:, 0]
+    assert (x4 - x0) / loss_ax.bbox.width > 0.08  # the diverged run's 5 steps get room (0.4% on a plain axis)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("specs", [["lr=0.1"], ["lr=0.1,0.2"], ["lr=0.1,0.2", "clip_norm=none,5"],
+                                   ["lr=1,2,3,4,5,6", "clip_norm=1,2,3,4,5,6"],
+                                   ["lr=1,2", "clip_norm=1,2", "input_scale=50,255", "seed=1,2"]])
+def test_sweep_maps_of_any_size_keep_their_text_inside(specs):
+    grid = parse_grid(specs)
+    keys = [key for key, _ in grid]
+    import itertools
+
+    rows = []
+    for combination in itertools.product(*(values for _, values in grid)):
+        row = {key: ("none" if v is None else f"{v:g}") for key, v in zip(keys, combination)}
+        row.update(status="completed", test_accuracy=0.5, name="x")
+        rows.append(row)
+    fig = stability_figure(rows, grid)
+    fig.canvas.draw()
+    canvas = fig.bbox
+    renderer = fig.canvas.get_renderer()
+    texts = [fig._suptitle] + [t for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts)]
+    for text in texts:
+        if text is None or not text.get_text():
+            continue
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= -1 and box.y0 >= -1 and box.x1 <= canvas.x1 + 1 and box.y1 <= canvas.y1 + 1, text.get_text()
+    assert fig.axes[0].get_xlabel() == keys[0]
+    plt.close(fig)
+
+
+def test_a_sweep_over_clip_maps_and_tables_its_cells(tmp_path):
+    result = CliRunner().invoke(cli, ["sweep", "--dataset", "mnist-5k", "--epochs", "1", "--grid", "clip=none,value",
+                                      "--clip-norm", "0.3", "--out", str(tmp_path), "--name", "s", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "s" / "sweep.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["clip"] for row in rows] == ["none", "value"]
+    grid = parse_grid(["clip=none,value"])
+    cells = make_cells(Config(clip_norm=0.3, epochs=1, dataset="mnist-5k"), grid)
+    fig = stability_figure(sweep_rows(cells, tmp_path / "s"), grid)
+    cell_texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "not run" not in cell_texts and len(cell_texts) == 2
+    plt.close(fig)
+
+
+def test_a_threshold_that_never_fires_is_said(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--dataset", "mnist-5k", "--epochs", "1", "--input-scale", "255",
+                                      "--out", str(tmp_path), "--name", "r", "--no-plots"])
+    assert result.exit_code == 0
+    import json
+
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    metrics = read_run(tmp_path / "r").metrics
+    assert summary["clipping_never_acted"] is True and summary["clipped_steps"] == 0
+    assert np.isclose(summary["largest_compared_value"], metrics["global_norm_before"].max(), rtol=1e-6)
+    assert summary["largest_compared_value"] < 15
+    assert f"note: global_norm clipping never acted in 32 steps: the largest global norm was" in result.output
