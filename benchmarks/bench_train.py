@@ -34,7 +34,7 @@ tf = import_tensorflow()
 from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
 from mnist_clip.model import ACTIVATION_FUNCTIONS, init_params, layer_sizes, one_hot, prepare_inputs  # noqa: E402
-from mnist_clip.train import Trainer  # noqa: E402
+from mnist_clip.training import Trainer  # noqa: E402
 
 # name -> (config changes, variants timed). The adaptive clipping methods have no
 # tutorial or Keras counterpart: for them only what logging costs (c/d) is timed.

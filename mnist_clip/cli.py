@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ from mnist_clip.config import (
 )
 from mnist_clip.errors import InputError, Interrupted
 from mnist_clip.interrupts import STOP_NOTICE, catch_stop_signals
-from mnist_clip.sweep import DEFAULT_GRID
+from mnist_clip.sweeps import DEFAULT_GRID
 
 DEFAULTS = Config()
 
@@ -78,7 +77,8 @@ def cli() -> None:
 def config_options(func):
     """The options that are experiment parameters (also valid as config-file keys)."""
     options = [
-        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file whose keys are these option names."),
+        click.option("--config", "config_file", type=str,
+                     help="A recipe name (see `mnist-clip recipes`) or a TOML file whose keys are these option names."),
         click.option("--clip", type=click.Choice(CLIP_METHODS), default=DEFAULTS.clip, show_default=True, help="Clipping method."),
         click.option("--clip-norm", type=float, default=DEFAULTS.clip_norm, show_default=True,
                      help="Clipping threshold (for agc: lambda, the largest ratio of a unit's gradient norm to its weights' norm)."),
@@ -118,8 +118,10 @@ TEXT_OPTIONS = ("train", "freeze", "hidden")  # typed on the command line as tex
 
 
 def config_from_options(ctx: click.Context, params: dict) -> Config:
-    """Command line, then the config file, then the defaults."""
-    file_values = load_toml(params["config_file"]) if params.get("config_file") else {}
+    """Command line, then the config file (a path or a recipe name), then the defaults."""
+    from mnist_clip.recipe_files import resolve_config_file
+
+    file_values = load_toml(resolve_config_file(params["config_file"])) if params.get("config_file") else {}
     cli_values = {}
     for option in CONFIG_OPTIONS:
         if ctx.get_parameter_source(option) == ParameterSource.COMMANDLINE:
@@ -142,101 +144,76 @@ def stoppable(notice: str = STOP_NOTICE):
     return decorate
 
 
-def load_data_and_tensorflow(config: Config):
-    from mnist_clip import tf_setup
-    from mnist_clip.data import load_dataset
+def reporter(quiet: bool = False, print_every: int = 0):
+    """Progress bars when stdout is a terminal; short lines when it is not, or with --quiet."""
+    from mnist_clip.reporting import Reporter, process_seconds
 
-    dataset = load_dataset(config.dataset, config.data_path)
-    echo_dataset(dataset)
-    tf_setup.import_tensorflow()
-    return dataset
+    return Reporter(click.echo, "quiet" if quiet else "auto", print_every, total_seconds=process_seconds)
 
 
-def echo_dataset(dataset) -> None:
-    click.echo(f"data: {dataset.name} ({len(dataset.y_train):,} train / {len(dataset.y_test):,} test): {dataset.reason}")
-
-
-def train_and_report(config: Config, dataset, target, print_every: int, plots: bool, tensorboard: bool = False):
-    from mnist_clip.experiment import NONFINITE_ADVICE, never_acted_line, train_into
-    from mnist_clip.reporting import ConsoleProgress, summary_lines
-
-    progress = ConsoleProgress(config, print_every).progress()
-    outcome = train_into(config, dataset, target, progress, draw_plots=plots, tensorboard=tensorboard,
-                         on_start=lambda path: click.echo(f"run:  {path}"))
-    summary = outcome.summary
-    if summary["status"] == "diverged":
-        click.echo(f"diverged at step {summary['first_nonfinite_step']}: loss or gradients became NaN/Inf: {NONFINITE_ADVICE}")
-    elif summary["status"] == "interrupted":
-        click.echo(f"interrupted after {summary['steps']} steps; everything so far is saved")
-        if target.final is not None and outcome.path != target.final:
-            click.echo(f"the earlier run in {target.final} is kept; this one is in {outcome.path}")
-    for line in summary_lines(summary, outcome.path, outcome.plot_paths):
-        click.echo(line)
-    if never_acted_line(summary, config):
-        click.echo(never_acted_line(summary, config))
-    return outcome
+def run_options(func):
+    """The options of a command that writes run folders (train and demo)."""
+    options = [
+        click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True,
+                     help="Folder that holds the run (or demo) folders."),
+        click.option("--name", type=str, default=None, help="Folder name (default: the clip setting and a timestamp)."),
+        click.option("--overwrite", is_flag=True, help="Replace the folder of the same --name once the new one has finished."),
+        click.option("--print-every", type=click.IntRange(min=0), default=0,
+                     help="Print the ==before==/==after== norm listing every N steps (0: never)."),
+        click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the PNGs into <run>/plots/."),
+        click.option("--tensorboard", is_flag=True, help="Also write TensorBoard event files into <run>/tensorboard/."),
+        click.option("--quiet", is_flag=True, help="No progress bar or epoch lines; the closing lines only."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 @cli.command(short_help="Train one run and log every gradient norm.")
 @config_options
-@click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True, help="Folder that holds run folders.")
-@click.option("--name", type=str, default=None, help="Run folder name (default: clip setting and a timestamp).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run folder of the same --name.")
-@click.option("--print-every", type=click.IntRange(min=0), default=0, help="Print the ==before==/==after== norm listing every N steps (0: never).")
-@click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the PNGs into <run>/plots/.")
-@click.option("--tensorboard", is_flag=True, help="Also write TensorBoard event files into <run>/tensorboard/.")
+@run_options
 @click.pass_context
 @stoppable()
 def train(ctx: click.Context, out: str, name: str | None, overwrite: bool, print_every: int, plots: bool,
-          tensorboard: bool, **params) -> int:
+          tensorboard: bool, quiet: bool, **params) -> int:
     """Train the MLP and log every gradient norm before and after clipping."""
-    from mnist_clip.runs import RunTarget, default_run_name
+    from mnist_clip.api import run_training
 
     config = config_from_options(ctx, params)
-    if tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise InputError("--tensorboard needs the tensorboard package: pip install 'mnist-clip[tensorboard]'")
-    target = RunTarget(Path(out), name, default_run_name(config.clip, config.clip_norm), overwrite)
-    target.check()  # before the data and TensorFlow load: a taken name fails at once
-    dataset = load_data_and_tensorflow(config)
-    return train_and_report(config, dataset, target, print_every, plots, tensorboard).exit_code
+    result = run_training(config, reporter(quiet, print_every), out, name, overwrite, plots, tensorboard)
+    return result.exit_code
+
+
+SEEDS_OPTION = click.option("--seeds", type=int, default=1, show_default=True,
+                            help="Repeat for seeds --seed, --seed + 1, ..., --seed + N - 1 and report their spread.")
 
 
 @cli.command(short_help="Train with and without clipping, then compare.")
 @config_options
-@click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True, help="Folder that gets the demo folder.")
+@run_options
+@SEEDS_OPTION
 @click.pass_context
 @stoppable()
-def demo(ctx: click.Context, out: str, **params) -> int:
+def demo(ctx: click.Context, out: str, name: str | None, overwrite: bool, print_every: int, plots: bool,
+         tensorboard: bool, quiet: bool, seeds: int, **params) -> int:
     """Train the same config with and without clipping, then compare the two.
 
     Same seed, same data, same initial weights: the only difference is clipping.
-    Writes <out>/demo-<time>/{clipped,unclipped,compare.png,compare.csv}.
+    Writes <out>/<name>/{clipped,unclipped,compare.png,compare.csv}.
     """
-    config = config_from_options(ctx, params)
-    if config.clip == "none":
-        raise InputError("demo compares a clipping method with none; give --clip global_norm, norm, value or average_norm")
-    dataset = load_data_and_tensorflow(config)
-    from mnist_clip.compare import compare_runs, table_text
-    from mnist_clip.experiment import never_acted_line
-    from mnist_clip.runs import RunTarget
+    from mnist_clip.api import run_demo
+    from mnist_clip.comparison import table_text
 
-    demo_dir = RunTarget(Path(out), None, f"demo-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
-    run_dirs, outcomes = [], []
-    for label, variant in (("clipped", config), ("unclipped", config.replace(clip="none"))):
-        click.echo(f"--- {label}: {'no clipping' if variant.clip == 'none' else f'{variant.clip} {variant.clip_norm:g}'}")
-        outcome = train_and_report(variant, dataset, RunTarget(demo_dir, label, label, False), 0, plots=True)
-        if outcome.exit_code:
-            return outcome.exit_code
-        run_dirs.append(outcome.path)
-        outcomes.append(outcome)
-    rows, files = compare_runs(run_dirs, demo_dir)
+    config = config_from_options(ctx, params)
+    report = reporter(quiet, print_every)
+    result = run_demo(config, report, out, name, overwrite, plots, tensorboard, seeds=seeds)
     click.echo("--- compared")
-    click.echo(table_text(rows))
-    note = never_acted_line(outcomes[0].summary, config)
-    if note:
-        click.echo(note.replace("note: ", "note: the two runs are the same run: "))
-    click.echo(f"pictures: {files[0]} and {demo_dir}/{{clipped,unclipped}}/plots/")
-    return 0
+    click.echo(table_text(result.table.to_dict("records")))
+    for note in result.notes:
+        click.echo(note)
+    runs = "{clipped,unclipped}" if seeds == 1 else "<run>"
+    click.echo(f"pictures: {result.path / 'compare.png'} and {result.path}/{runs}/plots/")
+    return result.exit_code
 
 
 @cli.command(short_help="Redraw a run's pictures.")
@@ -254,15 +231,16 @@ def plot(run_dir: str) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for compare.png and compare.csv (default: a new compare-<time> folder beside the first run).")
 def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
-    """Overlay runs on shared axes and tabulate them (runs may differ in length or have diverged)."""
-    from mnist_clip.compare import compare_runs, table_text
+    """Overlay runs on shared axes and tabulate them (runs may differ in length or depth, or have diverged)."""
+    from mnist_clip.comparison import compare_runs, table_text
     from mnist_clip.runs import RunTarget, check_out_folder, read_run
 
     for path in run_dirs:
         read_run(path)  # a folder that is not a run fails here, before anything is written
     if out:
         check_out_folder(Path(out))
-    out_dir = Path(out) if out else RunTarget(Path(run_dirs[0]).resolve().parent, None, f"compare-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
+    out_dir = Path(out) if out else RunTarget(Path(run_dirs[0]).resolve().parent, None,
+                                              f"compare-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
     rows, files = compare_runs(list(run_dirs), out_dir)
     click.echo(table_text(rows))
     for path in files:
@@ -273,42 +251,43 @@ def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
 @config_options
 @click.option("--grid", "grid_specs", multiple=True, metavar="KEY=V1,V2,...",
               help="A config key and its values (repeatable, up to 4 keys). clip_norm=none means no clipping; "
-                   "train/freeze values join tensors with +. Default: " + " ".join(f"--grid {g}" for g in DEFAULT_GRID))
+                   "train/freeze values join tensors with +, hidden widths too. Default: "
+                   + " ".join(f"--grid {g}" for g in DEFAULT_GRID))
 @click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True, help="Folder that gets the sweep folder.")
 @click.option("--name", type=str, default=None, help="Sweep folder name; an existing sweep of that name is resumed.")
 @click.option("--jobs", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,
-              help="Cells trained in parallel processes (on 2 cores, 2 jobs ran the default sweep 1.25x faster than 1).")
+              help="Cells trained in parallel worker processes.")
 @click.option("--metric", type=click.Choice(["test_accuracy", "final_loss"]), default="test_accuracy", show_default=True,
               help="What the stability map colours.")
 @click.option("--plots/--no-plots", default=False, show_default=True, help="Draw each cell's own PNGs too.")
+@click.option("--quiet", is_flag=True, help="No progress bar or line per cell; the closing lines only.")
+@SEEDS_OPTION
 @click.pass_context
 @stoppable("stopping the sweep: no new cells, the cells in flight stop after their epoch (Ctrl-C again to quit at once)")
 def sweep(ctx: click.Context, grid_specs: tuple[str, ...], out: str, name: str | None, jobs: int, metric: str,
-          plots: bool, **params) -> int:
+          plots: bool, quiet: bool, seeds: int, **params) -> int:
     """Train a grid of settings and draw where training blows up.
 
     Every cell is a normal run folder under <out>/<name>/cells/. Cells that
     finished earlier are not run again, so an interrupted sweep resumes with the
     same --name.
     """
-    from mnist_clip.data import load_dataset
-    from mnist_clip.sweep import make_cells, parse_grid, run_sweep
+    from mnist_clip.api import run_sweep_reported
 
     base = config_from_options(ctx, params)
-    grid = parse_grid(grid_specs or DEFAULT_GRID)
-    make_cells(base, grid)  # every cell's config is valid before anything runs
-    dataset = load_dataset(base.dataset, base.data_path)  # bad data fails here, before any folder exists
-    echo_dataset(dataset)
-    sweep_dir, exit_code, files = run_sweep(base, grid, out, name, jobs, plots, metric, report=click.echo,
-                                            dataset=dataset)
-    for path in files:
-        click.echo(f"wrote {path}")
-    if exit_code and exit_code != 1:
-        click.echo(f"interrupted; run the same command with --name {sweep_dir.name} to resume")
-    elif exit_code:
-        click.echo("some cells failed (see above); run the same command with "
-                   f"--name {sweep_dir.name} to try them again")
-    return exit_code
+    result = run_sweep_reported(base, list(grid_specs), reporter(quiet), out, name, jobs, plots, metric, seeds=seeds)
+    return result.exit_code
+
+
+@cli.command(short_help="List the packaged recipes.")
+def recipes() -> None:
+    """The recipes that ship with mnist-clip; use one with --config NAME (e.g. --config explode)."""
+    from mnist_clip.recipe_files import recipes as listed
+
+    entries = listed()
+    width = max(len(name) for name in entries)
+    for name, description in entries.items():
+        click.echo(f"{name:<{width}}  {description}")
 
 
 def main() -> None:

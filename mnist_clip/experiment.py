@@ -32,10 +32,13 @@ NONFINITE_ADVICE = (
 
 @dataclass
 class Progress:
-    """What the caller is told while a run goes on (all optional)."""
+    """What the caller is told while a run goes on (all optional): the number of steps to
+    come before anything is compiled, each epoch's steps and results, and the end."""
 
     on_epoch: Callable = lambda result, trainer: None
     on_steps: Callable = lambda result: None
+    on_begin: Callable = lambda total_steps: None
+    on_end: Callable = lambda: None
 
 
 @dataclass
@@ -140,7 +143,7 @@ def run_experiment(
     tensorboard: bool = False,
 ) -> Outcome:
     """Train `config` on `dataset`, writing everything into the (new, empty) run_dir."""
-    from mnist_clip.train import Trainer, train_epochs
+    from mnist_clip.training import Trainer, train_epochs
 
     progress = progress or Progress()
     started = time.perf_counter()
@@ -148,6 +151,7 @@ def run_experiment(
     board = None
     try:
         writer.write_config(run_config(config, dataset))
+        progress.on_begin(config.epochs * -(-len(dataset.y_train) // config.batch_size))
         trainer = Trainer(config, dataset)
         writer.write_params("init", trainer.initial_params)
         if tensorboard:
@@ -192,6 +196,7 @@ def run_experiment(
         )
         writer.write_summary(summary)
     finally:
+        progress.on_end()
         writer.close()
         if board is not None:
             board.close()

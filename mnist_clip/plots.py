@@ -7,16 +7,24 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, MaxNLocator  # noqa: E402
+from mnist_clip.config import REFERENCE_HIDDEN, format_hidden
+from mnist_clip.errors import InputError
+from mnist_clip.runs import PLOTS_DIR, Run, compared_with_threshold, read_run, write_atomic
 
-from mnist_clip.config import REFERENCE_HIDDEN, format_hidden  # noqa: E402
-from mnist_clip.errors import InputError  # noqa: E402
-from mnist_clip.runs import PLOTS_DIR, Run, compared_with_threshold, read_run, write_atomic  # noqa: E402
+
+def subplots(rows: int = 1, cols: int = 1, figsize=None, layout=None, **options):
+    """A Figure of its own, outside pyplot: nothing global to close or leak, drawable by
+    any backend (PNG files here, inline in Jupyter)."""
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(rows, cols, **options)
+
+
+def colormap(name: str):
+    return matplotlib.colormaps[name]
 
 DIVERGED_COLOR = "#d62728"
 FIGSIZE = (10, 7)
@@ -27,7 +35,7 @@ MAX_MARKED_STEPS = 60  # up to this many clipped steps, each gets its own marker
 
 def layer_colors(n_layers: int) -> list:
     """One colour per layer along a sequential colour map: input side dark, output side light."""
-    cmap = plt.get_cmap("viridis")
+    cmap = colormap("viridis")
     return [cmap(x) for x in np.linspace(0.0, 0.85, n_layers)] if n_layers > 1 else [cmap(0.0)]
 
 
@@ -299,7 +307,7 @@ def mark_clipped_steps(ax, run: Run) -> None:
 def norms_figure(run: Run) -> Figure:
     """Per-tensor norms before clipping, and after it on the steps where it acted; below, what the
     clipping method compares with its threshold, with the threshold and the steps where it acted."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=FIGSIZE, sharex=True, height_ratios=(3, 2))
+    fig, (top, bottom) = subplots(2, 1, figsize=FIGSIZE, sharex=True, height_ratios=(3, 2))
     clipping = run.config.get("clip") not in (None, "none")
     labelled = run.n_layers <= MAX_LEGEND_LAYERS
     steps = run.metrics["step"]
@@ -379,7 +387,7 @@ def smoothed_lines(ax, steps, values, window: int, color, label: str, **style) -
 
 def ratio_figure(run: Run) -> Figure:
     """|g_w1|/|g_wL| (and a middle layer's) before clipping, raw and smoothed."""
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = subplots(figsize=FIGSIZE)
     steps = run.metrics["step"]
     window = smoothing_window(run)
     last = f"w{run.n_layers}"
@@ -413,7 +421,7 @@ def ratio_figure(run: Run) -> Figure:
 
 def loss_figure(run: Run) -> Figure:
     """Training loss per step (log) and test accuracy per epoch."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE, width_ratios=(3, 2))
+    fig, (left, right) = subplots(1, 2, figsize=FIGSIZE, width_ratios=(3, 2))
     steps = run.metrics["step"]
     loss = run.metrics["loss"]
     window = smoothing_window(run)
@@ -445,7 +453,7 @@ def loss_figure(run: Run) -> Figure:
 
 def signals_figure(run: Run) -> Figure:
     """Back-propagated signal |dL/dz_l| per layer beside the weight-gradient norms, and inactive units."""
-    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(10, 9), sharex=True, height_ratios=(3, 2, 1.3))
+    fig, (top, middle, bottom) = subplots(3, 1, figsize=(10, 9), sharex=True, height_ratios=(3, 2, 1.3))
     steps = run.metrics["step"]
     window = smoothing_window(run)
     colors = layer_colors(run.n_layers)
@@ -512,10 +520,10 @@ def layer_profile(run: Run, epoch: int, prefix: str) -> np.ndarray:
 def flow_figure(run: Run) -> Figure:
     """The gradient-flow profile: per layer from input to output, the weight-gradient norm
     and the back-propagated signal, one line per chosen epoch; and a layer x step map."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 6), width_ratios=(1, 1.1))
+    fig, (left, right) = subplots(1, 2, figsize=(12, 6), width_ratios=(1, 1.1))
     layers = np.arange(1, run.n_layers + 1)
     epochs = profile_epochs(run)
-    cmap = plt.get_cmap("plasma")
+    cmap = colormap("plasma")
     for i, epoch in enumerate(epochs):
         color = cmap(0.85 * i / max(1, len(epochs) - 1))
         left.plot(layers, positive(layer_profile(run, epoch, "w")), "o-", color=color, linewidth=1.8, markersize=4,
@@ -552,7 +560,7 @@ def flow_figure(run: Run) -> Figure:
 
 def empty_figure(run: Run) -> Figure:
     """What a run with no recorded step shows: it was stopped or failed in its first epoch."""
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = subplots(figsize=FIGSIZE)
     ax.axis("off")
     ax.text(0.5, 0.5, f"No training step recorded in {run.name} (status: {run.status}).\n"
             "The run was stopped, or failed, before its first epoch ended;\n"
@@ -572,7 +580,6 @@ RUN_FIGURES = {
 def save_figure(fig: Figure, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
-    plt.close(fig)
     write_atomic(path, buffer.getvalue())
     return path
 

@@ -1,14 +1,59 @@
-"""What `mnist-clip train` prints while it runs and when it ends."""
+"""What a run, a demo and a sweep tell the person watching: progress bars in a terminal or
+a notebook, short lines elsewhere, and the closing summary."""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from pathlib import Path
+from typing import Callable
 
-import click
 import numpy as np
 
 from mnist_clip.config import Config
-from mnist_clip.experiment import Progress
+from mnist_clip.experiment import NONFINITE_ADVICE, Progress, never_acted_line
+from mnist_clip.runs import clip_label
+
+MODES = ("auto", "bar", "lines", "quiet")
+_IMPORTED = time.perf_counter()
+
+
+def in_notebook() -> bool:
+    """Running inside a Jupyter kernel (where tqdm draws its widget)."""
+    shell = sys.modules.get("IPython") and getattr(sys.modules["IPython"], "get_ipython", lambda: None)()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def resolve_mode(mode: str, stream=None) -> str:
+    """auto: progress bars in a terminal or a notebook, lines when output goes to a file or pipe."""
+    if mode != "auto":
+        return mode
+    stream = stream or sys.stdout
+    return "bar" if in_notebook() or (hasattr(stream, "isatty") and stream.isatty()) else "lines"
+
+
+def process_seconds() -> float:
+    """How long this process has run, from the kernel's record of its start (Linux), else
+    since this module was imported."""
+    try:
+        with open("/proc/self/stat") as stat:
+            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as uptime:
+            return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
+
+
+def new_bar(**options):
+    """tqdm's bar: its widget inside Jupyter (when ipywidgets is installed), else the text bar."""
+    import importlib.util
+
+    if in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm
+    else:
+        from tqdm import tqdm
+    return tqdm(dynamic_ncols=True, **options)
 
 
 def norm_listing(step: int, values: dict[str, float], tensors: tuple[str, ...]) -> list[str]:
@@ -20,41 +65,139 @@ def norm_listing(step: int, values: dict[str, float], tensors: tuple[str, ...]) 
     return lines
 
 
-class ConsoleProgress:
-    """One line per epoch; the norm listing every `print_every` steps if asked."""
+def settings_text(config: Config) -> str:
+    """The settings of a run in one line: what a reader needs to tell runs apart."""
+    from mnist_clip.plots import architecture_label
 
-    def __init__(self, config: Config, print_every: int = 0):
-        self.config = config
+    parts = [clip_label(config.to_dict()), f"lr {config.lr:g}", f"x/{config.input_scale:g}",
+             architecture_label(config.to_dict()), f"seed {config.seed}", f"{config.epochs} epochs"]
+    if config.trainable != config.param_names:
+        parts.append(f"trains {','.join(config.trainable)} only")
+    if config.batch_size != 128:
+        parts.append(f"batch {config.batch_size}")
+    if config.shuffle:
+        parts.append("shuffled")
+    return ", ".join(parts)
+
+
+class Reporter:
+    """Prints through `echo` in one of the modes: "bar" (a tqdm bar per run or sweep, with the
+    lines above it), "lines" (one line per epoch or cell), "quiet" (the closing lines only)."""
+
+    def __init__(self, echo: Callable[[str], None] = print, mode: str = "auto", print_every: int = 0,
+                 total_seconds: Callable[[], float] | None = None):
+        self.echo_raw = echo
+        self.mode = resolve_mode(mode)
         self.print_every = print_every
+        self.total_seconds = total_seconds
+        self.bar = None
 
-    def progress(self) -> Progress:
-        return Progress(on_epoch=self.on_epoch, on_steps=self.on_steps)
+    def line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            self.echo_raw(text)
 
-    def on_steps(self, result) -> None:
-        if not self.print_every:
+    def data(self, dataset) -> None:
+        self.line(f"data: {dataset.name} ({len(dataset.y_train):,} train / {len(dataset.y_test):,} test): {dataset.reason}")
+
+    # --- one run ---
+
+    def run_progress(self, config: Config, path_hint: Callable[[], Path] | None = None) -> Progress:
+        reporter = self
+
+        def begin(total_steps: int) -> None:
+            reporter.open_bar(total_steps, "compiling")
+
+        def steps(result) -> None:
+            if not reporter.print_every:
+                return
+            for i, row in enumerate(result.values):
+                step = result.first_step + i
+                if step % reporter.print_every == 0:
+                    for text in norm_listing(step, dict(zip(result.columns, map(float, row))), config.param_names):
+                        reporter.line(text)
+
+        def epoch(result, trainer) -> None:
+            n_steps = len(result.values)
+            if not n_steps:
+                return
+            if reporter.bar is not None:
+                reporter.bar.set_description("training")
+                reporter.bar.set_postfix_str(f"loss {np.mean(result.column('loss')):.4g}, "
+                                             f"test acc {100 * result.test_accuracy:.1f}%")
+                reporter.bar.update(n_steps)
+            if reporter.mode != "quiet":
+                reporter.line(epoch_line(config, result))
+
+        def end() -> None:
+            reporter.close_bar()
+
+        return Progress(on_epoch=epoch, on_steps=steps, on_begin=begin, on_end=end)
+
+    def open_bar(self, total_steps: int, stage: str) -> None:
+        """The run's bar (in bar mode), shown from the first moments on, its stage as its label."""
+        if self.mode != "bar":
             return
-        for i, row in enumerate(result.values):
-            step = result.first_step + i
-            if step % self.print_every == 0:
-                for line in norm_listing(step, dict(zip(result.columns, map(float, row))), self.config.param_names):
-                    click.echo(line)
+        if self.bar is None:
+            self.bar = new_bar(total=total_steps, unit="step", desc=stage, leave=True)
+        else:
+            self.bar.set_description(stage)
 
-    def on_epoch(self, result, trainer) -> None:
-        steps = len(result.values)
-        if steps == 0:
-            return
-        norms = result.column("global_norm_before")
-        clip_text = "no clipping" if self.config.clip == "none" else f"clipped {int(result.column('clipped').sum())}/{steps} steps"
-        click.echo(
-            f"epoch {result.epoch + 1:>{len(str(self.config.epochs))}}/{self.config.epochs}"
-            f"  train loss {np.mean(result.column('loss')):.4g}"
-            f"  test loss {result.test_loss:.4g}  test acc {100 * result.test_accuracy:.1f}%"
-            f"  |g| {np.nanmin(norms) if np.isfinite(norms).any() else float('nan'):.3g}..{np.nanmax(norms):.3g}"
-            f"  {clip_text}  {result.seconds:.2f} s"
-        )
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def run_started(self, config: Config) -> Callable[[Path], None]:
+        return lambda path: self.line(f"run:  {path}  ({settings_text(config)})")
+
+    def run_finished(self, config: Config, outcome, kept_earlier: Path | None = None) -> None:
+        summary = outcome.summary
+        if summary["status"] == "diverged":
+            self.line(f"diverged at step {summary['first_nonfinite_step']}: loss or gradients became NaN/Inf: {NONFINITE_ADVICE}")
+        elif summary["status"] == "interrupted":
+            self.line(f"interrupted after {summary['steps']} steps; everything so far is saved")
+            if kept_earlier is not None:
+                self.line(f"the earlier run in {kept_earlier} is kept; this one is in {outcome.path}")
+        total = self.total_seconds() if self.total_seconds else summary["wall_seconds"]
+        for text in summary_lines(summary, outcome.path, outcome.plot_paths, total):
+            self.line(text)
+        note = never_acted_line(summary, config)
+        if note:
+            self.line(note)
+
+    # --- a sweep ---
+
+    def sweep_progress(self, total_cells: int) -> Callable[[str], None]:
+        """A bar of cells done (with its ETA) in bar mode; each finished cell as a line."""
+        if self.mode == "bar" and total_cells:
+            self.bar = new_bar(total=total_cells, unit="cell", desc="sweep", leave=True)
+
+        def cell_done(text: str) -> None:
+            if self.bar is not None:
+                self.bar.update(1)
+            if self.mode != "quiet" or not text.startswith("["):
+                self.line(text)
+
+        return cell_done
 
 
-def summary_lines(summary: dict, run_dir: Path, plot_paths: list) -> list[str]:
+def epoch_line(config: Config, result) -> str:
+    steps = len(result.values)
+    norms = result.column("global_norm_before")
+    clip_text = "no clipping" if config.clip == "none" else f"clipped {int(result.column('clipped').sum())}/{steps} steps"
+    smallest = np.nanmin(norms) if np.isfinite(norms).any() else float("nan")
+    return (
+        f"epoch {result.epoch + 1:>{len(str(config.epochs))}}/{config.epochs}"
+        f"  train loss {np.mean(result.column('loss')):.4g}"
+        f"  test loss {result.test_loss:.4g}  test acc {100 * result.test_accuracy:.1f}%"
+        f"  |g| {smallest:.3g}..{np.nanmax(norms):.3g}"
+        f"  {clip_text}  {result.seconds:.2f} s"
+    )
+
+
+def summary_lines(summary: dict, run_dir: Path, plot_paths: list, total_seconds: float) -> list[str]:
     lines = [
         f"status: {summary['status']}  steps: {summary['steps']}"
         f"  clipped: {summary['clipped_steps']} ({100 * summary['clipped_fraction']:.1f}%)"
@@ -66,7 +209,8 @@ def summary_lines(summary: dict, run_dir: Path, plot_paths: list) -> list[str]:
         )
     if summary["ms_per_step"] is not None:
         compiling = " (one epoch only: compiling included)" if summary["ms_per_step_includes_compiling"] else ""
-        lines.append(f"{summary['ms_per_step']:.3f} ms per step{compiling}, {summary['wall_seconds']:.1f} s in all")
+        lines.append(f"{summary['ms_per_step']:.3f} ms per step{compiling}; training {summary['train_seconds']:.1f} s, "
+                     f"{total_seconds:.1f} s in all")
     lines.append(f"files: {run_dir}/ (metrics.csv, epochs.csv, summary.json, config.json)")
     if plot_paths:
         lines.append(f"plots: {plot_paths[0].parent}/ ({', '.join(p.name for p in plot_paths)})")

@@ -116,9 +116,13 @@ def check_out_folder(out: Path) -> None:
             return
 
 
-def is_run_folder(path: Path) -> bool:
-    """A folder written by `mnist-clip train`: a real folder with config.json, not a sweep or a link."""
-    return path.is_dir() and not path.is_symlink() and (path / CONFIG_FILE).is_file() and not (path / SWEEP_FILE).exists()
+DEMO_FILE = "demo.json"
+
+
+def is_run_folder(path: Path, marker: str = CONFIG_FILE) -> bool:
+    """A folder written by `mnist-clip train` (marker config.json) or `demo` (demo.json):
+    a real folder with its marker file, not a sweep or a link."""
+    return path.is_dir() and not path.is_symlink() and (path / marker).is_file() and not (path / SWEEP_FILE).exists()
 
 
 @contextlib.contextmanager
@@ -156,10 +160,15 @@ class RunTarget:
     name: str | None
     default_name: str
     overwrite: bool
+    marker: str = CONFIG_FILE  # the file that makes an existing folder one that --overwrite may replace
 
     @property
     def final(self) -> Path | None:
         return self.out / self.name if self.name else None
+
+    @property
+    def kind(self) -> str:
+        return "demo" if self.marker == DEMO_FILE else "run"
 
     def check(self) -> None:
         """Everything that can be checked before any folder is made."""
@@ -170,10 +179,11 @@ class RunTarget:
         final = self.final
         if final.exists() or final.is_symlink():
             if not self.overwrite:
-                raise InputError(f"run folder {final} already exists; choose another --name or add --overwrite")
-            if not is_run_folder(final):
+                raise InputError(f"{self.kind} folder {final} already exists; choose another --name or add --overwrite")
+            if not is_run_folder(final, self.marker):
                 raise InputError(
-                    f"--overwrite: {final} is not a run folder (no config.json, or a sweep or a link); it is left alone"
+                    f"--overwrite: {final} is not a {self.kind} folder (no {self.marker}, or a sweep or a link); "
+                    "it is left alone"
                 )
 
     def create(self) -> Path:
@@ -201,7 +211,7 @@ class RunTarget:
             self.final.mkdir()
         except FileExistsError:
             raise InputError(
-                f"run folder {self.final} already exists (another run just made it); choose another --name"
+                f"{self.kind} folder {self.final} already exists (another run just made it); choose another --name"
             ) from None
         return self.final
 
@@ -217,8 +227,8 @@ class RunTarget:
         with folder_lock(self.out, f"{self.out} is busy"):
             old = None
             if self.final.exists():
-                if not is_run_folder(self.final):
-                    raise InputError(f"--overwrite: {self.final} is no longer a run folder; the new run is in {written}")
+                if not is_run_folder(self.final, self.marker):
+                    raise InputError(f"--overwrite: {self.final} is no longer a {self.kind} folder; the new one is in {written}")
                 with folder_lock(self.final, f"{self.final} is being written by another run; the new run is in {written}"):
                     old = self.out / f".{self.name}.old-{os.getpid()}"
                     os.rename(self.final, old)

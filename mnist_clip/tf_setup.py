@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import platform
 import sys
 import tempfile
+from pathlib import Path
 from typing import Iterator
 
+USER_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -58,8 +62,49 @@ def hidden_modules(names: tuple[str, ...]) -> Iterator[None]:
                 del sys.modules[name]
 
 
+def compilation_cache_folder() -> Path | None:
+    """Where XLA keeps compiled training programs between processes, or None when
+    MNIST_CLIP_XLA_CACHE is "off". One folder per TensorFlow version and CPU (its model and
+    instruction-set flags), so that a program compiled for one machine never runs on another."""
+    setting = os.environ.get("MNIST_CLIP_XLA_CACHE", "")
+    if setting.lower() in ("0", "off", "no", "false"):
+        return None
+    root = Path(setting) if setting else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-clip"
+    try:
+        cpu = "".join(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith(("model name", "flags")))[:10_000]
+    except OSError:
+        cpu = platform.processor() or platform.machine()
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tensorflow_version = version("tensorflow")
+    except PackageNotFoundError:
+        tensorflow_version = "unknown"
+    fingerprint = hashlib.sha1(f"{tensorflow_version}|{platform.machine()}|{cpu}".encode()).hexdigest()[:16]
+    return root / f"xla-{fingerprint}"
+
+
+def enable_compilation_cache() -> None:
+    """Let XLA reuse the programs compiled by earlier processes (set before TensorFlow loads).
+    Its loader logs harmless complaints at the C++ error level, hence TF_CPP_MIN_LOG_LEVEL 3
+    unless the user chose a level."""
+    folder = compilation_cache_folder()
+    if folder is None or "tensorflow" in sys.modules:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # no writable cache: every process compiles, as without one
+    flag = f"--tf_xla_persistent_cache_directory={folder}"
+    os.environ["TF_XLA_FLAGS"] = f"{os.environ.get('TF_XLA_FLAGS', '')} {flag}".strip()
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "2" and not USER_LOG_LEVEL:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
 def import_tensorflow():
     """TensorFlow, imported and its devices initialised with the start-up notes hidden."""
+    enable_compilation_cache()
     with native_stderr_captured():
         if "tensorflow" not in sys.modules:
             with hidden_modules(OPTIONAL_IMPORTS_TF_DOES_NOT_NEED):

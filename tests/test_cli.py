@@ -127,8 +127,10 @@ def test_frozen_tensors_are_saved_unchanged(tmp_path):
 
 
 def test_version_help_and_module_entry():
-    assert run_cli("--version").output.strip() == "mnist-clip, version 0.1.0"
-    for command in ("train", "plot", "compare", "demo"):
+    from mnist_clip import __version__
+
+    assert run_cli("--version").output.strip() == f"mnist-clip, version {__version__}"
+    for command in ("train", "plot", "compare", "demo", "sweep", "recipes"):
         result = run_cli(command, "--help")
         assert result.exit_code == 0 and "Usage:" in result.output
     proc = subprocess.run([sys.executable, "-m", "mnist_clip", "--help"], capture_output=True, text=True, timeout=60)

@@ -198,7 +198,7 @@ def test_agc_equals_optax(mnist_5k, clipping):
 def test_autoclip_threshold_is_the_numpy_percentile_of_the_history(small):
     from mnist_clip.config import Config
     from mnist_clip.runs import step_value_columns
-    from mnist_clip.train import Trainer, train_epochs
+    from mnist_clip.training import Trainer, train_epochs
 
     config = Config(clip="autoclip", clip_percentile=25.0, epochs=6, lr=0.01, batch_size=50, input_scale=255.0)
     trainer = Trainer(config, small)

@@ -9,12 +9,21 @@ import pytest
 from click.testing import CliRunner
 
 from mnist_clip.cli import cli
-from mnist_clip.compare import compare_figure
-from mnist_clip.plots import norms_figure, ratio_figure, signals_figure, loss_figure, plt
+from mnist_clip.comparison import compare_figure
+from mnist_clip.plots import loss_figure, norms_figure, ratio_figure, signals_figure
 from mnist_clip.runs import read_run
 from mnist_clip.config import Config
-from mnist_clip.sweep import make_cells, parse_grid, stability_figure, sweep_rows
+from mnist_clip.sweeps import make_cells, parse_grid, stability_figure, sweep_rows
 from runfolders import write_run
+
+
+def drawn(fig):
+    """The figure laid out and drawn as its PNG would be; returns the renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
 
 
 def lines_by_label(ax) -> dict:
@@ -40,7 +49,7 @@ def long_run(tmp_path, **options):
 def test_the_first_epoch_takes_a_quarter_of_the_width_in_a_long_run(tmp_path):
     run = long_run(tmp_path)
     fig = norms_figure(run)
-    fig.canvas.draw()
+    drawn(fig)
     ax = fig.axes[1]
     left, right = ax.transData.transform([(0, 1), (32, 1)])[:, 0]
     width = ax.bbox.width
@@ -50,7 +59,6 @@ def test_the_first_epoch_takes_a_quarter_of_the_width_in_a_long_run(tmp_path):
     marks = [line for line in ax.get_lines() if line.get_label().startswith("clipping acted")]
     assert marks and marks[0].get_label() == "clipping acted: 240 of 960 steps"
     assert len(marks[0].get_xdata()) == 240
-    plt.close(fig)
 
 
 def test_smoothed_curves_start_at_the_raw_values(tmp_path):
@@ -63,7 +71,6 @@ def test_smoothed_curves_start_at_the_raw_values(tmp_path):
         first = smoothed[0].get_ydata()[0]
         raw_first = raw_ratio[0] if make is ratio_figure else run.metrics["loss"][0]
         assert np.isclose(first, raw_first, rtol=1e-6), make.__name__
-        plt.close(fig)
 
 
 @pytest.mark.parametrize("clip, threshold, series", [
@@ -89,7 +96,6 @@ def test_the_threshold_is_drawn_against_what_the_method_compares(tmp_path, clip,
         assert not any(np.allclose(y, run.metrics["global_norm_before"]) for y in ydata)
     for label in series:
         assert label in lines or label in [line.get_label() for line in drawn] or clip == "value"
-    plt.close(fig)
 
 
 def test_a_run_that_diverges_in_its_first_epoch_is_drawn_over_its_steps(tmp_path):
@@ -105,7 +111,6 @@ def test_a_run_that_diverges_in_its_first_epoch_is_drawn_over_its_steps(tmp_path
         texts = [t.get_text() for a in fig.axes for t in a.get_xticklabels()]
         assert not any("." in t for t in texts)  # no fractional epochs or steps
         assert not any("epoch" in a.get_xlabel() for a in fig.axes)  # a run within one epoch has no epoch axis
-        plt.close(fig)
 
 
 def test_titles_never_speak_of_a_one_step_smoothing_window(tmp_path):
@@ -114,7 +119,6 @@ def test_titles_never_speak_of_a_one_step_smoothing_window(tmp_path):
         fig = make(run)
         titles = " ".join(ax.get_title() for ax in fig.axes)
         assert "1-step" not in titles and "raw values" in titles
-        plt.close(fig)
 
 
 def test_the_short_last_batch_is_explained_where_it_shows(tmp_path):
@@ -122,11 +126,9 @@ def test_the_short_last_batch_is_explained_where_it_shows(tmp_path):
     fig = ratio_figure(run)
     notes = [t.get_text() for t in fig.texts]
     assert any("4,000 = 31 x 128 + 32" in note for note in notes)
-    plt.close(fig)
     even = read_run(write_run(tmp_path / "even", steps=300, steps_per_epoch=30, train_size=128 * 30))
     fig = ratio_figure(even)
     assert not any("shorter batch" in t.get_text() for t in fig.texts)
-    plt.close(fig)
 
 
 def test_compare_keeps_an_exploding_run_from_flattening_the_others_and_labels_thresholds(tmp_path):
@@ -149,7 +151,6 @@ def test_compare_keeps_an_exploding_run_from_flattening_the_others_and_labels_th
     assert smoothed
     x0, x4 = loss_ax.transData.transform([(0, 1), (4, 1)])[:, 0]
     assert (x4 - x0) / loss_ax.bbox.width > 0.08  # the diverged run's 5 steps get room (0.4% on a plain axis)
-    plt.close(fig)
 
 
 @pytest.mark.parametrize("specs", [["lr=0.1"], ["lr=0.1,0.2"], ["lr=0.1,0.2", "clip_norm=none,5"],
@@ -166,9 +167,8 @@ def test_sweep_maps_of_any_size_keep_their_text_inside(specs):
         row.update(status="completed", test_accuracy=0.5, name="x")
         rows.append(row)
     fig = stability_figure(rows, grid)
-    fig.canvas.draw()
+    renderer = drawn(fig)
     canvas = fig.bbox
-    renderer = fig.canvas.get_renderer()
     texts = [fig._suptitle] + [t for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts)]
     for text in texts:
         if text is None or not text.get_text():
@@ -176,7 +176,6 @@ def test_sweep_maps_of_any_size_keep_their_text_inside(specs):
         box = text.get_window_extent(renderer)
         assert box.x0 >= -1 and box.y0 >= -1 and box.x1 <= canvas.x1 + 1 and box.y1 <= canvas.y1 + 1, text.get_text()
     assert fig.axes[0].get_xlabel() == keys[0]
-    plt.close(fig)
 
 
 def test_a_sweep_over_clip_maps_and_tables_its_cells(tmp_path):
@@ -191,7 +190,6 @@ def test_a_sweep_over_clip_maps_and_tables_its_cells(tmp_path):
     fig = stability_figure(sweep_rows(cells, tmp_path / "s"), grid)
     cell_texts = [t.get_text() for t in fig.axes[0].texts]
     assert "not run" not in cell_texts and len(cell_texts) == 2
-    plt.close(fig)
 
 
 def test_a_threshold_that_never_fires_is_said(tmp_path):

@@ -181,13 +181,24 @@ def batched(x: tf.Tensor, batch_size: int) -> list[tf.Tensor]:
     return parts
 
 
-def make_evaluate(params: dict[str, tf.Variable], activation: str = "relu"):
-    @tf.function(reduce_retracing=True)
-    def evaluate(x, y):
-        out = forward(params, x, activation).out
-        return mse_loss(y, out), accuracy(y, out)
+_EVALUATORS: dict = {}
 
-    return evaluate
+
+def make_evaluate(params: dict[str, tf.Variable], activation: str = "relu"):
+    """(x, y) -> (test loss, test accuracy) with the current parameters; one traced function
+    per depth and activation, shared by every run of the process."""
+    names = list(params)
+    key = (len(names), activation)
+    if key not in _EVALUATORS:
+        @tf.function(reduce_retracing=True)
+        def evaluate_with(variables, x, y):
+            out = forward(dict(zip(names, variables)), x, activation).out
+            return mse_loss(y, out), accuracy(y, out)
+
+        _EVALUATORS[key] = evaluate_with
+    evaluate_with = _EVALUATORS[key]
+    variables = [params[name] for name in names]
+    return lambda x, y: evaluate_with(variables, x, y)
 
 
 def epoch_order(n_examples: int, seed: int, epoch: int) -> np.ndarray:

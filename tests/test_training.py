@@ -8,7 +8,7 @@ from mnist_clip.clipping import CLIP_FUNCTIONS
 from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.model import init_params, one_hot, prepare_inputs
 from mnist_clip.runs import STEP_VALUE_COLUMNS
-from mnist_clip.train import Trainer, step_values, train_epochs
+from mnist_clip.training import Trainer, step_values, train_epochs
 
 
 def numpy_backward(params: dict, x: np.ndarray, y: np.ndarray) -> dict:

@@ -19,9 +19,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mnist_clip.config import CONFIG_KEYS, Config, format_hidden, normalize_key, parse_hidden, unknown_key_message
+from mnist_clip.config import MAX_SEED, CONFIG_KEYS, Config, format_hidden, normalize_key, parse_hidden, unknown_key_message
 from mnist_clip.errors import InputError
 from mnist_clip.runs import MAX_NAME_BYTES, SUMMARY_FILE, format_value, read_run, write_atomic
+from mnist_clip.stats import spread
 
 DEFAULT_GRID = ("lr=0.01,0.03,0.1,0.3", "clip_norm=none,1,5,15", "input_scale=50,255")
 FINISHED = ("completed", "diverged")
@@ -35,10 +36,17 @@ class Cell:
 
     settings: tuple[tuple[str, Any], ...]
     config: Config
+    seeded: bool = False  # one of several seeds of its grid point: the seed is part of its name
 
     @property
     def name(self) -> str:
-        return ",".join(f"{key}={format_setting(value)}" for key, value in self.settings)
+        name = ",".join(f"{key}={format_setting(value)}" for key, value in self.settings)
+        return f"{name},seed={self.config.seed}" if self.seeded else name
+
+    @property
+    def point(self) -> tuple[str, ...]:
+        """The grid values, without the seed."""
+        return tuple(format_setting(value) for _, value in self.settings)
 
     @property
     def folder_name(self) -> str:
@@ -116,8 +124,21 @@ def parse_grid(specs: tuple[str, ...] | list[str]) -> list[tuple[str, list]]:
     return grid
 
 
-def make_cells(base: Config, grid: list[tuple[str, list]]) -> list[Cell]:
-    """Every combination of the grid's values over the base config (all validated up front)."""
+def check_seeds(base: Config, seeds: int) -> None:
+    """--seeds N trains seeds seed, seed + 1, ..., seed + N - 1: all must be valid seeds."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InputError(f"seeds must be a whole number >= 1 (got {seeds!r})")
+    if base.seed + seeds - 1 > MAX_SEED:
+        raise InputError(f"seeds: {seeds} seeds from seed {base.seed} go past {MAX_SEED}; "
+                         f"at most {MAX_SEED - base.seed + 1} fit, or choose a smaller --seed")
+
+
+def make_cells(base: Config, grid: list[tuple[str, list]], seeds: int = 1) -> list[Cell]:
+    """Every combination of the grid's values over the base config, for each of `seeds` seeds
+    (all validated up front)."""
+    check_seeds(base, seeds)
+    if seeds > 1 and any(key == "seed" for key, _ in grid):
+        raise InputError("give either --seeds or a grid over seed, not both")
     cells = []
     for combination in itertools.product(*(values for _, values in grid)):
         settings = tuple((key, value) for (key, _), value in zip(grid, combination))
@@ -127,7 +148,9 @@ def make_cells(base: Config, grid: list[tuple[str, list]]) -> list[Cell]:
                 changes["clip"] = "none"
             else:
                 changes[key] = value
-        cells.append(Cell(settings, base.replace(**changes)))
+        config = base.replace(**changes)
+        for offset in range(seeds):
+            cells.append(Cell(settings, config.replace(seed=base.seed + offset), seeded=seeds > 1))
     return cells
 
 
@@ -209,6 +232,7 @@ def run_cells(
     jobs: int,
     plots: bool,
     report: Callable[[str], None] = print,
+    progress: Callable[[int], Callable[[str], None]] | None = None,
 ) -> int:
     """Run the cells not finished yet. Returns 0, or 128 + the signal that stopped the
     sweep (cells cut short run again on resuming), or 1 if a cell failed."""
@@ -227,6 +251,7 @@ def run_cells(
         report(f"{done_before} of {len(cells)} cells finished earlier; running the other {len(todo)}")
     (sweep_dir / "cells").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    cell_done = progress(len(todo)) if progress else report
     names = {str(cell_dir): cell for cell, cell_dir in todo}
     counter = itertools.count(1)
     failed = []
@@ -243,7 +268,7 @@ def run_cells(
             result = summary["status"]
         else:
             result = f"{summary['status']}, test acc {100 * summary['test_accuracy']:.1f}%"
-        report(f"[{next(counter)}/{len(todo)}] {cell.name}: {result}  ({time.perf_counter() - started:.0f} s)")
+        cell_done(f"[{next(counter)}/{len(todo)}] {cell.name}: {result}  ({time.perf_counter() - started:.0f} s)")
 
     notice = "stopping the sweep: no new cells, the cells in flight stop after their epoch (Ctrl-C again to quit at once)"
     with catch_stop_signals(notice) as stop:
@@ -307,8 +332,9 @@ def _run_in_workers(todo, jobs: int, plots: bool, announce: Callable, stop, repo
 
 
 def sweep_rows(cells: list[Cell], sweep_dir: Path) -> list[dict]:
-    """sweep.csv: per cell, its grid settings, then the compare table's numbers."""
-    from mnist_clip.compare import table_row
+    """sweep.csv: per cell (and seed), its grid settings, then the compare table's numbers;
+    with several seeds, then per grid point the mean, std, min and max over its seeds."""
+    from mnist_clip.comparison import STATISTIC_COLUMNS, STATISTICS, table_row
 
     rows = []
     for cell in cells:
@@ -320,9 +346,25 @@ def sweep_rows(cells: list[Cell], sweep_dir: Path) -> list[dict]:
             row.update((key, value) for key, value in table_row(run).items() if key not in row)
             row["first_nonfinite_step"] = run.summary.get("first_nonfinite_step") if run.summary else None
         else:
-            row.update(status="not run", name=cell.name)
+            row.update(status="not run", name=cell.name, seed=cell.config.seed, statistic="")
         rows.append(row)
-    return rows
+    if not any(cell.seeded for cell in cells):
+        return rows
+    points: dict[tuple, list[dict]] = {}
+    for cell, row in zip(cells, rows):
+        points.setdefault(cell.point, []).append(row)
+    aggregated = []
+    for point_rows in points.values():
+        finished = [row for row in point_rows if row["status"] in FINISHED]
+        diverged = sum(row["status"] == "diverged" for row in point_rows)
+        for statistic in STATISTICS:
+            row = {key: point_rows[0][key] for key in point_rows[0] if key in dict(cells[0].settings)}
+            row.update(name=",".join(f"{k}={v}" for k, v in row.items()), statistic=statistic, seed="",
+                       status=f"{diverged}/{len(point_rows)} diverged", steps=len(finished))
+            for column in STATISTIC_COLUMNS:
+                row[column] = spread([r[column] for r in finished if column in r])[statistic]
+            aggregated.append(row)
+    return rows + aggregated
 
 
 def rows_csv(rows: list[dict]) -> str:
@@ -340,10 +382,13 @@ def rows_csv(rows: list[dict]) -> str:
 
 def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str = "test_accuracy"):
     """Heatmaps of `metric` over the first two grid keys, one panel per value of the
-    third (columns) and fourth (rows) key; diverged cells grey with their step."""
-    from matplotlib.colors import LogNorm
+    third (columns) and fourth (rows) key; diverged cells grey with their step. With
+    several seeds a cell shows their mean, its spread and how many diverged; it is grey
+    only when every seed diverged."""
+    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.patches import Rectangle
 
-    from mnist_clip.plots import PlainLogFormatter, plt
+    from mnist_clip.plots import PlainLogFormatter, subplots
 
     keys = [key for key, _ in grid]
     labels = [[format_setting(v) for v in values] for _, values in grid]
@@ -352,18 +397,24 @@ def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str
         labels.append([""])
     x_key, y_key, col_key, row_key = keys
     x_vals, y_vals, col_vals, row_vals = labels
-    index = {tuple(row.get(k, "") for k in keys): row for row in rows}
+    points: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if not row.get("statistic"):  # the seeds' own rows, not their statistics
+            points.setdefault(tuple(row.get(k, "") for k in keys), []).append(row)
     # Constrained layout keeps the title, labels and colour bar inside the picture at any
     # grid size; the minimum size leaves a 1x1 map room for its title.
-    width = max(6.5, 1.0 + 1.15 * len(x_vals) * len(col_vals) + 1.2)
-    height = max(3.8, 0.9 + 0.75 * len(y_vals) * len(row_vals) + 0.8)
-    fig, axes = plt.subplots(len(row_vals), len(col_vals), figsize=(width, height), squeeze=False, layout="constrained")
+    seeded = any(len(point) > 1 for point in points.values())
+    width = max(6.5, 1.0 + (1.35 if seeded else 1.15) * len(x_vals) * len(col_vals) + 1.2)
+    height = max(3.8, 0.9 + (1.0 if seeded else 0.75) * len(y_vals) * len(row_vals) + 0.8)
+    fig, axes = subplots(len(row_vals), len(col_vals), figsize=(width, height), squeeze=False, layout="constrained")
     finite = [row[metric] for row in rows if row.get("status") == "completed" and np.isfinite(row.get(metric, np.nan))]
     if metric == "test_accuracy":
-        cmap, norm, fmt = "viridis", plt.Normalize(0, 1), (lambda v: f"{100 * v:.0f}%")
+        cmap, norm, fmt = "viridis", Normalize(0, 1), (lambda v: f"{100 * v:.0f}%")
+        fmt_spread = lambda v: f"±{100 * v:.1f}"  # noqa: E731
     else:
         low, high = (min(finite), max(finite)) if finite else (1e-3, 1)
         cmap, norm, fmt = "viridis_r", LogNorm(low, max(high, low * 1.01)), (lambda v: f"{v:.3g}")
+        fmt_spread = lambda v: f"±{v:.2g}"  # noqa: E731
     image = None
     for r, row_val in enumerate(row_vals):
         for c, col_val in enumerate(col_vals):
@@ -371,19 +422,35 @@ def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str
             grid_values = np.full((len(y_vals), len(x_vals)), np.nan)
             for i, y_val in enumerate(y_vals):
                 for j, x_val in enumerate(x_vals):
-                    cell = index.get(tuple(v for v in (x_val, y_val, col_val, row_val)))
-                    status = cell.get("status", "not run") if cell else "not run"
-                    if status == "completed":
-                        grid_values[i, j] = cell[metric]
-                        shade = float(norm(cell[metric]))
-                        bright = shade > 0.6 if cmap == "viridis" else shade < 0.4  # the yellow end
-                        text, color = fmt(cell[metric]), "black" if bright else "white"
-                    elif status == "diverged":
-                        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.75", hatch="///", edgecolor="0.45"))
-                        text, color = f"diverged\nstep {cell['first_nonfinite_step']}", "black"
-                    else:
-                        text, color = status, "0.3"
-                    ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
+                    seeds = points.get((x_val, y_val, col_val, row_val), [])
+                    completed = [row for row in seeds if row.get("status") == "completed"]
+                    diverged = [row for row in seeds if row.get("status") == "diverged"]
+                    if seeds and len(diverged) == len(seeds):  # diverged for every seed
+                        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.75", hatch="///", edgecolor="0.45"))
+                        where = sorted({row["first_nonfinite_step"] for row in diverged})
+                        steps = f"step {where[0]}" if len(where) == 1 else f"steps {where[0]}-{where[-1]}"
+                        text = f"diverged\n{steps}" if len(seeds) == 1 else f"{len(seeds)}/{len(seeds)} diverged\n{steps}"
+                        ax.text(j, i, text, ha="center", va="center", fontsize=8, color="black")
+                        continue
+                    if not completed:
+                        status = seeds[0].get("status", "not run") if seeds else "not run"
+                        ax.text(j, i, status, ha="center", va="center", fontsize=8, color="0.3")
+                        continue
+                    values = spread([row[metric] for row in completed])
+                    grid_values[i, j] = values["mean"]
+                    shade = float(norm(values["mean"]))
+                    bright = shade > 0.6 if cmap == "viridis" else shade < 0.4  # the yellow end
+                    color = "black" if bright else "white"
+                    text = fmt(values["mean"])
+                    if len(seeds) > 1:
+                        text += f" {fmt_spread(values['std'])}" if values["n"] > 1 else ""
+                        text += f"\n{len(diverged)}/{len(seeds)} diverged"
+                        if len(completed) + len(diverged) < len(seeds):
+                            text += f"\n{len(completed) + len(diverged)} of {len(seeds)} run"
+                    if diverged:  # some seeds diverged: a light hatch over the colour
+                        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="..", edgecolor="0.85",
+                                               linewidth=0))
+                    ax.text(j, i, text, ha="center", va="center", fontsize=8 if len(seeds) == 1 else 7, color=color)
             image = ax.imshow(np.ma.masked_invalid(grid_values), cmap=cmap, norm=norm, origin="lower", aspect="auto")
             ax.set_xticks(range(len(x_vals)), x_vals)
             ax.set_yticks(range(len(y_vals)), y_vals)
@@ -399,8 +466,12 @@ def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str
     if metric == "final_loss":
         bar.ax.yaxis.set_major_formatter(PlainLogFormatter())
         bar.ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
-    fig.suptitle(f"Stability map: {metric.replace('_', ' ')} per cell\n(grey, hatched: NaN/Inf at the step shown)",
-                 fontsize=11)
+    if seeded:
+        title = (f"Stability map: mean {metric.replace('_', ' ')} over the seeds (± their standard deviation)\n"
+                 "grey: NaN/Inf for every seed; dotted: for some seeds")
+    else:
+        title = f"Stability map: {metric.replace('_', ' ')} per cell\n(grey, hatched: NaN/Inf at the step shown)"
+    fig.suptitle(title, fontsize=11)
     return fig
 
 
@@ -451,17 +522,21 @@ def run_sweep(
     metric: str = "test_accuracy",
     report: Callable[[str], None] = print,
     dataset=None,
+    progress: Callable[[int], Callable[[str], None]] | None = None,
+    seeds: int = 1,
 ) -> tuple[Path, int, list[Path]]:
-    """Train every cell of the grid not finished yet into <out>/<name>/cells/, then write
-    sweep.csv and stability.png. Returns (sweep folder, exit status, files written).
+    """Train every cell of the grid (for each of `seeds` seeds) not finished yet into
+    <out>/<name>/cells/, then write sweep.csv and stability.png. Returns (sweep folder,
+    exit status, files written).
 
     The folder is locked while the sweep runs: a second sweep of the same name is
-    refused, not mixed in. Resuming with other base options is refused too."""
+    refused, not mixed in. Resuming with other base options is refused too; resuming
+    with another --seeds trains the seeds that are missing and maps the ones asked for."""
     from mnist_clip.runs import check_out_folder, folder_lock, write_json
 
     out = Path(out)
     check_out_folder(out)
-    cells = make_cells(base, grid)
+    cells = make_cells(base, grid, seeds)
     sweep_dir, new = open_sweep_folder(out, name)
     with folder_lock(sweep_dir, f"sweep {sweep_dir} is being run by another mnist-clip process; wait for it or choose another --name"):
         record = sweep_dir / "sweep.json"
@@ -469,9 +544,16 @@ def run_sweep(
             if not record.is_file():
                 raise InputError(f"{sweep_dir} exists and is not a sweep folder; choose another --name")
             try:
-                stored = json.loads(record.read_text()).get("base", {})
-            except (OSError, ValueError, AttributeError):
+                recorded = json.loads(record.read_text())
+                stored, stored_seeds = recorded.get("base", {}), int(recorded.get("seeds", 1))
+            except (OSError, ValueError, AttributeError, TypeError):
                 raise InputError(f"{record} cannot be read; choose another --name") from None
+            if (stored_seeds > 1) != (seeds > 1):
+                raise InputError(
+                    f"sweep {sweep_dir.name} was run with {stored_seeds} seed(s) and its cells are named "
+                    f"{'with' if stored_seeds > 1 else 'without'} their seed; resume it with "
+                    f"{'--seeds 2 or more' if stored_seeds > 1 else '--seeds 1'}, or choose another --name"
+                )
             changed = changed_base_keys(stored, base, grid)
             if changed:
                 shown = ", ".join(f"{key} {stored.get(key)!r} -> {getattr(base, key)!r}" for key in changed[:4])
@@ -480,12 +562,18 @@ def run_sweep(
                     "incomparable cells: give the same options, or another --name"
                 )
             report(f"sweep: {sweep_dir} (resuming)")
+            if seeds != stored_seeds:
+                more = "trains the missing ones" if seeds > stored_seeds else "maps only these"
+                report(f"seeds: {seeds} asked for, {stored_seeds} before; the sweep {more}")
         else:
             report(f"sweep: {sweep_dir}")
-        write_json(record, {"grid": [[k, [format_setting(v) for v in vs]] for k, vs in grid], "base": base.to_dict()})
-        report(f"{len(cells)} cells: " + " x ".join(f"{key} ({len(values)})" for key, values in grid) + f", {jobs} job(s)")
+        write_json(record, {"grid": [[k, [format_setting(v) for v in vs]] for k, vs in grid], "base": base.to_dict(),
+                            "seeds": seeds})
+        seeds_text = f" x {seeds} seeds" if seeds > 1 else ""
+        report(f"{len(cells)} cells: " + " x ".join(f"{key} ({len(values)})" for key, values in grid)
+               + f"{seeds_text}, {jobs} job(s)")
         if dataset is not None:
             preload_dataset(base, dataset)
-        exit_code = run_cells(cells, sweep_dir, jobs, plots, report=report)
+        exit_code = run_cells(cells, sweep_dir, jobs, plots, report=report, progress=progress)
         files = write_sweep_outputs(cells, grid, sweep_dir, metric)
     return sweep_dir, exit_code, files

@@ -1,0 +1,355 @@
+"""The public Python API: train, demo, compare, sweep and load_run, returning objects a
+notebook can show. The command line is a thin layer over these same functions."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from mnist_clip.config import Config, load_toml, values_from_mapping
+from mnist_clip.errors import InputError
+from mnist_clip.runs import DEMO_FILE, Run, RunTarget, check_out_folder, default_run_name, read_run, write_json
+
+
+@dataclass
+class RunResult:
+    """A run folder read back: its config, summary, per-step metrics and pictures."""
+
+    run: Run
+    exit_code: int = 0  # 130/143 when a signal stopped it
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+    @property
+    def config(self) -> dict:
+        return self.run.config
+
+    @property
+    def summary(self) -> dict | None:
+        return self.run.summary
+
+    @property
+    def metrics(self):
+        """metrics.csv as a pandas DataFrame, one row per step."""
+        import pandas as pd
+
+        return pd.DataFrame(self.run.metrics).astype({"step": int, "epoch": int})
+
+    @property
+    def epochs(self):
+        """epochs.csv as a pandas DataFrame, one row per epoch."""
+        import pandas as pd
+
+        return pd.DataFrame(self.run.epochs).astype({"epoch": int, "steps": int})
+
+    def figures(self) -> "Figures":
+        """The run's pictures as matplotlib Figures (norms, ratio, loss, signals, flow)."""
+        from mnist_clip.plots import RUN_FIGURES, empty_figure
+
+        show_figures_inline()
+        return Figures({name[: -len(".png")]: (make(self.run) if self.run.steps else empty_figure(self.run))
+                        for name, make in RUN_FIGURES.items()})
+
+    def __repr__(self) -> str:
+        summary = self.summary or {}
+        accuracy = summary.get("test_accuracy")
+        shown = f", test accuracy {100 * accuracy:.1f}%" if accuracy is not None else ""
+        return (f"<RunResult {self.name}: {self.run.clip_label}, {self.run.status}, {self.run.steps} steps"
+                f"{shown}, {self.path}>")
+
+
+def show_figures_inline() -> None:
+    """In Jupyter, show a returned matplotlib Figure as a picture (the figures here are drawn
+    without pyplot, which would otherwise set that up)."""
+    from mnist_clip.reporting import in_notebook
+
+    if in_notebook():
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+
+        select_figure_formats(get_ipython(), {"png"}, bbox_inches=None)
+
+
+class Figures(dict):
+    """{name: Figure}; in Jupyter, every figure is shown."""
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        for figure in self.values():
+            display(figure)
+
+
+@dataclass
+class DemoResult:
+    """The clipped and unclipped twins of a demo, their comparison table and picture."""
+
+    path: Path
+    runs: list[RunResult]
+    table: Any  # pandas DataFrame
+    exit_code: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clipped(self) -> list[RunResult]:
+        return [run for run in self.runs if run.config.get("clip") != "none"]
+
+    @property
+    def unclipped(self) -> list[RunResult]:
+        return [run for run in self.runs if run.config.get("clip") == "none"]
+
+    def figure(self):
+        """compare.png of the twins, as a matplotlib Figure."""
+        from mnist_clip.comparison import compare_figure
+
+        show_figures_inline()
+        return compare_figure([run.run for run in self.runs])
+
+    def __repr__(self) -> str:
+        return f"<DemoResult {self.path}: {len(self.runs)} runs>"
+
+
+@dataclass
+class SweepResult:
+    path: Path
+    table: Any  # pandas DataFrame: sweep.csv
+    grid: list
+    config: Config
+    metric: str = "test_accuracy"
+    exit_code: int = 0
+    seeds: int = 1
+
+    def figure(self):
+        """The stability map, as drawn into stability.png."""
+        from mnist_clip.sweeps import make_cells, stability_figure, sweep_rows
+
+        show_figures_inline()
+        cells = make_cells(self.config, self.grid, self.seeds)
+        return stability_figure(sweep_rows(cells, self.path), self.grid, self.metric)
+
+    def __repr__(self) -> str:
+        return f"<SweepResult {self.path}: {len(self.table)} rows>"
+
+
+def make_config(config: Config | str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """A Config from a Config, a recipe name or TOML path (or the defaults), with keyword
+    overrides checked like config-file keys (names, types, ranges)."""
+    from mnist_clip.recipe_files import resolve_config_file
+
+    if isinstance(config, (str, Path)):
+        base_values = load_toml(resolve_config_file(config))
+        base = Config(**base_values)
+    else:
+        base = config or Config()
+    plain = {key: list(value) if isinstance(value, tuple) else value for key, value in (overrides or {}).items()}
+    return base.replace(**values_from_mapping(plain, "mnist_clip"))
+
+
+def load_data(config: Config, reporter):
+    from mnist_clip.data import load_dataset
+
+    dataset = load_dataset(config.dataset, config.data_path)
+    reporter.data(dataset)
+    return dataset
+
+
+def run_training(config: Config, reporter, out: str | Path = "outputs", name: str | None = None,
+                 overwrite: bool = False, plots: bool = True, tensorboard: bool = False, data=None) -> RunResult:
+    """Check, load, train into a run folder and report: the one path behind `train`."""
+    from mnist_clip.experiment import train_into
+    from mnist_clip.tf_setup import import_tensorflow
+
+    if tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise InputError("--tensorboard needs the tensorboard package: pip install 'mnist-clip[tensorboard]'")
+    target = RunTarget(Path(out), name, default_run_name(config.clip, config.clip_norm), overwrite)
+    target.check()  # before the data and TensorFlow load: a taken name fails at once
+    data = data if data is not None else load_data(config, reporter)
+    reporter.open_bar(config.epochs * -(-len(data.y_train) // config.batch_size), "starting TensorFlow")
+    try:
+        import_tensorflow()
+        outcome = train_into(config, data, target, reporter.run_progress(config), draw_plots=plots,
+                             tensorboard=tensorboard, on_start=reporter.run_started(config))
+    finally:
+        reporter.close_bar()
+    kept = target.final if target.final is not None and outcome.path != target.final else None
+    reporter.run_finished(config, outcome, kept)
+    return RunResult(read_run(outcome.path), outcome.exit_code)
+
+
+def _reporter(progress: str, print_every: int = 0):
+    from mnist_clip.reporting import MODES, Reporter
+
+    if progress not in MODES:
+        raise InputError(f"progress: unknown value {progress!r}; allowed: {', '.join(MODES)}")
+    return Reporter(print, progress, print_every)
+
+
+def train(config: Config | str | Path | None = None, *, out: str | Path = "outputs", name: str | None = None,
+          overwrite: bool = False, plots: bool = True, tensorboard: bool = False, print_every: int = 0,
+          progress: str = "auto", data=None, **overrides) -> RunResult:
+    """Train one run into <out>/<name>/, exactly as `mnist-clip train` does, and return it.
+
+    config: a Config, a recipe name ("explode") or a TOML path; keyword overrides
+    (lr=0.05, clip="none", hidden=(128,) * 10, ...) take precedence. progress: "auto"
+    (a bar in a terminal or notebook), "bar", "lines" or "quiet". data: a Dataset
+    already loaded (mnist_clip.data.load_dataset) to skip loading it again.
+    Bad arguments raise InputError with the CLI's one-line message.
+    """
+    config = make_config(config, overrides)
+    return run_training(config, _reporter(progress, print_every), out, name, overwrite, plots, tensorboard, data)
+
+
+def run_demo(config: Config, reporter, out: str | Path = "outputs", name: str | None = None, overwrite: bool = False,
+             plots: bool = True, tensorboard: bool = False, data=None, seeds: int = 1) -> DemoResult:
+    """The same config with and without clipping, same seed and data, then compared; with
+    seeds > 1, a pair per seed and the paired statistics."""
+    from mnist_clip.comparison import compare_runs, paired_rows, paired_text
+    from mnist_clip.experiment import never_acted_line
+    from mnist_clip.interrupts import catch_stop_signals
+    from mnist_clip.sweeps import check_seeds
+
+    if config.clip == "none":
+        raise InputError("demo compares a clipping method with none; give --clip global_norm, norm, value, "
+                         "average_norm, agc or autoclip")
+    check_seeds(config, seeds)
+    target = RunTarget(Path(out), name, f"demo-{time.strftime('%Y%m%d-%H%M%S')}", overwrite, marker=DEMO_FILE)
+    target.check()
+    data = data if data is not None else load_data(config, reporter)
+    with catch_stop_signals() as stop:
+        folder = target.create()
+        write_json(folder / DEMO_FILE, {"config": config.to_dict(), "seeds": seeds})
+        runs, exit_code = [], 0
+        for seed in range(config.seed, config.seed + seeds):
+            for label, variant in (("clipped", config), ("unclipped", config.replace(clip="none"))):
+                if stop.requested:
+                    break
+                variant = variant.replace(seed=seed)
+                folder_name = label if seeds == 1 else f"{label}-seed{seed}"
+                reporter.line(f"--- {folder_name}: {'no clipping' if variant.clip == 'none' else variant.clip}")
+                result = run_training(variant, reporter, folder, folder_name, False, plots, tensorboard, data)
+                runs.append(result)
+                exit_code = exit_code or result.exit_code
+        final = target.commit(folder, keep_old=bool(exit_code))
+    runs = [RunResult(read_run(final / run.path.name), run.exit_code) for run in runs]
+    rows, files = compare_runs([run.path for run in runs], final)
+    notes = []
+    if seeds > 1:
+        by_clip = [[row for row in rows if not row["statistic"] and (row["clip"] == "no clipping") == unclipped]
+                   for unclipped in (False, True)]
+        if len(by_clip[0]) == len(by_clip[1]):
+            notes += paired_text(paired_rows(*by_clip))
+    acted = [run for run in runs if run.config.get("clip") != "none" and never_acted_line(run.summary, config)]
+    if acted and len(acted) == len([run for run in runs if run.config.get("clip") != "none"]):
+        notes.append(never_acted_line(acted[0].summary, config).replace("note: ", "note: the two runs are the same run: "))
+    return DemoResult(final, runs, _frame(rows), exit_code, notes)
+
+
+def demo(config: Config | str | Path | None = None, *, out: str | Path = "outputs", name: str | None = None,
+         overwrite: bool = False, plots: bool = True, tensorboard: bool = False, print_every: int = 0,
+         seeds: int = 1, progress: str = "auto", data=None, **overrides) -> DemoResult:
+    """Train the config with its clipping and without, from the same weights on the same data,
+    into <out>/<name>/{clipped,unclipped}/, and compare them (compare.png, compare.csv).
+    With seeds=N, a pair for each seed seed, seed+1, ... (folders clipped-seedS, unclipped-seedS),
+    and `.notes` reports the paired statistics."""
+    config = make_config(config, overrides)
+    reporter = _reporter(progress, print_every)
+    result = run_demo(config, reporter, out, name, overwrite, plots, tensorboard, data, seeds)
+    for note in result.notes:
+        reporter.line(note)
+    return result
+
+
+def _as_run(item) -> Run:
+    if isinstance(item, RunResult):
+        return item.run
+    if isinstance(item, Run):
+        return item
+    return read_run(item)
+
+
+def _frame(rows: list[dict]):
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def compare(runs: Iterable, out: str | Path | None = None):
+    """(table, figure) for several runs (RunResults or folders); with `out`, also write
+    compare.csv and compare.png there."""
+    from mnist_clip.comparison import compare_figure, compare_runs, table_row
+
+    runs = [_as_run(item) for item in runs]
+    if out is not None:
+        check_out_folder(Path(out))
+        rows, _ = compare_runs([run.path for run in runs], Path(out))
+    else:
+        rows = [table_row(run) for run in runs]
+    show_figures_inline()
+    return _frame(rows), compare_figure(runs)
+
+
+def grid_specs(grid) -> list[str]:
+    """A grid as --grid strings: {"lr": [0.01, 0.1], "clip_norm": [None, 15]} or ["lr=0.01,0.1"]."""
+    from mnist_clip.sweeps import format_setting
+
+    if grid is None:
+        return []
+    if isinstance(grid, Mapping):
+        return [f"{key}=" + ",".join(format_setting(tuple(v) if isinstance(v, list) else v) for v in values)
+                for key, values in grid.items()]
+    return [str(spec) for spec in grid]
+
+
+def sweep(grid=None, config: Config | str | Path | None = None, *, out: str | Path = "outputs",
+          name: str | None = None, jobs: int = 1, plots: bool = False, metric: str = "test_accuracy",
+          seeds: int = 1, progress: str = "auto", data=None, **overrides) -> SweepResult:
+    """Train every cell of a grid ({"lr": [0.01, 0.1], "clip_norm": [None, 15]}; None for
+    clip_norm means no clipping), for each of `seeds` seeds, into <out>/<name>/cells/ and map
+    where training blows up."""
+    config = make_config(config, overrides)
+    return run_sweep_reported(config, grid_specs(grid), _reporter(progress), out, name, jobs, plots, metric, data,
+                              seeds)
+
+
+def run_sweep_reported(config: Config, specs: list[str], reporter, out, name, jobs: int, plots: bool, metric: str,
+                       data=None, seeds: int = 1) -> SweepResult:
+    from mnist_clip.sweeps import DEFAULT_GRID, METRICS, make_cells, parse_grid, run_sweep
+
+    if metric not in METRICS:
+        raise InputError(f"metric: unknown value {metric!r}; allowed: {', '.join(METRICS)}")
+    grid = parse_grid(specs or DEFAULT_GRID)
+    make_cells(config, grid, seeds)  # every cell's config is valid before anything runs
+    data = data if data is not None else load_data(config, reporter)
+    sweep_dir, exit_code, files = run_sweep(config, grid, out, name, jobs, plots, metric, report=reporter.line,
+                                            dataset=data, progress=reporter.sweep_progress, seeds=seeds)
+    reporter.close_bar()
+    for path in files:
+        reporter.line(f"wrote {path}")
+    if exit_code and exit_code != 1:
+        reporter.line(f"interrupted; run the same command with --name {sweep_dir.name} to resume")
+    elif exit_code:
+        reporter.line(f"some cells failed (see above); run the same command with --name {sweep_dir.name} to try them again")
+    import pandas as pd
+
+    return SweepResult(sweep_dir, pd.read_csv(sweep_dir / "sweep.csv"), grid, config, metric, exit_code, seeds)
+
+
+def load_run(path: str | Path) -> RunResult:
+    """Any run folder, also one written by the CLI or still being written."""
+    return RunResult(read_run(path))
+
+
+def recipes() -> dict[str, str]:
+    """The packaged recipes: {name: one-line description}; use a name as config."""
+    from mnist_clip.recipe_files import recipes as listed
+
+    return listed()

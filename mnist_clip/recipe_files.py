@@ -1,0 +1,52 @@
+"""The packaged recipes (configs/*.toml): find one by name, list them with their descriptions."""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from pathlib import Path
+
+from mnist_clip.errors import InputError
+
+
+def recipes_folder() -> Path:
+    """Where the recipes are: inside the installed package (mnist_clip/configs/), or the
+    top-level configs/ of a source checkout (an editable install)."""
+    try:
+        return Path(str(importlib.resources.files("mnist_clip.configs")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "configs"
+
+
+def recipe_names() -> list[str]:
+    return sorted(path.stem for path in recipes_folder().glob("*.toml"))
+
+
+def describe(path: Path) -> str:
+    """A recipe's first sentence, from the comment that opens it: what it is."""
+    words = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        words.append(line.lstrip("#").strip())
+    text = " ".join(words)
+    end = re.search(r"(?<! al)\.(\s|$)", text)  # the first full stop that is not "et al."
+    return text[: end.start() + 1] if end else text
+
+
+def recipes() -> dict[str, str]:
+    """{name: one-line description} of every packaged recipe."""
+    return {name: describe(recipes_folder() / f"{name}.toml") for name in recipe_names()}
+
+
+def resolve_config_file(given: str | Path) -> Path:
+    """--config as given: a path that exists, else a packaged recipe's name (explode or
+    explode.toml), else an error that lists the recipes."""
+    path = Path(given)
+    if path.is_file() or path.is_dir():  # a folder is reported as such by the TOML loader
+        return path
+    stem = path.name[: -len(".toml")] if path.name.endswith(".toml") else path.name
+    packaged = recipes_folder() / f"{stem}.toml"
+    if path.parent == Path(".") and packaged.is_file():
+        return packaged
+    raise InputError(f"config file not found: {given}; give a path, or a recipe name: {', '.join(recipe_names())}")

@@ -1,0 +1,108 @@
+"""The Python API against the CLI, the notebook tour, packaged recipes, and progress output."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import mnist_clip as mc
+from mnist_clip.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_api_and_the_cli_write_the_same_metrics(tmp_path):
+    cli_run = CliRunner().invoke(cli, ["train", "--config", "explode_clipped", "--dataset", "mnist-5k", "--epochs", "2",
+                                       "--freeze", "w1,b1", "--out", str(tmp_path), "--name", "cli", "--no-plots"])
+    assert cli_run.exit_code == 0, cli_run.output
+    run = mc.train("explode_clipped", dataset="mnist-5k", epochs=2, freeze=("w1", "b1"), out=tmp_path, name="api",
+                   plots=False, progress="quiet")
+    assert (tmp_path / "api" / "metrics.csv").read_bytes() == (tmp_path / "cli" / "metrics.csv").read_bytes()
+    assert run.summary["status"] == "completed" and run.exit_code == 0
+    frame = run.metrics
+    assert list(frame.columns)[:7] == ["step", "epoch", "loss", "accuracy", "global_norm_before", "global_norm_after", "clipped"]
+    assert len(frame) == 64 and frame["step"].tolist() == list(range(64))
+    np.testing.assert_array_equal(frame["w1_before"].to_numpy(), mc.load_run(tmp_path / "cli").run.metrics["w1_before"])
+    assert run.config["trainable"] == ["w2", "b2", "w3", "b3"] and run.config["lr"] == 0.05
+    assert sorted(run.figures()) == ["flow", "loss", "norms", "ratio", "signals"]
+    assert "api: global_norm 15, completed, 64 steps" in repr(run)
+
+
+def test_bad_arguments_raise_the_clis_input_error(tmp_path):
+    with pytest.raises(mc.InputError, match="lr must be > 0") as caught:
+        mc.train(lr=-1, out=tmp_path)
+    cli_run = CliRunner().invoke(cli, ["train", "--lr", "-1", "--out", str(tmp_path)])
+    assert cli_run.stderr == f"Error: {caught.value}\n"
+    with pytest.raises(mc.InputError, match="unknown config key 'epoch'; did you mean 'epochs'"):
+        mc.train(epoch=3, out=tmp_path)
+    with pytest.raises(mc.InputError, match="train is empty"):
+        mc.train(train=[], out=tmp_path)
+    with pytest.raises(mc.InputError, match="config file not found: nope; give a path, or a recipe name: blog"):
+        mc.train("nope", out=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_demo_compare_and_sweep_from_python(tmp_path, mnist_5k):
+    pair = mc.demo(epochs=1, out=tmp_path, name="d", progress="quiet", data=mnist_5k)
+    assert [run.name for run in pair.runs] == ["clipped", "unclipped"]
+    assert pair.clipped[0].config["clip"] == "global_norm" and pair.unclipped[0].config["clip"] == "none"
+    assert list(pair.table["name"]) == ["clipped", "unclipped"] and (tmp_path / "d" / "compare.png").is_file()
+    table, figure = mc.compare([pair.clipped[0], tmp_path / "d" / "unclipped"])
+    assert list(table["steps"]) == [32, 32] and len(figure.axes) >= 8
+    again = mc.demo(epochs=1, out=tmp_path, name="d", overwrite=True, progress="quiet", data=mnist_5k, lr=0.02)
+    assert again.runs[0].config["lr"] == 0.02 and sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    grid = {"lr": [0.01, 0.1], "clip_norm": [None, 15]}
+    swept = mc.sweep(grid, epochs=1, out=tmp_path, name="s", progress="quiet", data=mnist_5k)
+    assert len(swept.table) == 4 and set(swept.table["status"]) <= {"completed", "diverged"}
+    assert swept.figure().axes[0].get_xlabel() == "lr"
+
+
+def test_recipes_are_listed_and_found_by_name_from_any_folder(tmp_path):
+    listed = CliRunner().invoke(cli, ["recipes"])
+    names = sorted(path.stem for path in (ROOT / "configs").glob("*.toml"))
+    assert [line.split()[0] for line in listed.output.splitlines()] == names
+    assert "explode " in listed.output and "blows up" in listed.output
+    code = ("import sys; from mnist_clip.recipe_files import resolve_config_file; "
+            "print(resolve_config_file('explode').read_text())")
+    found = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert found.returncode == 0 and found.stdout.strip() == (ROOT / "configs" / "explode.toml").read_text().strip()
+
+
+def test_the_wheel_ships_the_recipes(tmp_path):
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    wheel = next(tmp_path.glob("mnist_clip-*.whl"))
+    shipped = sorted(Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("mnist_clip/configs/"))
+    assert shipped == sorted(path.name for path in (ROOT / "configs").glob("*.toml"))
+
+
+def test_no_progress_bar_when_output_is_not_a_terminal(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mnist_clip", "train", "--dataset", "mnist-5k", "--epochs", "2",
+                             "--out", str(tmp_path), "--name", "r", "--no-plots"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout + result.stderr and "step/s" not in result.stdout + result.stderr
+    assert result.stdout.count("epoch ") == 2
+    quiet = CliRunner().invoke(cli, ["train", "--dataset", "mnist-5k", "--epochs", "2", "--out", str(tmp_path),
+                                     "--name", "q", "--no-plots", "--quiet"])
+    assert quiet.exit_code == 0 and "epoch 1/2" not in quiet.output and "status: completed" in quiet.output
+
+
+def test_the_notebook_tour_runs(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(ROOT / "examples" / "tour.ipynb", as_version=4)
+    assert "EPOCHS = 30" in notebook.cells[1].source
+    notebook.cells[1].source = notebook.cells[1].source.replace("EPOCHS = 30", "EPOCHS = 1")
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 3  # norms, the demo's comparison, the stability map
+    assert (tmp_path / "outputs" / "tour" / "reference" / "summary.json").is_file()
