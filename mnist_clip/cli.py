@@ -291,4 +291,16 @@ def recipes() -> None:
 
 
 def main() -> None:
-    cli(prog_name="mnist-clip")
+    """The console entry point. Once the command has ended, every file it wrote is closed
+    and synced, so the process ends at once instead of spending half a second unwinding
+    TensorFlow."""
+    try:
+        cli(prog_name="mnist-clip")
+        code = 0
+    except SystemExit as end:
+        code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
+        if not isinstance(end.code, (int, type(None))):
+            click.echo(str(end.code), err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -123,11 +123,13 @@ def agc_clip(grads: Sequence[tf.Tensor], params: Sequence[tf.Tensor], clipping: 
     scaled to g * max_norm / max(||g||, 1e-6), with w the unit's parameters before the update.
 
     Returns (clipped gradients, per tensor: whether any unit was clipped, the fraction of its
-    units clipped, the largest ||g|| / max(||w||, 1e-3) over its units, and its L2 norm after).
+    units clipped, the largest ||g|| / max(||w||, 1e-3) over its units, its L2 norm after and
+    before). Both norms come from the unit norms: no extra pass over any gradient.
     """
-    clipped, fired, fractions, ratios, norms_after = [], [], [], [], []
+    clipped, fired, fractions, ratios, norms_after, norms_before = [], [], [], [], [], []
     for g, w in zip(grads, params):
         g_norm = unitwise_norm(g)
+        norms_before.append(tf.sqrt(tf.reduce_sum(g_norm * g_norm)))
         w_floor = tf.maximum(unitwise_norm(w), AGC_EPS)
         max_norm = clipping * w_floor
         keep = g_norm < max_norm
@@ -139,7 +141,7 @@ def agc_clip(grads: Sequence[tf.Tensor], params: Sequence[tf.Tensor], clipping: 
         # every unit's norm after is its norm before, or before * scale: no second pass over g
         unit_after = tf.where(keep, g_norm, g_norm * scale)
         norms_after.append(tf.sqrt(tf.reduce_sum(unit_after * unit_after)))
-    return clipped, fired, fractions, ratios, norms_after
+    return clipped, fired, fractions, ratios, norms_after, norms_before
 
 
 # --- AutoClip (Seetharaman et al. 2020): a percentile of all global norms so far ---

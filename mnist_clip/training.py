@@ -33,13 +33,14 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
     # signals delta_l; asking for them with the weights costs one backward pass.
     gradients = tape.gradient(loss, variables + fwd.zs)
     grads, deltas = gradients[: len(names)], gradients[len(names) :]
-    norms_before = [tf.norm(g) for g in grads]
-    global_before = tf.norm(tf.stack(norms_before))
     extra = []
-    if clip == "agc":
-        clipped, fired, fractions, ratios, norms_after = agc_clip(grads, variables, threshold)
+    if clip == "agc":  # its unit norms give the tensors' norms too
+        clipped, fired, fractions, ratios, norms_after, norms_before = agc_clip(grads, variables, threshold)
+        global_before = tf.norm(tf.stack(norms_before))
         extra = [tf.cast(threshold, tf.float32), *fractions, *ratios]
     else:
+        norms_before = [tf.norm(g) for g in grads]
+        global_before = tf.norm(tf.stack(norms_before))
         if clip == "autoclip":
             threshold = autoclip.add_and_threshold(global_before)
             extra = [threshold]

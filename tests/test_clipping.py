@@ -169,7 +169,7 @@ def numpy_agc(grads, params, clipping, eps=1e-3):
 @pytest.mark.parametrize("clipping, steps", [(0.01, 0), (0.01, 20), (0.5, 20), (100.0, 0)])
 def test_agc_matches_numpy_on_real_gradients(mnist_5k, clipping, steps):
     grads, params = real_gradients_and_params(mnist_5k, steps)
-    clipped, fired, fractions, ratios, norms_after = agc_clip(grads, params, clipping)
+    clipped, fired, fractions, ratios, norms_after, norms_before = agc_clip(grads, params, clipping)
     want, want_fired, want_fraction, want_ratio = numpy_agc(grads, params, clipping)
     for got, expected in zip(clipped, want):
         np.testing.assert_allclose(got.numpy(), expected, rtol=2e-5, atol=1e-12)
@@ -178,6 +178,7 @@ def test_agc_matches_numpy_on_real_gradients(mnist_5k, clipping, steps):
     np.testing.assert_allclose([float(f) for f in fractions], want_fraction, atol=1e-7)
     np.testing.assert_allclose([float(r) for r in ratios], want_ratio, rtol=1e-5)
     np.testing.assert_allclose([float(n) for n in norms_after], [np.linalg.norm(w) for w in want], rtol=1e-5)
+    np.testing.assert_allclose([float(n) for n in norms_before], [np.linalg.norm(g) for g in grads], rtol=1e-5)
     if clipping == 100.0:  # a loose threshold keeps the weights' gradients, not the zero biases'
         assert not any(want_fired[0::2]) and all(want_fired[1::2])
     if clipping == 0.01 and steps == 0:
