@@ -36,17 +36,7 @@ from mnist_clip.config import Config, layer_sizes  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
 from mnist_clip.experiment import run_experiment  # noqa: E402
 from mnist_clip.sweeps import DEFAULT_GRID, make_cells, parse_grid  # noqa: E402
-
-
-def matmul_gflops(size: int = 2048, repeats: int = 20) -> float:
-    a, b = tf.random.normal([size, size]), tf.random.normal([size, size])
-    (a @ b).numpy()
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        (a @ b).numpy()
-        seconds.append(time.perf_counter() - started)
-    return 2 * size**3 / statistics.median(seconds) / 1e9
+from bench_train import matmul_throughput  # noqa: E402  (this folder is on the path when run as a script)
 
 
 def train_cell(config: Config, dataset, folder: Path, fresh: bool) -> float:
@@ -82,7 +72,7 @@ def main() -> None:
     steps = base.epochs * -(-len(dataset.y_train) // base.batch_size)
     sizes = layer_sizes()
     flop_per_step = 3 * 2 * base.batch_size * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    gflops = matmul_gflops()
+    gflops = matmul_throughput() / 1e9
     floor_seconds = steps * flop_per_step / (gflops * 1e9)
     print(f"{len(cells)} cells of {steps} steps each, one after the other in one process:")
     print(f"  compiled afresh per cell (before): {per_minute['fresh']:6.1f} cells/min  "

@@ -3,7 +3,6 @@ for what the program says, never for a fixed time."""
 
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading

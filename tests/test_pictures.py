@@ -203,4 +203,4 @@ def test_a_threshold_that_never_fires_is_said(tmp_path):
     assert summary["clipping_never_acted"] is True and summary["clipped_steps"] == 0
     assert np.isclose(summary["largest_compared_value"], metrics["global_norm_before"].max(), rtol=1e-6)
     assert summary["largest_compared_value"] < 15
-    assert f"note: global_norm clipping never acted in 32 steps: the largest global norm was" in result.output
+    assert "note: global_norm clipping never acted in 32 steps: the largest global norm was" in result.output

@@ -128,7 +128,7 @@ def test_demo_over_seeds_pairs_the_twins_and_reports_their_statistics(tmp_path):
     assert np.isclose(float(stats[("no clipping", "std")]["test_accuracy"]), np.std(unclipped, ddof=1))
     difference = np.array(clipped) - np.array(unclipped)
     ahead = int((difference > 0).sum())
-    assert f"over 3 seeds" in result.output
+    assert "over 3 seeds" in result.output
     line = next(l for l in result.output.splitlines() if l.strip().startswith("test accuracy:"))
     assert f"difference {100 * difference.mean():+.1f} points" in line
     assert line.endswith(f"clipping ahead in {ahead} of 3 seeds")
