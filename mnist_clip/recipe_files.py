@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import re
 from pathlib import Path
 
@@ -12,10 +11,9 @@ from mnist_clip.errors import InputError
 def recipes_folder() -> Path:
     """Where the recipes are: inside the installed package (mnist_clip/configs/), or the
     top-level configs/ of a source checkout (an editable install)."""
-    try:
-        return Path(str(importlib.resources.files("mnist_clip.configs")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "configs"
+    package = Path(__file__).resolve().parent
+    installed = package / "configs"
+    return installed if installed.is_dir() else package.parent / "configs"
 
 
 def recipe_names() -> list[str]:

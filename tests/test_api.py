@@ -1,5 +1,6 @@
 """The Python API against the CLI, the notebook tour, packaged recipes, and progress output."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -72,13 +73,27 @@ def test_recipes_are_listed_and_found_by_name_from_any_folder(tmp_path):
     assert found.returncode == 0 and found.stdout.strip() == (ROOT / "configs" / "explode.toml").read_text().strip()
 
 
-def test_the_wheel_ships_the_recipes(tmp_path):
+def test_the_installed_wheel_finds_its_recipes_from_any_folder(tmp_path):
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                             "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     wheel = next(tmp_path.glob("mnist_clip-*.whl"))
     shipped = sorted(Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("mnist_clip/configs/"))
     assert shipped == sorted(path.name for path in (ROOT / "configs").glob("*.toml"))
+    site = tmp_path / "site"
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
+                                str(wheel)], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import mnist_clip, sys; from mnist_clip.recipe_files import resolve_config_file, recipes; "
+            "assert mnist_clip.__file__.startswith(sys.argv[1]), mnist_clip.__file__; "
+            "print(len(recipes())); print(resolve_config_file('explode'))")
+    found = subprocess.run([sys.executable, "-c", code, str(site)], cwd=elsewhere, capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "PYTHONPATH": str(site)})
+    assert found.returncode == 0, found.stderr
+    count, path = found.stdout.split()
+    assert int(count) == len(shipped) and path == str(site / "mnist_clip" / "configs" / "explode.toml")
 
 
 def test_no_progress_bar_when_output_is_not_a_terminal(tmp_path):
