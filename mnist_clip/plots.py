@@ -241,11 +241,16 @@ def architecture_label(config: dict) -> str:
 
 
 def run_title(run: Run) -> str:
+    """The run's name and settings: clipping, lr, scale, net, seed, the tensors trained when
+    not all, the data and the status."""
     cfg = run.config
     used = cfg.get("dataset_used", {})
+    trained = cfg.get("trainable")
+    partial = f", trains {','.join(trained)} only" if trained and len(trained) < len(run.tensors) else ""
+    seed = f", seed {cfg['seed']}" if "seed" in cfg else ""
     return (
         f"{run.name}: {run.clip_label}, lr {cfg.get('lr')}, x/{cfg.get('input_scale'):g}, "
-        f"{architecture_label(cfg)}, {used.get('name', '?')} ({run.status})"
+        f"{architecture_label(cfg)}{seed}{partial}, {used.get('name', '?')} ({run.status})"
     )
 
 

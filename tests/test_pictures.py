@@ -204,3 +204,14 @@ def test_a_threshold_that_never_fires_is_said(tmp_path):
     assert np.isclose(summary["largest_compared_value"], metrics["global_norm_before"].max(), rtol=1e-6)
     assert summary["largest_compared_value"] < 15
     assert "note: global_norm clipping never acted in 32 steps: the largest global norm was" in result.output
+
+
+def test_titles_name_the_seed_and_the_tensors_trained(tmp_path):
+    import json
+
+    run_dir = write_run(tmp_path / "run", steps=20)
+    config = json.loads((run_dir / "config.json").read_text())
+    config.update(seed=7, trainable=["w3", "b3"])
+    (run_dir / "config.json").write_text(json.dumps(config))
+    title = norms_figure(read_run(run_dir))._suptitle.get_text()
+    assert "seed 7" in title and "trains w3,b3 only" in title
