@@ -69,7 +69,7 @@ def main() -> None:
                 seconds[variant].append(train_cell(cell.config, dataset, Path(out) / f"{variant}-{index}",
                                                    fresh=variant == "fresh"))
     per_minute = {variant: 60 * len(times) / sum(times) for variant, times in seconds.items()}
-    steps = base.epochs * -(-len(dataset.y_train) // base.batch_size)
+    steps = base.epochs * base.steps_per_epoch(len(dataset.y_train))
     sizes = layer_sizes()
     flop_per_step = 3 * 2 * base.batch_size * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     gflops = matmul_throughput() / 1e9

@@ -183,7 +183,7 @@ def bench_case(name: str, config: Config, variants: str, dataset, args: argparse
     }
     labels = {key: labels[key] for key in variants}
     runners = {key: makers[key]() for key in variants}
-    steps_per_epoch = -(-len(dataset.y_train) // config.batch_size)
+    steps_per_epoch = config.steps_per_epoch(len(dataset.y_train))
     results = interleaved_ms_per_step(runners, args.epochs, args.repeats, steps_per_epoch)
     for key, label in labels.items():
         results[key]["label"] = label

@@ -173,7 +173,7 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
     target = RunTarget(Path(out), name, default_run_name(config.clip, config.clip_norm), overwrite)
     target.check()  # before the data and TensorFlow load: a taken name fails at once
     data = data if data is not None else load_data(config, reporter)
-    reporter.open_bar(config.epochs * -(-len(data.y_train) // config.batch_size), "starting TensorFlow")
+    reporter.open_bar(config.epochs * config.steps_per_epoch(len(data.y_train)), "starting TensorFlow")
     try:
         import_tensorflow()
         outcome = train_into(config, data, target, reporter.run_progress(config), draw_plots=plots,

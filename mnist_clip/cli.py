@@ -27,7 +27,7 @@ from mnist_clip.config import (
     resolve,
 )
 from mnist_clip.errors import InputError, Interrupted
-from mnist_clip.interrupts import STOP_NOTICE, catch_stop_signals
+from mnist_clip.interrupts import STOP_NOTICE, SWEEP_STOP_NOTICE, catch_stop_signals
 from mnist_clip.sweeps import DEFAULT_GRID
 
 DEFAULTS = Config()
@@ -263,7 +263,7 @@ def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or line per cell; the closing lines only.")
 @SEEDS_OPTION
 @click.pass_context
-@stoppable("stopping the sweep: no new cells, the cells in flight stop after their epoch (Ctrl-C again to quit at once)")
+@stoppable(SWEEP_STOP_NOTICE)
 def sweep(ctx: click.Context, grid_specs: tuple[str, ...], out: str, name: str | None, jobs: int, metric: str,
           plots: bool, quiet: bool, seeds: int, **params) -> int:
     """Train a grid of settings and draw where training blows up.

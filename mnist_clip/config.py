@@ -117,6 +117,10 @@ class Config:
     def param_names(self) -> tuple[str, ...]:
         return tensor_names(self.n_layers)
 
+    def steps_per_epoch(self, train_size: int) -> int:
+        """Batches per epoch; the last one is shorter when batch_size does not divide train_size."""
+        return -(-train_size // self.batch_size)
+
     @property
     def trainable(self) -> tuple[str, ...]:
         """The tensors that SGD updates, in parameter order."""

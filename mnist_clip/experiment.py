@@ -151,7 +151,7 @@ def run_experiment(
     board = None
     try:
         writer.write_config(run_config(config, dataset))
-        progress.on_begin(config.epochs * -(-len(dataset.y_train) // config.batch_size))
+        progress.on_begin(config.epochs * config.steps_per_epoch(len(dataset.y_train)))
         trainer = Trainer(config, dataset)
         writer.write_params("init", trainer.initial_params)
         if tensorboard:

@@ -65,6 +65,7 @@ def catch_stop_signals(notice: str | None = None, signals: tuple[int, ...] = WAT
 
 
 STOP_NOTICE = "stopping after the epoch in flight; everything so far is kept (Ctrl-C again to quit at once)"
+SWEEP_STOP_NOTICE = "stopping the sweep: no new cells, the cells in flight stop after their epoch (Ctrl-C again to quit at once)"
 
 
 def in_worker_thread(function: Callable, *args):

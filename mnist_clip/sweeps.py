@@ -236,7 +236,7 @@ def run_cells(
 ) -> int:
     """Run the cells not finished yet. Returns 0, or 128 + the signal that stopped the
     sweep (cells cut short run again on resuming), or 1 if a cell failed."""
-    from mnist_clip.interrupts import catch_stop_signals
+    from mnist_clip.interrupts import SWEEP_STOP_NOTICE, catch_stop_signals
 
     todo = []
     for cell in cells:
@@ -270,8 +270,7 @@ def run_cells(
             result = f"{summary['status']}, test acc {100 * summary['test_accuracy']:.1f}%"
         cell_done(f"[{next(counter)}/{len(todo)}] {cell.name}: {result}  ({time.perf_counter() - started:.0f} s)")
 
-    notice = "stopping the sweep: no new cells, the cells in flight stop after their epoch (Ctrl-C again to quit at once)"
-    with catch_stop_signals(notice) as stop:
+    with catch_stop_signals(SWEEP_STOP_NOTICE) as stop:
         if jobs <= 1 or len(todo) <= 1:
             for cell, cell_dir in todo:
                 if stop.requested:

@@ -235,7 +235,7 @@ class Trainer:
         self.y_train = tf.constant(one_hot(dataset.y_train))
         self.x_test = tf.constant(prepare_inputs(dataset.x_test, config.input_scale))
         self.y_test = tf.constant(one_hot(dataset.y_test))
-        self.steps_per_epoch = -(-len(dataset.y_train) // config.batch_size)
+        self.steps_per_epoch = config.steps_per_epoch(len(dataset.y_train))
         self.batches = None
         if not config.shuffle:
             # every epoch has the same batches: make them once, and keep only them
