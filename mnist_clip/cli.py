@@ -19,6 +19,7 @@ from mnist_clip.config import (
     INITS,
     LOSSES,
     MAX_HIDDEN_LAYERS,
+    NORMS,
     MAX_WIDTH,
     ON_NONFINITE,
     OPTIMIZERS,
@@ -116,6 +117,11 @@ def config_options(func):
                      help="Hidden-layer activation."),
         click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
                      help="Weights: the tutorial's truncated_normal(0.1), or Keras's GlorotNormal / HeNormal."),
+        click.option("--norm", type=click.Choice(NORMS), default=DEFAULTS.norm, show_default=True,
+                     help="Every hidden layer normalised between its matmul and its activation: Keras's "
+                          "BatchNormalization or LayerNormalization (the layer then has gamma and beta, no bias)."),
+        click.option("--residual/--no-residual", default=DEFAULTS.residual, show_default=True,
+                     help="Add each hidden layer's input to its activation where the widths are equal."),
         click.option("--train", "train_tensors", type=str, default=None, help="Update only these tensors, e.g. w3,b3 (names w1 b1 ... wL bL)."),
         click.option("--freeze", type=str, default=None, help="Update all tensors but these, e.g. w1,b1."),
         click.option("--on-nonfinite", type=click.Choice(ON_NONFINITE), default=DEFAULTS.on_nonfinite, show_default=True,
@@ -130,7 +136,8 @@ def config_options(func):
 OPTION_TO_KEY = {"train_tensors": "train"}
 CONFIG_OPTIONS = ("clip", "clip_norm", "clip_percentile", "lr", "optimizer", "momentum", "nesterov", "beta1", "beta2",
                   "epsilon", "rho", "loss", "epochs", "batch_size", "input_scale", "seed", "dataset",
-                  "data_path", "shuffle", "train_tensors", "freeze", "on_nonfinite", "hidden", "activation", "init")
+                  "data_path", "shuffle", "train_tensors", "freeze", "on_nonfinite", "hidden", "activation", "init",
+                  "norm", "residual")
 TEXT_OPTIONS = ("train", "freeze", "hidden")  # typed on the command line as text, read like a TOML string
 
 

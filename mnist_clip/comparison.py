@@ -57,7 +57,7 @@ STATISTIC_COLUMNS = ("test_accuracy", "final_loss", "steps_clipped", "diverged",
 STATISTICS = ("mean", "std", "min", "max")
 
 # Settings a reader tells runs apart by, in the order labels show them.
-SETTING_KEYS = ("clip", "optimizer", "loss", "lr", "input_scale", "hidden", "activation", "init", "trainable", "epochs", "batch_size",
+SETTING_KEYS = ("clip", "optimizer", "loss", "lr", "input_scale", "hidden", "activation", "init", "norm", "residual", "trainable", "epochs", "batch_size",
                 "shuffle", "on_nonfinite", "dataset", "seed")
 
 

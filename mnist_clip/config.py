@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from mnist_clip.errors import InputError
+from mnist_clip.net import Net
 
 CLIP_METHODS = ("global_norm", "norm", "value", "average_norm", "agc", "autoclip", "none")
 ADAPTIVE_CLIP_METHODS = ("agc", "autoclip")  # their threshold is not a fixed number
@@ -21,6 +22,7 @@ DATASETS = ("auto", "mnist", "mnist-5k")
 ON_NONFINITE = ("stop", "continue")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 INITS = ("reference", "glorot", "he")
+NORMS = ("none", "batch", "layer")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 LOSSES = ("mse", "crossentropy")
 # The options each optimizer reads (Keras 3's names: beta1 is beta_1); the others' are refused.
@@ -48,16 +50,6 @@ N_CLASSES = 10
 
 def layer_sizes(hidden: tuple[int, ...] = REFERENCE_HIDDEN) -> tuple[int, ...]:
     return (N_INPUTS, *hidden, N_CLASSES)
-
-
-def param_shapes(hidden: tuple[int, ...] = REFERENCE_HIDDEN) -> dict[str, tuple[int, ...]]:
-    """{w1: (784, n1), b1: (n1,), ...}: the tensors of a net with these hidden widths."""
-    sizes = layer_sizes(hidden)
-    shapes: dict[str, tuple[int, ...]] = {}
-    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-        shapes[f"w{layer}"] = (fan_in, fan_out)
-        shapes[f"b{layer}"] = (fan_out,)
-    return shapes
 
 
 @dataclass(frozen=True)
@@ -89,6 +81,8 @@ class Config:
     epsilon: float = 1e-7
     rho: float = 0.9
     loss: str = "mse"
+    norm: str = "none"
+    residual: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("clip", self.clip, CLIP_METHODS)
@@ -98,6 +92,7 @@ class Config:
         _check_choice("init", self.init, INITS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("loss", self.loss, LOSSES)
+        _check_choice("norm", self.norm, NORMS)
         self._check_optimizer()
         if self.clip not in ("none", "autoclip"):
             _check_float32_positive("clip_norm", self.clip_norm, f" for clip={self.clip}", "; use clip=none to train without clipping")
@@ -115,12 +110,17 @@ class Config:
         if not 0 <= self.seed <= MAX_SEED:
             raise InputError(f"seed must be an integer from 0 to {MAX_SEED} (got {self.seed})")
         check_hidden(self.hidden)
+        if self.residual and not self.net.has_residual:
+            sizes = "-".join(map(str, layer_sizes(self.hidden)))
+            raise InputError(f"residual: no hidden layer of this net ({sizes}) has equal input and output widths, "
+                             "which a residual connection needs; give equal widths, e.g. hidden 128x10")
         for name in ("train", "freeze"):
             for tensor in getattr(self, name):
                 if tensor not in self.param_names:
+                    normalised = "; a normalised layer has gamma and beta instead of a bias" if self.norm != "none" else ""
                     raise InputError(
                         f"{name}: unknown tensor '{tensor}'; allowed: {', '.join(self.param_names)} "
-                        f"(this net has {self.n_layers} weight layers)"
+                        f"(this net has {self.n_layers} weight layers{normalised})"
                     )
         if self.train and self.freeze:
             raise InputError("give either train or freeze, not both (freeze is the complement of train)")
@@ -151,8 +151,13 @@ class Config:
         return len(self.hidden) + 1
 
     @property
+    def net(self) -> Net:
+        """The net this config describes: its layers and their tensors."""
+        return Net.of(self)
+
+    @property
     def param_names(self) -> tuple[str, ...]:
-        return tensor_names(self.n_layers)
+        return self.net.names
 
     def steps_per_epoch(self, train_size: int) -> int:
         """Batches per epoch; the last one is shorter when batch_size does not divide train_size."""

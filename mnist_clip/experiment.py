@@ -79,7 +79,7 @@ def summarize(
 
 
     steps = len(values)
-    quantity, series = compared_with_threshold(config.clip, column, config.param_names, config.hidden)
+    quantity, series = compared_with_threshold(config.clip, column, config.param_names, config.net.shapes)
     compared = np.concatenate([np.asarray(v, float) for v in series.values()]) if steps else np.zeros(0)
     compared = compared[np.isfinite(compared)]
     clipped = column("clipped") if steps else np.zeros(0)
@@ -158,7 +158,7 @@ def run_experiment(
         if tensorboard:
             from mnist_clip.tensorboard_log import TensorBoardLog
 
-            board = TensorBoardLog(run_dir, trainer.columns, config.activation, config.loss)
+            board = TensorBoardLog(run_dir, trainer.columns, config.net, config.loss)
         all_values, epochs, nonfinite_step, train_seconds = [], [], None, 0.0
         with catch_stop_signals(STOP_NOTICE) as stop:
             for result in train_epochs(trainer, should_stop=lambda: stop.requested, call=in_worker_thread):

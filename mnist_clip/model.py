@@ -1,4 +1,4 @@
-"""The MLP of any depth: its parameters, initialisers, forward pass and loss."""
+"""The MLP of any depth, as its Net value describes it: parameters, initialisers, forward pass and loss."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from mnist_clip.config import N_CLASSES, REFERENCE_HIDDEN, layer_sizes, param_shapes
+from mnist_clip.config import N_CLASSES, REFERENCE_HIDDEN, layer_sizes
+from mnist_clip.net import BATCH_NORM_MOMENTUM, NORM_EPSILON, Net
 
 INIT_STDDEV = 0.1
 LAYER_SIZES = layer_sizes()  # the reference net
@@ -27,24 +28,35 @@ def keras_initializer(init: str, seed: int):
     return kinds[init](seed=seed)
 
 
-def init_params(seed: int, hidden: tuple[int, ...] = REFERENCE_HIDDEN, init: str = "reference") -> dict[str, tf.Variable]:
-    """Weights in the order w1, w2, ...; biases zero.
+def init_params(seed: int, hidden: tuple[int, ...] = REFERENCE_HIDDEN, init: str = "reference",
+                net: Net | None = None) -> dict[str, tf.Variable]:
+    """Weights in the order w1, w2, ...; biases and shifts (beta) zero, gains (gamma) one.
 
     reference: the tutorial's draw, value for value: after `tf.random.set_seed(seed)`,
     truncated_normal(stddev=0.1) for each weight in turn.
     glorot / he: Keras's GlorotNormal / HeNormal, layer l seeded with layer_seed(seed, l).
     """
+    net = net or Net.of({"hidden": hidden})
     tf.random.set_seed(seed)
     params = {}
-    for name, shape in param_shapes(hidden).items():
-        if name.startswith("b"):
-            initial = tf.zeros(shape)
+    for tensor in net.tensors:
+        if tensor.role == "gain":
+            initial = tf.ones(tensor.shape)
+        elif tensor.role != "weight":
+            initial = tf.zeros(tensor.shape)
         elif init == "reference":
-            initial = tf.random.truncated_normal(shape, stddev=INIT_STDDEV)
+            initial = tf.random.truncated_normal(tensor.shape, stddev=INIT_STDDEV)
         else:
-            initial = tf.convert_to_tensor(keras_initializer(init, layer_seed(seed, int(name[1:])))(shape, dtype="float32"))
-        params[name] = tf.Variable(initial, name=name)
+            draw = keras_initializer(init, layer_seed(seed, tensor.layer))(tensor.shape, dtype="float32")
+            initial = tf.convert_to_tensor(draw)
+        params[tensor.name] = tf.Variable(initial, name=tensor.name)
     return params
+
+
+def init_state(net: Net) -> dict[str, tf.Variable]:
+    """Batch norm's moving statistics, as Keras starts them: means 0, variances 1."""
+    return {tensor.name: tf.Variable(tf.zeros(tensor.shape) if tensor.role == "moving_mean" else tf.ones(tensor.shape),
+                                     trainable=False, name=tensor.name) for tensor in net.state}
 
 
 ACTIVATION_FUNCTIONS = {"relu": tf.nn.relu, "sigmoid": tf.sigmoid, "tanh": tf.tanh}
@@ -77,27 +89,60 @@ def inactive_fraction(activation: str, h: tf.Tensor) -> tf.Tensor:
 
 
 class Forward(NamedTuple):
-    """Pre-activations z_1..z_L (z_L is the output) and hidden activations h_1..h_{L-1}."""
+    """Matmul outputs z_1..z_L (z_L is the output; for a normalised layer, before the norm),
+    hidden activations a_1..a_{L-1}, and batch norm's batch statistics {layer: (mean, variance)}."""
 
     zs: list
     hs: list
+    batch_stats: dict
 
     @property
     def out(self) -> tf.Tensor:
         return self.zs[-1]
 
 
-def forward(params: dict[str, tf.Variable], x: tf.Tensor, activation: str = "relu") -> Forward:
-    n_layers = len(params) // 2
-    act = ACTIVATION_FUNCTIONS[activation]
-    zs, hs, h = [], [], x
-    for layer in range(1, n_layers + 1):
-        z = h @ params[f"w{layer}"] + params[f"b{layer}"]
+def normalize(z: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor) -> tf.Tensor:
+    return gamma * (z - mean) / tf.sqrt(variance + NORM_EPSILON) + beta
+
+
+def forward(params: dict[str, tf.Variable], x: tf.Tensor, net: Net | str = "relu",
+            moving: dict[str, tf.Tensor] | None = None) -> Forward:
+    """The net's forward pass. `net` may be an activation name for a plain MLP of the params'
+    depth. Batch norm uses the batch's statistics, or with `moving` (the test set) the moving ones."""
+    if isinstance(net, str):
+        n_layers = sum(1 for name in params if name.startswith("w"))
+        hidden = tuple(int(params[f"w{layer}"].shape[1]) for layer in range(1, n_layers))
+        net = Net.of({"hidden": hidden, "activation": net})
+    zs, hs, stats, h = [], [], {}, x
+    for layer in net.layers:
+        z = h @ params[layer.weight]
+        if layer.bias is not None:
+            z = z + params[layer.bias]
         zs.append(z)
-        if layer < n_layers:
-            h = act(z)
-            hs.append(h)
-    return Forward(zs, hs)
+        if layer.activation is None:
+            break
+        u = z
+        if layer.norm == "batch":
+            if moving is None:
+                mean, variance = tf.nn.moments(z, axes=[0])  # the biased variance, as Keras
+                stats[layer.index] = (mean, variance)
+            else:
+                mean, variance = moving[f"moving_mean{layer.index}"], moving[f"moving_variance{layer.index}"]
+            u = normalize(z, params[f"gamma{layer.index}"], params[f"beta{layer.index}"], mean, variance)
+        elif layer.norm == "layer":
+            mean, variance = tf.nn.moments(z, axes=[1], keepdims=True)
+            u = normalize(z, params[f"gamma{layer.index}"], params[f"beta{layer.index}"], mean, variance)
+        a = ACTIVATION_FUNCTIONS[layer.activation](u)
+        hs.append(a)
+        h = a + h if layer.residual else a
+    return Forward(zs, hs, stats)
+
+
+def update_moving_stats(state: dict[str, tf.Variable], batch_stats: dict) -> None:
+    """moving = 0.99 moving + 0.01 batch statistic, once per applied training step (Keras's rule)."""
+    for layer, (mean, variance) in batch_stats.items():
+        for name, value in ((f"moving_mean{layer}", mean), (f"moving_variance{layer}", variance)):
+            state[name].assign(state[name] * BATCH_NORM_MOMENTUM + value * (1 - BATCH_NORM_MOMENTUM))
 
 
 def mse_loss(y_onehot: tf.Tensor, out: tf.Tensor) -> tf.Tensor:

@@ -237,7 +237,10 @@ def architecture_label(config: dict) -> str:
     hidden = tuple(config.get("hidden", (256, 128)))
     layers = f"784-{format_hidden(hidden).replace(',', '-')}-10" if hidden else "784-10 (linear)"
     init = config.get("init", "reference")
-    return f"{layers} {config.get('activation', 'relu')}" + ("" if init == "reference" else f", {init} init")
+    norm = {"batch": ", batch norm", "layer": ", layer norm"}.get(config.get("norm", "none"), "")
+    residual = ", residual" if config.get("residual") else ""
+    return (f"{layers} {config.get('activation', 'relu')}" + ("" if init == "reference" else f", {init} init")
+            + norm + residual)
 
 
 def run_title(run: Run) -> str:
@@ -271,8 +274,7 @@ def compared_quantity(run: Run):
     Returns (title, y label, {label: values}, per_tensor, threshold values per step or None,
     threshold label)."""
     clip = run.config.get("clip", "none")
-    quantity, series = compared_with_threshold(clip, run.metrics.__getitem__, run.tensors,
-                                               run.config.get("hidden", REFERENCE_HIDDEN))
+    quantity, series = compared_with_threshold(clip, run.metrics.__getitem__, run.tensors, run.net.shapes)
     per_tensor = clip not in ("none", "global_norm", "autoclip")
     threshold = run.config.get("clip_norm")
     if clip == "none":
@@ -288,15 +290,23 @@ def compared_quantity(run: Run):
     return THRESHOLD_TITLES[clip], quantity, series, per_tensor, np.full(run.steps, float(threshold)), label
 
 
+# How each role of tensor is drawn: weights thick, biases thin, a norm's gain dashed, its shift dotted.
+ROLE_STYLES = {
+    "weight": {"linewidth": 1.0, "alpha": 1.0},
+    "bias": {"linewidth": 0.6, "alpha": 0.55},
+    "gain": {"linewidth": 0.8, "alpha": 0.8, "linestyle": "--"},
+    "shift": {"linewidth": 0.8, "alpha": 0.8, "linestyle": ":"},
+}
+
+
 def per_tensor_lines(ax, run: Run, values: dict, labelled: bool, **style) -> None:
-    """One line per tensor, coloured by layer: weights thick, biases thin."""
+    """One line per tensor, coloured by layer and styled by role (ROLE_STYLES)."""
     colors = layer_colors(run.n_layers)
     steps = run.metrics["step"]
     for name, series in values.items():
-        layer = int(name[1:])
-        weight = name.startswith("w")
-        ax.plot(steps, positive(series), color=colors[layer - 1], linewidth=1.0 if weight else 0.6,
-                alpha=1.0 if weight else 0.55, label=name if labelled else None, **style)
+        tensor = run.net.tensor(name)
+        ax.plot(steps, positive(series), color=colors[tensor.layer - 1], label=name if labelled else None,
+                **{**ROLE_STYLES[tensor.role], **style})
 
 
 def mark_clipped_steps(ax, run: Run) -> None:
@@ -327,7 +337,7 @@ def norms_figure(run: Run) -> Figure:
             after = positive(run.metrics[f"{name}_after"])
             style = {"linestyle": "--", "linewidth": 0.8} if many else {"linestyle": "none", "marker": "v", "markersize": 4}
             top.plot(steps if many else steps[acted], np.where(acted, after, np.nan) if many else after[acted],
-                     color=colors[int(name[1:]) - 1], **style)
+                     color=colors[run.net.tensor(name).layer - 1], **style)
         top.plot([], [], color="0.3", label="after clipping (where it acted)",
                  **({"linestyle": "--", "linewidth": 0.8} if many else {"linestyle": "none", "marker": "v", "markersize": 4}))
     log_y(top)

@@ -23,6 +23,7 @@ import numpy as np
 
 from mnist_clip.config import ACTIVATIONS, OPTIMIZER_KEYS, Config
 from mnist_clip.errors import InputError
+from mnist_clip.net import Net
 from mnist_clip.schema import (  # noqa: F401  (the run folder's columns, re-exported for its readers)
     BASE_METRIC_COLUMNS,
     EPOCH_COLUMNS,
@@ -347,8 +348,13 @@ class Run:
         return tuple(c[: -len("_before")] for c in self.metrics if c.endswith("_before") and c != "global_norm_before")
 
     @property
+    def net(self) -> Net:
+        """The net the run trained, from its config.json."""
+        return Net.of(self.config)
+
+    @property
     def n_layers(self) -> int:
-        return len(self.tensors) // 2
+        return len(self.net.layers)
 
     @property
     def activation(self) -> str:
@@ -370,17 +376,15 @@ class Run:
         return int(self.metrics["step"][np.argmax(bad)]) if bad.any() else None
 
 
-def compared_with_threshold(clip: str, column, tensors: Sequence[str], hidden: Sequence[int]) -> tuple[str, dict]:
+def compared_with_threshold(clip: str, column, tensors: Sequence[str], shapes: Mapping[str, Sequence[int]]) -> tuple[str, dict]:
     """What a clipping method compares with its threshold at each step, from the step
-    columns (`column(name)` gives one): (what it is, {series label: values})."""
-    from mnist_clip.config import param_shapes
-
+    columns (`column(name)` gives one) and the tensors' shapes: (what it is, {series label: values})."""
     if clip in ("none", "global_norm", "autoclip"):
         return "global norm", {"global norm before": column("global_norm_before")}
     if clip == "norm":
         return "tensor L2 norm", {name: column(f"{name}_before") for name in tensors}
     if clip == "average_norm":
-        sizes = {name: float(np.prod(shape)) for name, shape in param_shapes(tuple(hidden)).items()}
+        sizes = {name: float(np.prod(shape)) for name, shape in shapes.items()}
         return "tensor L2 norm / N", {name: column(f"{name}_before") / sizes[name] for name in tensors}
     if clip == "value":
         return "gradient |element|", {name: column(f"{name}_max_abs") for name in tensors}

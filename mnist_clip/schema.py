@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from mnist_clip.config import PARAM_NAMES, REFERENCE_HIDDEN, tensor_names
+from mnist_clip.config import PARAM_NAMES
+from mnist_clip.net import Net, role_of
 
 
 def activity_column_prefix(activation: str) -> str:
@@ -16,8 +17,8 @@ def activity_column_prefix(activation: str) -> str:
 
 
 def weight_tensors(tensors: Sequence[str]) -> tuple[str, ...]:
-    """The weight matrices among a net's tensors (w1 ... wL)."""
-    return tuple(name for name in tensors if name.startswith("w"))
+    """The weight matrices among a net's tensors (w1 ... wL), one per layer."""
+    return tuple(name for name in tensors if role_of(name) == "weight")
 
 
 def step_value_columns(tensors: Sequence[str] = PARAM_NAMES, activation: str = "relu",
@@ -36,7 +37,7 @@ def step_value_columns(tensors: Sequence[str] = PARAM_NAMES, activation: str = "
 
 def gradient_columns(tensors: Sequence[str], activation: str, clip: str) -> tuple[str, ...]:
     """The columns known before the update: everything but the steps taken."""
-    n_layers = len(tensors) // 2
+    n_layers = len(weight_tensors(tensors))
     activity = activity_column_prefix(activation)
     return (
         "loss",
@@ -79,7 +80,7 @@ EPOCH_COLUMNS = ("epoch", "steps", "train_loss", "test_loss", "test_accuracy", "
 
 def config_tensors(config: Mapping[str, Any]) -> tuple[str, ...]:
     """The tensors of the net a config (a Config's to_dict() or a run's config.json) describes."""
-    return tensor_names(len(config.get("hidden", REFERENCE_HIDDEN)) + 1)
+    return Net.of(config).names
 
 
 def metric_columns_for(config: Mapping[str, Any]) -> tuple[str, ...]:

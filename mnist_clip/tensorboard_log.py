@@ -34,9 +34,9 @@ class TensorBoardLog:
     the epoch's test metrics, and histograms of the gradients (before clipping)
     and of the weights at the end of every epoch."""
 
-    def __init__(self, run_dir: Path, step_columns: tuple[str, ...], activation: str = "relu", loss_name: str = "mse"):
+    def __init__(self, run_dir: Path, step_columns: tuple[str, ...], net="relu", loss_name: str = "mse"):
         self.writer = tf.summary.create_file_writer(str(Path(run_dir) / TENSORBOARD_DIR))
-        self.activation = activation
+        self.net = net
         self.loss_name = loss_name
         from tensorboard.plugins.scalar import metadata
 
@@ -65,7 +65,7 @@ class TensorBoardLog:
             tf.summary.scalar("test/loss", result.test_loss, step=last_step)
             tf.summary.scalar("test/accuracy", result.test_accuracy, step=last_step)
             xb, yb = trainer.epoch_batches(result.epoch)[0]
-            for name, gradient in zip(trainer.params, gradients(trainer.params, xb[0], yb[0], self.activation, self.loss_name)):
+            for name, gradient in zip(trainer.params, gradients(trainer.params, xb[0], yb[0], self.net, self.loss_name)):
                 tf.summary.histogram(f"gradient/{name}", gradient, step=last_step)
             for name, weight in trainer.params.items():
                 tf.summary.histogram(f"weight/{name}", weight, step=last_step)
@@ -75,10 +75,10 @@ class TensorBoardLog:
         self.writer.close()
 
 
-def gradients(params: dict, x: tf.Tensor, y: tf.Tensor, activation: str = "relu",
-              loss_name: str = "mse") -> list[tf.Tensor]:
-    """The raw gradients on one batch with the current parameters (for the histograms)."""
+def gradients(params: dict, x: tf.Tensor, y: tf.Tensor, net="relu", loss_name: str = "mse") -> list[tf.Tensor]:
+    """The raw gradients on one batch with the current parameters (for the histograms); `net`
+    is the Net, or an activation name for a plain MLP."""
     variables = list(params.values())
     with tf.GradientTape() as tape:
-        loss = LOSS_FUNCTIONS[loss_name](y, forward(params, x, activation).out)
+        loss = LOSS_FUNCTIONS[loss_name](y, forward(params, x, net).out)
     return tape.gradient(loss, variables)

@@ -10,25 +10,39 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_clip.clipping import AutoClipHistory, agc_clip, clip_fired, clip_only, clip_with_norms, clipped_norms
-from mnist_clip.config import Config, tensor_names
+from mnist_clip.config import Config
 from mnist_clip.data import Dataset
-from mnist_clip.model import LOSS_FUNCTIONS, accuracy, forward, inactive_fraction, init_params, one_hot, prepare_inputs
+from mnist_clip.model import (
+    LOSS_FUNCTIONS,
+    accuracy,
+    forward,
+    inactive_fraction,
+    init_params,
+    init_state,
+    one_hot,
+    prepare_inputs,
+    update_moving_stats,
+)
+from mnist_clip.net import Net
 from mnist_clip.optimizers import OptimizerState, UpdateRule, apply_updates, hyperparameters
-from mnist_clip.schema import gradient_columns, step_value_columns, weight_tensors
+from mnist_clip.schema import gradient_columns, step_value_columns
 
 
 def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip: str, threshold,
-                activation: str = "relu", autoclip: AutoClipHistory | None = None, loss_name: str = "mse"):
+                net: Net | str = "relu", autoclip: AutoClipHistory | None = None, loss_name: str = "mse"):
     """One step's gradients and everything logged about them, before any update.
 
     `threshold` is clip_norm (a number or a scalar tensor); for autoclip, `autoclip`
-    holds the history the step's threshold comes from.
-    Returns (clipped gradients, finite flag, the gradient_columns vector).
+    holds the history the step's threshold comes from. `net` may be an activation name
+    for a plain MLP of the params' depth.
+    Returns (clipped gradients, finite flag, the gradient_columns vector, batch norm's
+    batch statistics).
     """
     names = list(params)
     variables = [params[name] for name in names]
+    activation = net if isinstance(net, str) else net.layers[0].activation
     with tf.GradientTape() as tape:
-        fwd = forward(params, x, activation)
+        fwd = forward(params, x, net)
         loss = LOSS_FUNCTIONS[loss_name](y, fwd.out)
     # Gradients w.r.t. the pre-activations z_1..z_L are the back-propagated
     # signals delta_l; asking for them with the weights costs one backward pass.
@@ -70,7 +84,7 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
             *extra,
         ]
     )
-    return clipped, finite, values
+    return clipped, finite, values, fwd.batch_stats
 
 
 # Compiled programs, one per shape of the work and per setting that changes the program
@@ -79,34 +93,42 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
 _PROGRAMS: dict = {}
 
 
-def compiled_program(shapes: tuple, clip: str, trained: tuple[bool, ...], stop_on_nonfinite: bool,
-                     log_norms: bool, activation: str, percentile: float | None,
+def compiled_program(net: Net, clip: str, trained: tuple[bool, ...], stop_on_nonfinite: bool,
+                     log_norms: bool, percentile: float | None,
                      rule: UpdateRule = UpdateRule("sgd"), loss_name: str = "mse", log_updates: bool = True):
-    key = (shapes, clip, trained, stop_on_nonfinite, log_norms, activation, percentile, rule, loss_name, log_updates)
+    key = (net, clip, trained, stop_on_nonfinite, log_norms, percentile, rule, loss_name, log_updates)
     if key in _PROGRAMS:
         return _PROGRAMS[key]
-    names = tensor_names(len(shapes) // 2)
-    weights = weight_tensors(names)
+    names, weights = net.names, net.weights
+    activation = net.layers[0].activation
     n_values = len(step_value_columns(names, activation, clip) if log_updates else
                    gradient_columns(names, activation, clip))
     loss_function = LOSS_FUNCTIONS[loss_name]
+    after_columns = [gradient_columns(names, activation, clip).index(f"{name}_after") for name in names]
 
-    def one_step(variables, hyper, threshold, autoclip, optimizer_state, x, y):
+    def one_step(variables, hyper, threshold, autoclip, optimizer_state, moving, x, y):
         params = dict(zip(names, variables))
         if log_norms:
-            clipped, finite, values = step_values(params, x, y, clip, threshold, activation, autoclip, loss_name)
+            clipped, finite, values, batch_stats = step_values(params, x, y, clip, threshold, net, autoclip, loss_name)
             # read before the update: the weights the step's gradients were taken at
             weight_norms = tf.stack([tf.norm(params[name]) for name in weights])
         else:
             with tf.GradientTape() as tape:
-                loss = loss_function(y, forward(params, x, activation).out)
+                fwd = forward(params, x, net)
+                loss = loss_function(y, fwd.out)
             clipped = clip_only(clip, tape.gradient(loss, variables), variables, threshold, autoclip)
-            finite, values = tf.math.is_finite(loss), tf.reshape(loss, [1])
+            finite, values, batch_stats = tf.math.is_finite(loss), tf.reshape(loss, [1]), fwd.batch_stats
 
         def apply():
+            update_moving_stats(moving, batch_stats)
             steps = apply_updates(rule, variables, clipped, trained, *optimizer_state, hyper)
-            logged = log_norms and log_updates
-            return tf.stack([tf.norm(step) if step is not None and logged else tf.constant(0.0) for step in steps])
+            if not (log_norms and log_updates):
+                return tf.zeros([len(names)])
+            if rule == UpdateRule("sgd"):
+                # plain SGD's step is lr g: its norm is lr times the clipped norm, already logged
+                return tf.stack([hyper[0] * values[after] if is_trained else tf.constant(0.0)
+                                 for after, is_trained in zip(after_columns, trained)])
+            return tf.stack([tf.norm(step) if step is not None else tf.constant(0.0) for step in steps])
 
         def skip():
             return tf.zeros([len(names)])
@@ -119,7 +141,7 @@ def compiled_program(shapes: tuple, clip: str, trained: tuple[bool, ...], stop_o
     # XLA fuses the element-wise work of a step (clipping, norms, the update)
     # into few passes over memory; it needs static shapes, hence [n, B, ...].
     @tf.function(jit_compile=True)
-    def run_chunk(variables, hyper, threshold, autoclip_state, optimizer_state, xb, yb):
+    def run_chunk(variables, hyper, threshold, autoclip_state, optimizer_state, moving, xb, yb):
         autoclip = None
         if percentile is not None:
             autoclip = AutoClipHistory.bound(*autoclip_state, percentile)
@@ -130,7 +152,7 @@ def compiled_program(shapes: tuple, clip: str, trained: tuple[bool, ...], stop_o
             return tf.logical_and(i < n_steps, tf.logical_not(stopped))
 
         def body(i, stopped, records):
-            finite, values = one_step(variables, hyper, threshold, autoclip, optimizer_state, xb[i], yb[i])
+            finite, values = one_step(variables, hyper, threshold, autoclip, optimizer_state, moving, xb[i], yb[i])
             stopped = tf.logical_not(finite) if stop_on_nonfinite else stopped
             return i + 1, stopped, records.write(i, values)
 
@@ -149,6 +171,7 @@ def make_train_chunk(
     log_norms: bool = True,
     autoclip: AutoClipHistory | None = None,
     log_updates: bool = True,
+    moving: dict[str, tf.Variable] | None = None,
 ):
     """A function (xb [n, B, 784], yb [n, B, 10]) -> (values [n, value columns], steps run, stopped).
 
@@ -161,16 +184,16 @@ def make_train_chunk(
     zeros). With log_norms=False only the loss is kept (the benchmark's
     baseline for what logging costs); with log_updates=False, everything but the
     steps taken and the weights' norms (what logging those costs). For
-    clip="autoclip", `autoclip` holds the history of global norms across chunks.
+    clip="autoclip", `autoclip` holds the history of global norms across chunks;
+    for batch norm, `moving` holds the moving statistics each applied step updates.
     """
     names = list(params)
     variables = [params[name] for name in names]
     trained = tuple(trainable is None or name in trainable for name in names)
-    shapes = tuple(tuple(v.shape) for v in variables)
     if config.clip == "autoclip" and autoclip is None:
         raise ValueError("clip='autoclip' needs its AutoClipHistory")
     rule = UpdateRule.of(config)
-    program = compiled_program(shapes, config.clip, trained, stop_on_nonfinite, log_norms, config.activation,
+    program = compiled_program(config.net, config.clip, trained, stop_on_nonfinite, log_norms,
                                autoclip.percentile if autoclip is not None else None, rule, config.loss,
                                log_updates)
     hyper = hyperparameters(config)
@@ -178,8 +201,10 @@ def make_train_chunk(
     state = autoclip.variables() if autoclip is not None else ()
     optimizer_state = OptimizerState(rule, variables, trained).variables()
 
+    moving = moving if moving is not None else {}
+
     def run_chunk(xb, yb):
-        return program(variables, hyper, threshold_value, state, optimizer_state, xb, yb)
+        return program(variables, hyper, threshold_value, state, optimizer_state, moving, xb, yb)
 
     return run_chunk
 
@@ -197,21 +222,23 @@ def batched(x: tf.Tensor, batch_size: int) -> list[tf.Tensor]:
 _EVALUATORS: dict = {}
 
 
-def make_evaluate(params: dict[str, tf.Variable], activation: str = "relu", loss_name: str = "mse"):
-    """(x, y) -> (test loss, test accuracy) with the current parameters; one traced function
-    per depth, activation and loss, shared by every run of the process."""
+def make_evaluate(params: dict[str, tf.Variable], net: Net, loss_name: str = "mse",
+                  moving: dict[str, tf.Variable] | None = None):
+    """(x, y) -> (test loss, test accuracy) with the current parameters, batch norm in inference
+    mode (its moving statistics); one traced function per net and loss, shared by every run."""
     names = list(params)
-    key = (len(names), activation, loss_name)
+    key = (net, loss_name)
     if key not in _EVALUATORS:
         @tf.function(reduce_retracing=True)
-        def evaluate_with(variables, x, y):
-            out = forward(dict(zip(names, variables)), x, activation).out
+        def evaluate_with(variables, moving_values, x, y):
+            out = forward(dict(zip(names, variables)), x, net, moving_values if net.state else None).out
             return LOSS_FUNCTIONS[loss_name](y, out), accuracy(y, out)
 
         _EVALUATORS[key] = evaluate_with
     evaluate_with = _EVALUATORS[key]
     variables = [params[name] for name in names]
-    return lambda x, y: evaluate_with(variables, x, y)
+    moving = moving if moving is not None else {}
+    return lambda x, y: evaluate_with(variables, moving, x, y)
 
 
 def epoch_order(n_examples: int, seed: int, epoch: int) -> np.ndarray:
@@ -241,7 +268,8 @@ class Trainer:
 
     def __init__(self, config: Config, dataset: Dataset, log_norms: bool = True, log_updates: bool = True):
         self.config = config
-        self.params = init_params(config.seed, config.hidden, config.init)
+        self.params = init_params(config.seed, config.hidden, config.init, config.net)
+        self.moving = init_state(config.net)
         self.columns = step_value_columns(config.param_names, config.activation, config.clip)
         self.initial_params = {name: v.numpy() for name, v in self.params.items()}
         self.x_train = tf.constant(prepare_inputs(dataset.x_train, config.input_scale))
@@ -263,8 +291,9 @@ class Trainer:
             autoclip=AutoClipHistory(config.epochs * self.steps_per_epoch, config.clip_percentile)
             if config.clip == "autoclip" else None,
             log_updates=log_updates,
+            moving=self.moving,
         )
-        self.evaluate = make_evaluate(self.params, config.activation, config.loss)
+        self.evaluate = make_evaluate(self.params, config.net, config.loss, self.moving)
 
     def epoch_batches(self, epoch: int) -> list[tuple[tf.Tensor, tf.Tensor]]:
         """The epoch's batches as (xb, yb) pairs of static shape, in file order or shuffled."""
@@ -308,14 +337,15 @@ class Trainer:
     def moved(self) -> dict[str, float]:
         """Each weight's distance from its initial value, relative to that value's norm."""
         distances = {}
-        for name in weight_tensors(self.config.param_names):
+        for name in self.config.net.weights:
             start = self.initial_params[name].astype(np.float64)
             now = self.params[name].numpy().astype(np.float64)
             distances[name] = float(np.linalg.norm(now - start) / np.linalg.norm(start))
         return distances
 
     def params_arrays(self) -> dict[str, np.ndarray]:
-        return {name: variable.numpy() for name, variable in self.params.items()}
+        """The trained tensors, and batch norm's moving statistics."""
+        return {name: variable.numpy() for name, variable in {**self.params, **self.moving}.items()}
 
 
 def train_epochs(

@@ -80,7 +80,7 @@ def test_progress_and_norm_listing_are_printed(one_epoch_run):
 
 def test_plots_are_drawn_and_not_blank(one_epoch_run):
     _, run = one_epoch_run
-    for name in ("norms.png", "ratio.png", "loss.png", "signals.png", "flow.png"):
+    for name in ("norms.png", "ratio.png", "loss.png", "signals.png", "flow.png", "updates.png"):
         image = np.asarray(Image.open(run / "plots" / name).convert("L"))
         assert image.shape[1] in (1000, 1200) and image.shape[0] in (600, 700, 900)
         assert (image < 128).mean() > 0.005  # lines and text, not an empty canvas

@@ -42,7 +42,7 @@ def test_step_zero_norms_match_numpy_on_real_digits(mnist_5k):
     params = init_params(1234)
     x = prepare_inputs(mnist_5k.x_train[:128], 50.0)
     y = one_hot(mnist_5k.y_train[:128])
-    _, finite, values = step_values(params, tf.constant(x), tf.constant(y), "global_norm", 15.0)
+    _, finite, values, _ = step_values(params, tf.constant(x), tf.constant(y), "global_norm", 15.0)
     got = dict(zip(STEP_VALUE_COLUMNS, values.numpy().astype(np.float64)))
     ref = numpy_backward({k: v.numpy() for k, v in params.items()}, x, y)
     assert bool(finite)
@@ -233,7 +233,7 @@ def test_any_depth_step_matches_numpy(mnist_5k, hidden, activation, init, input_
     params = init_params(config.seed, hidden, init)
     x = prepare_inputs(mnist_5k.x_train[:128], input_scale)
     y = one_hot(mnist_5k.y_train[:128])
-    _, _, values = step_values(params, tf.constant(x), tf.constant(y), "global_norm", 0.05, activation)
+    _, _, values, _ = step_values(params, tf.constant(x), tf.constant(y), "global_norm", 0.05, activation)
     columns = gradient_columns(config.param_names, activation, "global_norm")  # what is known before the update
     got = dict(zip(columns, values.numpy().astype(np.float64)))
     assert len(columns) == len(values.numpy())
