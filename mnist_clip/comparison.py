@@ -13,20 +13,19 @@ from matplotlib.ticker import MaxNLocator
 
 from mnist_clip.plots import (
     DIVERGED_COLOR,
-    opened_scale,
-    step_axis,
-    steps_per_epoch,
     architecture_label,
-    layer_profile,
-    log_moving_average,
-    log_y,
-    moving_average,
     colormap,
+    last_complete_epoch,
+    layer_profile,
+    log_y,
     norm_ratio,
     positive,
+    run_smoothing,
     save_figure,
     signal_ratio,
-    smoothing_window,
+    step_axis,
+    step_axis_words,
+    steps_per_epoch,
     subplots,
 )
 from mnist_clip.runs import Run, clip_label, format_value, read_run, write_atomic
@@ -192,7 +191,7 @@ def table_csv(rows: list[dict]) -> str:
 
 
 def _smoothed(run: Run, values: np.ndarray) -> np.ndarray:
-    return log_moving_average(values, smoothing_window(run))
+    return run_smoothing(run).geometric(values)
 
 
 def run_colors(count: int) -> list:
@@ -243,10 +242,23 @@ def band(ax, x, table: np.ndarray, color, label: str, style: str = "-", log: boo
     ax.plot(x, clean(median), color=color, linewidth=1.6, linestyle=style, marker=marker, markersize=3, label=label)
 
 
+def profile_notes(runs: list[Run]) -> list[str]:
+    """What the profile panels draw of each diverged run: its last epoch before the NaN/Inf,
+    or nothing if it had none (a few exploding steps are not the end of training)."""
+    notes = []
+    for run in runs:
+        if run.nonfinite_step is None:
+            continue
+        epoch = last_complete_epoch(run)
+        notes.append(f"{run.name}: NaN/Inf at step {run.nonfinite_step}; "
+                     + (f"its epoch {epoch + 1} is drawn" if epoch is not None else "no complete epoch, not drawn"))
+    return notes[:4] + ([f"... and {len(notes) - 4} more diverged runs"] if len(notes) > 4 else [])
+
+
 def compare_figure(runs: list[Run]) -> Figure:
-    """Runs overlaid on shared step axes (the first epoch opened up): loss, global norm with the
+    """Runs overlaid on shared step axes (the one step scale of every picture): loss, global norm with the
     thresholds of the global-norm methods, first/last gradient ratio, signal ratio, test accuracy
-    and inactive units; and each run's end-of-training profile per layer. Thin lines are the raw
+    and inactive units; and each run's profile per layer over its last complete epoch. Thin lines are the raw
     values, thick ones their moving geometric mean; a run that hit NaN/Inf ends at a red dotted line.
     Runs that differ only in their seed are drawn as a group: the median and a min-max band."""
     fig, axes = subplots(4, 2, figsize=(12, 13))
@@ -272,18 +284,18 @@ def compare_figure(runs: list[Run]) -> Figure:
                 band(ax, steps[: table.shape[1]], table, color, label, style)
                 for run in members:
                     plotted[ax].append((run, step_series(run)[index][1]))
-            activity = [moving_average(run.metrics[run.activity_columns[-1]], smoothing_window(run)) * 100
+            activity = [run_smoothing(run).mean(run.metrics[run.activity_columns[-1]]) * 100
                         for run in members if run.activity_columns]
             if activity:
                 table = stacked(activity)
                 band(dead_ax, steps[: table.shape[1]], table, color, label, style, log=False)
             accuracy = stacked([run.epochs["test_accuracy"] * 100 for run in members])
             band(acc_ax, np.arange(1, accuracy.shape[1] + 1), accuracy, color, label, log=False, marker="o")
-            with_steps = [run for run in members if run.steps]
-            if with_steps:
-                layers = np.arange(1, with_steps[0].n_layers + 1)
+            profiled = [(run, last_complete_epoch(run)) for run in members if last_complete_epoch(run) is not None]
+            if profiled:
+                layers = np.arange(1, profiled[0][0].n_layers + 1)
                 for ax, prefix in ((profile_ax, "w"), (depth_ax, "delta")):
-                    table = stacked([layer_profile(run, int(run.metrics["epoch"][-1]), prefix) for run in with_steps])
+                    table = stacked([layer_profile(run, epoch, prefix) for run, epoch in profiled])
                     band(ax, layers[: table.shape[1]], table, color, label, marker="o")
             for run in members:
                 if run.config.get("clip") == "global_norm":
@@ -299,13 +311,13 @@ def compare_figure(runs: list[Run]) -> Figure:
             ax.plot(steps, _smoothed(run, values), color=color, linewidth=1.6, linestyle=style, label=label)
             plotted[ax].append((run, values))
         if run.activity_columns:  # the last hidden layer, next to the output
-            dead_ax.plot(steps, 100 * moving_average(run.metrics[run.activity_columns[-1]], smoothing_window(run)),
+            dead_ax.plot(steps, 100 * run_smoothing(run).mean(run.metrics[run.activity_columns[-1]]),
                          color=color, linewidth=1.6, linestyle=style, label=label)
         epochs = run.epochs["epoch"] + 1
         acc_ax.plot(epochs, 100 * run.epochs["test_accuracy"], marker="o", linestyle=style, color=color, markersize=3,
                     label=label)
-        if run.steps:
-            last_epoch = int(run.metrics["epoch"][-1])
+        last_epoch = last_complete_epoch(run)
+        if last_epoch is not None:
             layers = np.arange(1, run.n_layers + 1)
             profile_ax.plot(layers, positive(layer_profile(run, last_epoch, "w")), "o", linestyle=style, color=color,
                             markersize=4, label=label)
@@ -337,8 +349,8 @@ def compare_figure(runs: list[Run]) -> Figure:
         norm_ax: ("global gradient norm before clipping, with the global-norm thresholds", "global norm", "step"),
         ratio_ax: ("|g_w1| / |g_wL| before clipping (wL: the output layer)", "ratio", "step"),
         signal_ax: ("back-propagated signal |dL/dz1| / |dL/dzL|", "ratio", "step"),
-        profile_ax: ("weight-gradient norm per layer, median over the last epoch", "|g_w| (log)", "layer"),
-        depth_ax: ("back-propagated signal |δ| per layer, median over the last epoch", "|δ| (log)", "layer"),
+        profile_ax: ("weight-gradient norm per layer, median over the last complete epoch", "|g_w| (log)", "layer"),
+        depth_ax: ("back-propagated signal |δ| per layer, median over the last complete epoch", "|δ| (log)", "layer"),
     }
     for ax, (title, ylabel, xlabel) in titles.items():
         log_y(ax)
@@ -350,12 +362,9 @@ def compare_figure(runs: list[Run]) -> Figure:
     with_steps = [run for run in runs if run.steps]
     n_steps = max((run.steps for run in with_steps), default=1)
     per_epoch = steps_per_epoch(with_steps[0]) if with_steps else 1
-    # A run that ended within the first epoch gets the opened part of the axis to itself.
-    early = [run.steps for run in with_steps if run.steps < per_epoch]
-    opened = min(per_epoch, max(8, 2 * max(early))) if early else per_epoch
     for ax in (loss_ax, norm_ax, ratio_ax, signal_ax, dead_ax):
-        step_axis(ax, n_steps, per_epoch, label=False, opened=opened)
-        ax.set_xlabel(f"step (steps 0-{opened} stretched)" if opened_scale(n_steps, opened) else "step", fontsize=9)
+        step_axis(ax, n_steps, per_epoch, label=False)
+        ax.set_xlabel(step_axis_words(per_epoch), fontsize=8)
     for ax, values_by_run in plotted.items():
         limit_to_stable_runs(ax, values_by_run)
     acc_ax.set_title("test accuracy after each epoch", fontsize=10)
@@ -368,6 +377,10 @@ def compare_figure(runs: list[Run]) -> Figure:
     dead_ax.set_ylim(bottom=0)
     for ax in (profile_ax, depth_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        notes = profile_notes(runs)
+        if notes:
+            ax.text(0.02, 0.97, "\n".join(notes), transform=ax.transAxes, ha="left", va="top", fontsize=7,
+                    color=DIVERGED_COLOR)
     handles, labels = loss_ax.get_legend_handles_labels()
     legend_rows = -(-len(labels) // 2)
     fig.legend(handles, labels, loc="lower center", ncol=2 if len(labels) > 1 else 1, fontsize=9)
