@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -77,11 +78,23 @@ def differing_keys(configs: list[dict], keys=SETTING_KEYS) -> list[str]:
     return [key for key in keys if len({setting_text(config, key) for config in configs}) > 1]
 
 
+TIMESTAMP = re.compile(r"-\d{8}-\d{6}$")  # what default_run_name appends
+
+
+def shown_names(runs: list[Run]) -> dict[int, str]:
+    """{id(run): name as the figure shows it}: without the folders' timestamps when the names
+    stay distinct without them (deep_sigmoid, not deep_sigmoid-20260101-120000)."""
+    short = [TIMESTAMP.sub("", run.name) or run.name for run in runs]
+    names = short if len(set(short)) == len(runs) else [run.name for run in runs]
+    return {id(run): name for run, name in zip(runs, names)}
+
+
 def run_labels(runs: list[Run]) -> list[str]:
     """Each run's name with every setting that differs between the runs shown."""
     keys = differing_keys([run.config for run in runs])
-    return [f"{run.name} ({', '.join([setting_text(run.config, k) for k in keys] or [run.clip_label])}, {run.status})"
-            for run in runs]
+    names = shown_names(runs)
+    return [f"{names[id(run)]} ({', '.join([setting_text(run.config, k) for k in keys] or [run.clip_label])}, "
+            f"{run.status})" for run in runs]
 
 
 def group_runs(runs: list[Run]) -> list[tuple[str, list[Run]]]:
@@ -200,7 +213,7 @@ def run_colors(count: int) -> list:
     return [palette[i % len(palette)] for i in range(count)]
 
 
-def limit_to_stable_runs(ax, values_by_run: list[tuple[Run, np.ndarray]]) -> None:
+def limit_to_stable_runs(ax, values_by_run: list[tuple[Run, np.ndarray]], names: dict | None = None) -> None:
     """Fit the y axis (log) to the runs that did not diverge, so that one run that climbs
     to 1e30 before its NaN does not flatten the others; say so when a run leaves the scale."""
     stable = [positive(v) for run, v in values_by_run if run.nonfinite_step is None]
@@ -215,7 +228,7 @@ def limit_to_stable_runs(ax, values_by_run: list[tuple[Run, np.ndarray]]) -> Non
         finite = finite[np.isfinite(finite)]
         low = min(low, finite.min()) if finite.size else low
         if finite.size and finite.max() > top:
-            beyond.append(f"{run.name} reaches {finite.max():.3g}")
+            beyond.append(f"{(names or {}).get(id(run), run.name)} reaches {finite.max():.3g}")
     ax.set_ylim(low / 1.5, top)
     if beyond:
         ax.text(0.99, 0.03, "off the scale: " + "; ".join(beyond), transform=ax.transAxes, ha="right", va="bottom",
@@ -242,7 +255,7 @@ def band(ax, x, table: np.ndarray, color, label: str, style: str = "-", log: boo
     ax.plot(x, clean(median), color=color, linewidth=1.6, linestyle=style, marker=marker, markersize=3, label=label)
 
 
-def profile_notes(runs: list[Run]) -> list[str]:
+def profile_notes(runs: list[Run], names: dict) -> list[str]:
     """What the profile panels draw of each diverged run: its last epoch before the NaN/Inf,
     or nothing if it had none (a few exploding steps are not the end of training)."""
     notes = []
@@ -250,7 +263,7 @@ def profile_notes(runs: list[Run]) -> list[str]:
         if run.nonfinite_step is None:
             continue
         epoch = last_complete_epoch(run)
-        notes.append(f"{run.name}: NaN/Inf at step {run.nonfinite_step}; "
+        notes.append(f"{names[id(run)]}: NaN/Inf at step {run.nonfinite_step}; "
                      + (f"its epoch {epoch + 1} is drawn" if epoch is not None else "no complete epoch, not drawn"))
     return notes[:4] + ([f"... and {len(notes) - 4} more diverged runs"] if len(notes) > 4 else [])
 
@@ -263,6 +276,7 @@ def compare_figure(runs: list[Run]) -> Figure:
     Runs that differ only in their seed are drawn as a group: the median and a min-max band."""
     fig, axes = subplots(4, 2, figsize=(12, 13))
     (loss_ax, acc_ax), (norm_ax, ratio_ax), (signal_ax, dead_ax), (profile_ax, depth_ax) = axes
+    names = shown_names(runs)
     groups = group_runs(runs)
     grouped = any(len(members) > 1 for _, members in groups)
     colors = run_colors(len(groups) if grouped else len(runs))
@@ -299,7 +313,7 @@ def compare_figure(runs: list[Run]) -> Figure:
                     band(ax, layers[: table.shape[1]], table, color, label, marker="o")
             for run in members:
                 if run.config.get("clip") == "global_norm":
-                    thresholds.setdefault(float(run.config.get("clip_norm")), []).append(run.name)
+                    thresholds.setdefault(float(run.config.get("clip_norm")), []).append(names[id(run)])
     labels = run_labels(runs)
     for i, run in enumerate(runs if not grouped else []):
         color = colors[i]
@@ -325,10 +339,10 @@ def compare_figure(runs: list[Run]) -> Figure:
                           color=color, markersize=3, label=label)
         clip = run.config.get("clip")
         if clip == "global_norm":
-            thresholds.setdefault(float(run.config.get("clip_norm")), []).append(run.name)
+            thresholds.setdefault(float(run.config.get("clip_norm")), []).append(names[id(run)])
         elif clip == "autoclip":
             norm_ax.plot(steps, positive(run.metrics["clip_threshold"]), color=color, linestyle=":", linewidth=1.2,
-                         label=f"AutoClip threshold of {run.name}")
+                         label=f"AutoClip threshold of {names[id(run)]}")
     for run in runs:
         step = run.nonfinite_step
         if step is not None:
@@ -366,7 +380,7 @@ def compare_figure(runs: list[Run]) -> Figure:
         step_axis(ax, n_steps, per_epoch, label=False)
         ax.set_xlabel(step_axis_words(per_epoch), fontsize=8)
     for ax, values_by_run in plotted.items():
-        limit_to_stable_runs(ax, values_by_run)
+        limit_to_stable_runs(ax, values_by_run, names)
     acc_ax.set_title("test accuracy after each epoch", fontsize=10)
     acc_ax.set_xlabel("epoch")
     acc_ax.set_ylabel("test accuracy (%)")
@@ -377,7 +391,7 @@ def compare_figure(runs: list[Run]) -> Figure:
     dead_ax.set_ylim(bottom=0)
     for ax in (profile_ax, depth_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        notes = profile_notes(runs)
+        notes = profile_notes(runs, names)
         if notes:
             ax.text(0.02, 0.97, "\n".join(notes), transform=ax.transAxes, ha="left", va="top", fontsize=7,
                     color=DIVERGED_COLOR)

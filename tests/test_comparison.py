@@ -70,3 +70,20 @@ def test_default_output_folder_is_new_and_beside_the_runs(tmp_path):
     assert result.exit_code == 0
     made = [p for p in tmp_path.iterdir() if p.name.startswith("compare-")]
     assert len(made) == 1 and sorted(p.name for p in made[0].iterdir()) == ["compare.csv", "compare.png"]
+
+
+def test_compare_labels_runs_by_their_names_without_the_timestamps(tmp_path):
+    from mnist_clip.comparison import compare_figure, run_labels
+    from mnist_clip.runs import read_run
+
+    runs = [read_run(write_run(tmp_path / "deep_sigmoid-20260101-120000", steps=20)),
+            read_run(write_run(tmp_path / "deep_relu_he-20260101-120500", steps=20, clip="none"))]
+    labels = run_labels(runs)
+    assert labels[0].startswith("deep_sigmoid (") and labels[1].startswith("deep_relu_he (")
+    assert "global_norm 15" in labels[0] and "no clipping" in labels[1]
+    figure_labels = [t.get_text() for t in compare_figure(runs).legends[0].get_texts()]
+    assert figure_labels[:2] == labels
+    # two runs of one recipe keep their timestamps: they are how a reader tells them apart
+    again = [runs[0], read_run(write_run(tmp_path / "deep_sigmoid-20260101-130000", steps=20, seed=4))]
+    assert [label.split(" ")[0] for label in run_labels(again)] == ["deep_sigmoid-20260101-120000",
+                                                                    "deep_sigmoid-20260101-130000"]
