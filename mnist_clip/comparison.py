@@ -448,6 +448,15 @@ def paired_rows(clipped: list[dict], unclipped: list[dict]) -> list[dict]:
     return rows
 
 
+def ahead_words(ahead: int, ties: int, n: int) -> str:
+    """How often clipping came out ahead; a tie is said as a tie, not counted as a loss."""
+    if not ties:
+        return f"clipping ahead in {ahead} of {n} seeds"
+    if ties == n:
+        return f"the same with and without clipping in all {n} seeds"
+    return f"clipping ahead in {ahead}, behind in {n - ahead - ties} and tied in {ties} of {n} seeds"
+
+
 def paired_text(rows: list[dict]) -> list[str]:
     """The seed report as lines for the terminal."""
     def number(value: float, percent: bool, difference: bool = False) -> str:
@@ -468,6 +477,6 @@ def paired_text(rows: list[dict]) -> list[str]:
         line = (f"  {row['words']}: clipped {side(clipped)}, unclipped {side(unclipped)}; difference "
                 f"{number(diff['mean'], p, True)} [{number(diff['low'], p, True)}, {number(diff['high'], p, True)}]")
         if row["ahead"] is not None:
-            line += f"; clipping ahead in {row['ahead']} of {diff['n']} seeds"
+            line += "; " + ahead_words(row["ahead"], diff["ties"], diff["n"])
         lines.append(line)
     return lines

@@ -87,3 +87,20 @@ def test_compare_labels_runs_by_their_names_without_the_timestamps(tmp_path):
     again = [runs[0], read_run(write_run(tmp_path / "deep_sigmoid-20260101-130000", steps=20, seed=4))]
     assert [label.split(" ")[0] for label in run_labels(again)] == ["deep_sigmoid-20260101-120000",
                                                                     "deep_sigmoid-20260101-130000"]
+
+
+def test_the_seed_report_says_a_tie_is_a_tie():
+    from mnist_clip.comparison import paired_rows, paired_text
+
+    def row(accuracy, diverged):
+        return {"test_accuracy": accuracy, "final_loss": 0.1, "steps_clipped": 3, "diverged": diverged,
+                "median_w1_wL_first_epoch": 0.5, "median_w1_wL_last_epoch": 0.5}
+
+    clipped = [row(a, 0) for a in (0.8, 0.7, 0.6)]
+    unclipped = [row(a, d) for a, d in ((0.7, 0), (0.7, 1), (0.7, 0))]
+    lines = {line.split(":")[0].strip(): line for line in paired_text(paired_rows(clipped, unclipped))}
+    assert lines["test accuracy"].endswith("clipping ahead in 1, behind in 1 and tied in 1 of 3 seeds")
+    assert lines["diverged (1 = yes)"].endswith("clipping ahead in 1, behind in 0 and tied in 2 of 3 seeds")
+    neither = paired_text(paired_rows(clipped, [row(0.7, 0)] * 3))
+    diverged = next(line for line in neither if line.strip().startswith("diverged"))
+    assert diverged.endswith("the same with and without clipping in all 3 seeds") and "ahead in 0" not in diverged
