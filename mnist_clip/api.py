@@ -185,7 +185,7 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
     reporter.open_bar(config.epochs * config.steps_per_epoch(len(data.y_train)), "starting TensorFlow")
     try:
         import_tensorflow()
-        outcome = train_into(config, data, target, reporter.run_progress(config), draw_plots=plots,
+        outcome = train_into(config, data, target, reporter.run_progress(config, drawing=plots), draw_plots=plots,
                              tensorboard=tensorboard, on_start=reporter.run_started(config))
     finally:
         reporter.close_bar()
