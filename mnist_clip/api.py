@@ -89,6 +89,22 @@ class Figures(dict):
             display(figure)
 
 
+class Twins(list):
+    """The RunResults of one twin of a demo, one per seed. With one seed the list also acts
+    as its run (twins.figures(), twins.summary), as a notebook reader expects of
+    `pair.clipped`; indexing (twins[0]) works for any number of seeds."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if len(self) == 1:
+            return getattr(self[0], name)
+        raise AttributeError(f"{name!r}: these are {len(self)} runs, one per seed; pick one, e.g. [0].{name}")
+
+    def __repr__(self) -> str:
+        return repr(self[0]) if len(self) == 1 else f"[{', '.join(map(repr, self))}]"
+
+
 @dataclass
 class DemoResult:
     """The clipped and unclipped twins of a demo, their comparison table and picture."""
@@ -100,12 +116,14 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def clipped(self) -> list[RunResult]:
-        return [run for run in self.runs if run.config.get("clip") != "none"]
+    def clipped(self) -> Twins:
+        """The clipped runs, one per seed (with one seed, also the run itself)."""
+        return Twins(run for run in self.runs if run.config.get("clip") != "none")
 
     @property
-    def unclipped(self) -> list[RunResult]:
-        return [run for run in self.runs if run.config.get("clip") == "none"]
+    def unclipped(self) -> Twins:
+        """The unclipped runs, one per seed (with one seed, also the run itself)."""
+        return Twins(run for run in self.runs if run.config.get("clip") == "none")
 
     def figure(self):
         """compare.png of the twins, as a matplotlib Figure."""
@@ -283,6 +301,8 @@ def demo(config: Config | str | Path | None = None, *, out: str | Path = "output
 
 
 def _as_run(item) -> Run:
+    if isinstance(item, Twins) and len(item) == 1:
+        item = item[0]
     if isinstance(item, RunResult):
         return item.run
     if isinstance(item, Run):

@@ -16,6 +16,7 @@ from mnist_clip.plots import (
     DIVERGED_COLOR,
     architecture_label,
     colormap,
+    epoch_axis,
     last_complete_epoch,
     layer_profile,
     log_y,
@@ -352,8 +353,8 @@ def compare_figure(runs: list[Run]) -> Figure:
     if diverged_steps:
         shown = ", ".join(str(step) for step in diverged_steps[:6]) + (" ..." if len(diverged_steps) > 6 else "")
         loss_ax.plot([], [], color=DIVERGED_COLOR, linestyle=":", label=f"NaN/Inf (step {shown})")
-    for threshold, names in sorted(thresholds.items()):
-        named = ", ".join(names) if len(names) <= 3 else f"{len(names)} runs"
+    for threshold, clipped_at in sorted(thresholds.items()):
+        named = ", ".join(clipped_at) if len(clipped_at) <= 3 else f"{len(clipped_at)} runs"
         norm_ax.axhline(threshold, color="0.4", linewidth=0.8, linestyle="--", label=f"threshold {threshold:g} ({named})")
     threshold_handles = [(h, l) for h, l in zip(*norm_ax.get_legend_handles_labels()) if "hreshold" in l]
     if threshold_handles:
@@ -382,10 +383,9 @@ def compare_figure(runs: list[Run]) -> Figure:
     for ax, values_by_run in plotted.items():
         limit_to_stable_runs(ax, values_by_run, names)
     acc_ax.set_title("test accuracy after each epoch", fontsize=10)
-    acc_ax.set_xlabel("epoch")
+    epoch_axis(acc_ax, max((len(run.epochs["epoch"]) for run in runs), default=1))
     acc_ax.set_ylabel("test accuracy (%)")
     acc_ax.set_ylim(0, 100)
-    acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     dead_ax.set_title("units of the last hidden layer dead (ReLU) or saturated, moving average", fontsize=10)
     dead_ax.set_ylabel("inactive units (%)")
     dead_ax.set_ylim(bottom=0)

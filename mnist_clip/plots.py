@@ -187,17 +187,23 @@ class PlainLogFormatter(LogFormatter):
     def _num_to_string(self, x, vmin, vmax):
         return f"{x:g}"
 
+    def set_locs(self, locs=None):
+        super().set_locs(locs)
+        vmin, vmax = sorted(self.axis.get_view_interval())
+        if self._sublabels not in (None, {1}) and vmin > 0 and math.log10(vmax / vmin) > 1:
+            self._sublabels = {1, 2, 5}  # over more than a decade, 2 and 5 only: labels that do not crowd
+
 
 TICK_SIZE = 8  # every tick label, major or minor, on every axis
 
 
 def log_y(ax) -> None:
     """Log y axis labelled 0.01, 0.5, 20 rather than 10^-2, 5x10^-1, 2x10^1, in one font
-    size; an axis of less than 2.5 decades also labels some of its minor ticks, so that it
-    never shows fewer than three numbers."""
+    size; an axis with fewer than three powers of ten in view also labels some of its minor
+    ticks (matplotlib counts them when drawing), so that it never shows just one or two numbers."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2.5, 0.5)))
+    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.tick_params(axis="y", which="both", labelsize=TICK_SIZE)
 
 
@@ -293,6 +299,20 @@ def step_axis(ax, n_steps: int, per_epoch: int, label: bool = True, epochs_on_to
         top.tick_params(labelsize=8)
 
 
+def epoch_axis(ax, n_epochs: int) -> None:
+    """Epochs 1..N on x, as the console counts them: every epoch up to 12, else 1, a few
+    round numbers and N."""
+    n_epochs = max(n_epochs, 1)
+    ax.set_xlim(0.5, n_epochs + 0.5)
+    ticks = range(1, n_epochs + 1) if n_epochs <= 12 else \
+        sorted({1, n_epochs, *(int(t) for t in MaxNLocator(6, integer=True).tick_values(1, n_epochs)
+                              if 1 < t < n_epochs - n_epochs / 12)})
+    ax.xaxis.set_major_locator(FixedLocator(list(ticks)))
+    ax.xaxis.set_minor_locator(FixedLocator([]))
+    ax.tick_params(axis="x", labelsize=TICK_SIZE)
+    ax.set_xlabel("epoch")
+
+
 def run_step_axis(ax, run: Run, label: bool = True, epochs_on_top: bool = False) -> None:
     step_axis(ax, max(run.steps, 1), steps_per_epoch(run), label, epochs_on_top)
 
@@ -308,7 +328,7 @@ def short_batch_note(run: Run) -> str | None:
             f"per-step values jump every {full + 1} steps; the smoothed lines leave those batches out.")
 
 
-NOTE_CHAR_PIXELS = 5.6  # the width of a character of the notes (8 points) at DPI
+NOTE_CHAR_PIXELS = 6.0  # the width of a character of the notes (8 points) at DPI
 NOTE_LINE_PIXELS = 13
 
 
@@ -568,17 +588,14 @@ def loss_figure(run: Run) -> Figure:
     left.set_title("Loss", fontsize=10)
     mark_divergence(left, run)
     run_step_axis(left, run)
-    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     epochs = run.epochs["epoch"] + 1
     right.plot(epochs, 100 * run.epochs["test_accuracy"], "o-", color="tab:green", markersize=4)
     right.set_ylim(0, 100)
-    right.set_xlim(0.5, max(len(epochs), 1) + 0.5)
-    right.xaxis.set_major_locator(FixedLocator(epochs) if len(epochs) <= 12 else MaxNLocator(integer=True))
-    right.set_xlabel("epoch")
+    epoch_axis(right, len(epochs))
     right.set_ylabel("test accuracy (%)")
     right.set_title("Test accuracy after each epoch", fontsize=10)
     right.grid(alpha=0.3)
-    return finish_figure(fig, run)
+    return finish_figure(fig, run, legend_axes=(left,))
 
 
 def signals_figure(run: Run) -> Figure:

@@ -248,3 +248,20 @@ def test_titles_name_the_seed_and_the_tensors_trained(tmp_path):
     (run_dir / "config.json").write_text(json.dumps(config))
     title = norms_figure(read_run(run_dir))._suptitle.get_text()
     assert "seed 7" in title and "trains w3,b3 only" in title
+
+
+def test_log_axes_label_at_least_three_ticks_in_one_font_size(tmp_path):
+    run = long_run(tmp_path)
+    narrow = read_run(write_run(tmp_path / "narrow", steps=40))  # norms within about one decade
+    for make in RUN_FIGURES.values():
+        for source in (run, narrow):
+            fig = make(source)
+            drawn(fig)
+            for ax in fig.axes:
+                if ax.get_yscale() != "log":
+                    continue
+                low, high = ax.get_ylim()
+                labels = [t for t in ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels()
+                          if t.get_text() and low <= t.get_position()[1] <= high]
+                assert len(labels) >= 3, (make.__name__, ax.get_title(), [t.get_text() for t in labels])
+                assert {t.get_fontsize() for t in labels} == {8}, make.__name__
