@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mnist_clip.config import Config, load_toml, values_from_mapping
+from mnist_clip.config import Config, check_optimizer_keys, load_toml, values_from_mapping
 from mnist_clip.errors import InputError
 from mnist_clip.runs import DEMO_FILE, Run, RunTarget, check_out_folder, default_run_name, read_run, write_json
 
@@ -165,11 +165,14 @@ def make_config(config: Config | str | Path | None = None, overrides: Mapping[st
 
     if isinstance(config, (str, Path)):
         base_values = load_toml(resolve_config_file(config))
+        check_optimizer_keys(base_values, base_values.get("optimizer", Config.optimizer))
         base = Config(**base_values)
     else:
         base = config or Config()
     plain = {key: list(value) if isinstance(value, tuple) else value for key, value in (overrides or {}).items()}
-    return base.replace(**values_from_mapping(plain, "mnist_clip"))
+    values = values_from_mapping(plain, "mnist_clip")
+    check_optimizer_keys(values, values.get("optimizer", base.optimizer))
+    return base.replace(**values)
 
 
 def given_recipe(config) -> str | None:

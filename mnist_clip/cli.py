@@ -17,9 +17,11 @@ from mnist_clip.config import (
     CLIP_METHODS,
     DATASETS,
     INITS,
+    LOSSES,
     MAX_HIDDEN_LAYERS,
     MAX_WIDTH,
     ON_NONFINITE,
+    OPTIMIZERS,
     Config,
     coerce_value,
     format_hidden,
@@ -84,7 +86,21 @@ def config_options(func):
                      help="Clipping threshold (for agc: lambda, the largest ratio of a unit's gradient norm to its weights' norm)."),
         click.option("--clip-percentile", type=float, default=DEFAULTS.clip_percentile, show_default=True,
                      help="autoclip: the percentile of all global norms so far that is the threshold."),
-        click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="SGD learning rate."),
+        click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True,
+                     help="Learning rate, for every optimizer (Keras's Adam and RMSprop default to 0.001)."),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True,
+                     help="Keras 3's update rule; clipping acts on the gradients before it."),
+        click.option("--momentum", type=float, default=DEFAULTS.momentum, show_default=True,
+                     help="sgd, rmsprop: momentum in [0, 1)."),
+        click.option("--nesterov/--no-nesterov", default=DEFAULTS.nesterov, show_default=True,
+                     help="sgd: Nesterov momentum."),
+        click.option("--beta1", type=float, default=DEFAULTS.beta1, show_default=True, help="adam: beta_1 in [0, 1)."),
+        click.option("--beta2", type=float, default=DEFAULTS.beta2, show_default=True, help="adam: beta_2 in [0, 1)."),
+        click.option("--epsilon", type=float, default=DEFAULTS.epsilon, show_default=True,
+                     help="adam (outside the root), rmsprop (inside it): > 0."),
+        click.option("--rho", type=float, default=DEFAULTS.rho, show_default=True, help="rmsprop: decay in [0, 1)."),
+        click.option("--loss", type=click.Choice(LOSSES), default=DEFAULTS.loss, show_default=True,
+                     help="mse (the tutorial's) or softmax cross-entropy on the output logits."),
         click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Passes over the training set."),
         click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Examples per step."),
         click.option("--input-scale", type=float, default=DEFAULTS.input_scale, show_default=True, help="Pixels 0..255 are divided by this."),
@@ -112,7 +128,8 @@ def config_options(func):
 
 # Option names whose config key differs (`--train` is train_tensors in Python, train in TOML).
 OPTION_TO_KEY = {"train_tensors": "train"}
-CONFIG_OPTIONS = ("clip", "clip_norm", "clip_percentile", "lr", "epochs", "batch_size", "input_scale", "seed", "dataset",
+CONFIG_OPTIONS = ("clip", "clip_norm", "clip_percentile", "lr", "optimizer", "momentum", "nesterov", "beta1", "beta2",
+                  "epsilon", "rho", "loss", "epochs", "batch_size", "input_scale", "seed", "dataset",
                   "data_path", "shuffle", "train_tensors", "freeze", "on_nonfinite", "hidden", "activation", "init")
 TEXT_OPTIONS = ("train", "freeze", "hidden")  # typed on the command line as text, read like a TOML string
 

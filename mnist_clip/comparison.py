@@ -30,7 +30,8 @@ from mnist_clip.plots import (
     steps_per_epoch,
     subplots,
 )
-from mnist_clip.runs import Run, clip_label, format_value, read_run, write_atomic
+from mnist_clip.config import Config
+from mnist_clip.runs import Run, clip_label, optimizer_label, format_value, read_run, write_atomic
 from mnist_clip.stats import paired_difference, spread
 
 TABLE_COLUMNS = (
@@ -57,7 +58,7 @@ STATISTIC_COLUMNS = ("test_accuracy", "final_loss", "steps_clipped", "diverged",
 STATISTICS = ("mean", "std", "min", "max")
 
 # Settings a reader tells runs apart by, in the order labels show them.
-SETTING_KEYS = ("clip", "lr", "input_scale", "hidden", "activation", "init", "trainable", "epochs", "batch_size",
+SETTING_KEYS = ("clip", "optimizer", "loss", "lr", "input_scale", "hidden", "activation", "init", "trainable", "epochs", "batch_size",
                 "shuffle", "on_nonfinite", "dataset", "seed")
 
 
@@ -66,11 +67,13 @@ def setting_text(config: dict, key: str) -> str:
         return clip_label(config)
     if key == "hidden":
         return architecture_label(config).split(" ")[0]
+    if key == "optimizer":
+        return optimizer_label(config)
     if key == "trainable":
         return "trains " + ",".join(config.get("trainable", []))
     if key == "dataset":
         return config.get("dataset_used", {}).get("name", config.get("dataset", "?"))
-    value = config.get(key)
+    value = config.get(key, getattr(Config, key, None))  # a key older runs lack has its default
     return f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
 
 

@@ -21,6 +21,14 @@ DATASETS = ("auto", "mnist", "mnist-5k")
 ON_NONFINITE = ("stop", "continue")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 INITS = ("reference", "glorot", "he")
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+LOSSES = ("mse", "crossentropy")
+# The options each optimizer reads (Keras 3's names: beta1 is beta_1); the others' are refused.
+OPTIMIZER_KEYS = {
+    "sgd": ("momentum", "nesterov"),
+    "adam": ("beta1", "beta2", "epsilon"),
+    "rmsprop": ("rho", "momentum", "epsilon"),
+}
 REFERENCE_HIDDEN = (256, 128)
 MAX_HIDDEN_LAYERS = 64
 MAX_WIDTH = 4096
@@ -73,6 +81,14 @@ class Config:
     activation: str = "relu"
     init: str = "reference"
     clip_percentile: float = 10.0
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-7
+    rho: float = 0.9
+    loss: str = "mse"
 
     def __post_init__(self) -> None:
         _check_choice("clip", self.clip, CLIP_METHODS)
@@ -80,6 +96,9 @@ class Config:
         _check_choice("on_nonfinite", self.on_nonfinite, ON_NONFINITE)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("init", self.init, INITS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("loss", self.loss, LOSSES)
+        self._check_optimizer()
         if self.clip not in ("none", "autoclip"):
             _check_float32_positive("clip_norm", self.clip_norm, f" for clip={self.clip}", "; use clip=none to train without clipping")
         if not (math.isfinite(self.clip_percentile) and 0 <= self.clip_percentile <= 100):
@@ -107,6 +126,24 @@ class Config:
             raise InputError("give either train or freeze, not both (freeze is the complement of train)")
         if set(self.freeze) == set(self.param_names):
             raise InputError("freeze names every tensor: at least one must be trained")
+
+    def _check_optimizer(self) -> None:
+        for name in ("momentum", "beta1", "beta2", "rho"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value < 1):
+                raise InputError(f"{name} must be a number in [0, 1) (got {value})")
+        _check_float32_positive("epsilon", self.epsilon)
+        # a non-default value of another optimizer's option is a mistake, not a no-op
+        defaults = {f.name: f.default for f in fields(Config)}
+        foreign = [name for name in optimizer_option_keys() if name not in OPTIMIZER_KEYS[self.optimizer]
+                   and getattr(self, name) != defaults[name]]
+        if foreign:
+            raise InputError(foreign_option_message(foreign[0], self.optimizer))
+
+    @property
+    def optimizer_settings(self) -> dict[str, Any]:
+        """The options the optimizer reads, e.g. {'beta1': 0.9, 'beta2': 0.999, 'epsilon': 1e-07}."""
+        return {name: getattr(self, name) for name in OPTIMIZER_KEYS[self.optimizer]}
 
     @property
     def n_layers(self) -> int:
@@ -140,6 +177,24 @@ class Config:
 
 CONFIG_KEYS = tuple(f.name for f in fields(Config))
 _FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def optimizer_option_keys() -> tuple[str, ...]:
+    """Every optimizer's options, each once, in OPTIMIZER_KEYS order."""
+    return tuple(dict.fromkeys(name for names in OPTIMIZER_KEYS.values() for name in names))
+
+
+def foreign_option_message(name: str, optimizer: str) -> str:
+    users = [kind for kind, names in OPTIMIZER_KEYS.items() if name in names]
+    return (f"{name} is an option of {' and '.join(users)}, not of optimizer {optimizer}; "
+            f"{optimizer} takes {', '.join(OPTIMIZER_KEYS[optimizer])}")
+
+
+def check_optimizer_keys(given: Mapping[str, Any], optimizer: str) -> None:
+    """Refuse an option given for another optimizer even at its default value (--nesterov with adam)."""
+    for name in given:
+        if name in optimizer_option_keys() and name not in OPTIMIZER_KEYS[optimizer]:
+            raise InputError(foreign_option_message(name, optimizer))
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -303,4 +358,5 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 def resolve(file_values: Mapping[str, Any], cli_values: Mapping[str, Any]) -> Config:
     """Precedence: command line, then config file, then the defaults."""
     merged = {**file_values, **cli_values}
+    check_optimizer_keys(merged, merged.get("optimizer", Config.optimizer))
     return Config(**merged)

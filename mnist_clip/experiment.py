@@ -19,6 +19,7 @@ from mnist_clip.runs import (
     RunTarget,
     RunWriter,
     compared_with_threshold,
+    epoch_columns_for,
     is_flag_column,
     metric_columns_for,
     nonfinite_steps,
@@ -147,7 +148,7 @@ def run_experiment(
 
     progress = progress or Progress()
     started = time.perf_counter()
-    writer = RunWriter(run_dir, metric_columns_for(config.to_dict()))
+    writer = RunWriter(run_dir, metric_columns_for(config.to_dict()), epoch_columns_for(config.to_dict()))
     board = None
     try:
         writer.write_config(run_config(config, dataset))
@@ -157,7 +158,7 @@ def run_experiment(
         if tensorboard:
             from mnist_clip.tensorboard_log import TensorBoardLog
 
-            board = TensorBoardLog(run_dir, trainer.columns, config.activation)
+            board = TensorBoardLog(run_dir, trainer.columns, config.activation, config.loss)
         all_values, epochs, nonfinite_step, train_seconds = [], [], None, 0.0
         with catch_stop_signals(STOP_NOTICE) as stop:
             for result in train_epochs(trainer, should_stop=lambda: stop.requested, call=in_worker_thread):
@@ -174,6 +175,7 @@ def run_experiment(
                         result.test_accuracy,
                         int(result.column("clipped").sum()),
                         round(result.seconds, 4),
+                        *result.moved.values(),
                     )
                 )
                 if nonfinite_step is None:

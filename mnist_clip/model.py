@@ -105,6 +105,14 @@ def mse_loss(y_onehot: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.reduce_mean(tf.square(y_onehot - out), axis=1))
 
 
+def crossentropy_loss(y_onehot: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
+    """Mean over the batch of -sum_k y_k log softmax(out)_k, on the output layer's logits."""
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y_onehot, logits=out))
+
+
+LOSS_FUNCTIONS = {"mse": mse_loss, "crossentropy": crossentropy_loss}
+
+
 def accuracy(y_onehot: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
     hits = tf.equal(tf.argmax(out, axis=1), tf.argmax(y_onehot, axis=1))
     return tf.reduce_mean(tf.cast(hits, tf.float32))

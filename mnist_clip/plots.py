@@ -15,7 +15,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, MaxNLoc
 
 from mnist_clip.config import REFERENCE_HIDDEN, format_hidden
 from mnist_clip.errors import InputError
-from mnist_clip.runs import PLOTS_DIR, Run, compared_with_threshold, read_run, write_atomic
+from mnist_clip.runs import PLOTS_DIR, Run, compared_with_threshold, read_run, training_label, write_atomic
 
 
 def subplots(rows: int = 1, cols: int = 1, figsize=None, layout=None, **options):
@@ -378,7 +378,7 @@ def run_title(run: Run) -> str:
     partial = f", trains {','.join(trained)} only" if trained and len(trained) < len(run.tensors) else ""
     seed = f", seed {cfg['seed']}" if "seed" in cfg else ""
     return (
-        f"{run.name}: {run.clip_label}, lr {cfg.get('lr')}, x/{cfg.get('input_scale'):g}, "
+        f"{run.name}: {run.clip_label}, {training_label(cfg)}, x/{cfg.get('input_scale'):g}, "
         f"{architecture_label(cfg)}{seed}{partial}, {used.get('name', '?')} ({run.status})"
     )
 
@@ -584,7 +584,7 @@ def loss_figure(run: Run) -> Figure:
         left.plot(last_steps, positive(run.epochs["test_loss"]), "o-",
                   color="tab:blue", markersize=3, label="test loss (after the epoch's last step)")
     log_y(left)
-    left.set_ylabel("MSE loss (log)")
+    left.set_ylabel(("cross-entropy" if run.config.get("loss") == "crossentropy" else "MSE") + " loss (log)")
     left.set_title("Loss", fontsize=10)
     mark_divergence(left, run)
     run_step_axis(left, run)
@@ -753,6 +753,65 @@ def flow_figure(run: Run) -> Figure:
     return finish_figure(fig, run, size_note(run))
 
 
+UPDATE_RATIO_RULE = 1e-3  # the update-to-weight ratio practitioners look for
+
+
+def update_ratio(run: Run, weight: str) -> np.ndarray:
+    """||Delta w|| / ||w|| per step: the step the optimizer took relative to the weight it moved."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return run.metrics[f"{weight}_update"] / run.metrics[f"{weight}_norm"]
+
+
+def updates_figure(run: Run) -> Figure:
+    """How far each layer's weights really move: the update-to-weight ratio per step, and each
+    weight's distance from its initial value per epoch."""
+    weights = [name for name in run.tensors if name.startswith("w")]
+    if f"{weights[0]}_update" not in run.metrics:
+        return note_figure(run, f"{run.name} was written before mnist-clip logged each step's update;\n"
+                                "train it again to see how far its weights move.")
+    fig, (top, bottom) = subplots(2, 1, figsize=FIGSIZE, height_ratios=(3, 2))
+    steps = run.metrics["step"]
+    smoothing = run_smoothing(run)
+    colors = layer_colors(run.n_layers)
+    labelled = run.n_layers <= MAX_LEGEND_LAYERS
+    trained = set(run.config.get("trainable", run.tensors))
+    for layer, name in enumerate(weights, start=1):
+        frozen = "" if name in trained else " (frozen: no step)"
+        smoothed_lines(top, steps, update_ratio(run, name), smoothing, colors[layer - 1],
+                       f"||Δ{name}|| / ||{name}||{frozen}" if labelled else None)
+    top.axhline(UPDATE_RATIO_RULE, color="0.35", linestyle=":", linewidth=1.2,
+                label=f"rule of thumb {UPDATE_RATIO_RULE:g}")
+    log_y(top)
+    top.set_ylabel("update / weight (log)")
+    optimizer = run.config.get("optimizer", "sgd")
+    top.set_title(f"The step {optimizer} took relative to each weight, per step: raw (pale) and\n"
+                  f"{smoothing.words()}", fontsize=10)
+    mark_divergence(top, run)
+    run_step_axis(top, run, epochs_on_top=True)
+    moved = [f"{name}_moved" for name in weights]
+    epochs = run.epochs["epoch"] + 1
+    if moved[0] in run.epochs and len(epochs):
+        for layer, (name, column) in enumerate(zip(weights, moved), start=1):
+            bottom.plot(epochs, positive(run.epochs[column]), "o-", color=colors[layer - 1], markersize=3,
+                        linewidth=1.5, label=name if labelled else None)
+        log_y(bottom)
+    epoch_axis(bottom, len(epochs))
+    bottom.set_ylabel("||w - w_init|| / ||w_init|| (log)")
+    bottom.set_title("How far each weight has moved from its initial value, at the end of each epoch", fontsize=10)
+    bottom.grid(alpha=0.3, which="both")
+    if not labelled:
+        layer_colorbar(fig, top, run.n_layers)
+        layer_colorbar(fig, bottom, run.n_layers)
+    return finish_figure(fig, run, short_batch_note(run), legend_axes=(top, bottom))
+
+
+def note_figure(run: Run, text: str) -> Figure:
+    fig, ax = subplots(figsize=FIGSIZE)
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=13)
+    return finish_figure(fig, run)
+
+
 def empty_figure(run: Run) -> Figure:
     """What a run with no recorded step shows: it was stopped or failed in its first epoch."""
     fig, ax = subplots(figsize=FIGSIZE)
@@ -769,6 +828,7 @@ RUN_FIGURES = {
     "loss.png": loss_figure,
     "signals.png": signals_figure,
     "flow.png": flow_figure,
+    "updates.png": updates_figure,
 }
 
 

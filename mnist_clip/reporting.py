@@ -13,7 +13,7 @@ import numpy as np
 
 from mnist_clip.config import Config
 from mnist_clip.experiment import NONFINITE_ADVICE, Progress, never_acted_line
-from mnist_clip.runs import clip_label
+from mnist_clip.runs import clip_label, training_label
 
 MODES = ("auto", "bar", "lines", "quiet")
 _IMPORTED = time.perf_counter()
@@ -69,7 +69,7 @@ def settings_text(config: Config) -> str:
     """The settings of a run in one line: what a reader needs to tell runs apart."""
     from mnist_clip.plots import architecture_label
 
-    parts = [clip_label(config.to_dict()), f"lr {config.lr:g}", f"x/{config.input_scale:g}",
+    parts = [clip_label(config.to_dict()), training_label(config.to_dict()), f"x/{config.input_scale:g}",
              architecture_label(config.to_dict()), f"seed {config.seed}", f"{config.epochs} epochs"]
     if config.trainable != config.param_names:
         parts.append(f"trains {','.join(config.trainable)} only")

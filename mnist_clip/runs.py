@@ -21,69 +21,21 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from mnist_clip.config import ACTIVATIONS, PARAM_NAMES, REFERENCE_HIDDEN, tensor_names
+from mnist_clip.config import ACTIVATIONS, OPTIMIZER_KEYS, Config
 from mnist_clip.errors import InputError
-
-
-def activity_column_prefix(activation: str) -> str:
-    """ReLU units die (output 0 for the whole batch); sigmoid and tanh units saturate."""
-    return "dead" if activation == "relu" else "saturated"
-
-
-def step_value_columns(tensors: Sequence[str] = PARAM_NAMES, activation: str = "relu",
-                       clip: str = "global_norm") -> tuple[str, ...]:
-    """metrics.csv's value columns for a net with these tensors (w1 b1 ... wL bL).
-
-    For the reference net they are exactly the reference's logging (loss to
-    b3_after), then which tensors clipping acted on, the back-propagated signal
-    per layer and the share of inactive units per hidden layer. Some clipping
-    methods add the quantity their threshold is compared with, at the end.
-    """
-    n_layers = len(tensors) // 2
-    activity = activity_column_prefix(activation)
-    return (
-        "loss",
-        "accuracy",
-        "global_norm_before",
-        "global_norm_after",
-        "clipped",
-        *(f"{name}_{when}" for name in tensors for when in ("before", "after")),
-        *(f"{name}_clipped" for name in tensors),
-        *(f"delta{layer}" for layer in range(1, n_layers + 1)),
-        *(f"{activity}_h{layer}" for layer in range(1, n_layers)),
-        *clip_columns(tensors, clip),
-    )
-
-
-def clip_columns(tensors: Sequence[str], clip: str) -> tuple[str, ...]:
-    """value: each tensor's largest |element|; agc: the threshold lambda, each tensor's
-    share of units clipped and its largest unit ratio ||g|| / max(||w||, 1e-3);
-    autoclip: the threshold in effect at the step."""
-    if clip == "value":
-        return tuple(f"{name}_max_abs" for name in tensors)
-    if clip == "agc":
-        return ("clip_threshold", *(f"{name}_units_clipped" for name in tensors),
-                *(f"{name}_agc_ratio" for name in tensors))
-    if clip == "autoclip":
-        return ("clip_threshold",)
-    return ()
-
-
-STEP_VALUE_COLUMNS = step_value_columns()  # the reference net's
-METRIC_COLUMNS = ("step", "epoch", *STEP_VALUE_COLUMNS)
-BASE_METRIC_COLUMNS = METRIC_COLUMNS[:7]  # every run has these first
-EPOCH_COLUMNS = ("epoch", "steps", "train_loss", "test_loss", "test_accuracy", "clipped_steps", "seconds")
-
-
-def metric_columns_for(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """metrics.csv's header for a config (a Config's to_dict() or a run's config.json)."""
-    hidden = config.get("hidden", REFERENCE_HIDDEN)
-    tensors = tensor_names(len(hidden) + 1)
-    return ("step", "epoch", *step_value_columns(tensors, config.get("activation", "relu"), config.get("clip", "global_norm")))
-
-
-def is_flag_column(column: str) -> bool:
-    return column == "clipped" or (column.endswith("_clipped") and not column.endswith("_units_clipped"))
+from mnist_clip.schema import (  # noqa: F401  (the run folder's columns, re-exported for its readers)
+    BASE_METRIC_COLUMNS,
+    EPOCH_COLUMNS,
+    METRIC_COLUMNS,
+    STEP_VALUE_COLUMNS,
+    activity_column_prefix,
+    clip_columns,
+    earlier_headers,
+    epoch_columns_for,
+    is_flag_column,
+    metric_columns_for,
+    step_value_columns,
+)
 
 
 CONFIG_FILE = "config.json"
@@ -317,9 +269,11 @@ class RunWriter:
     and flushed once per chunk of steps, so a killed process loses at most the chunk in
     flight; every other file is replaced atomically."""
 
-    def __init__(self, path: Path, metric_columns: Sequence[str] = METRIC_COLUMNS):
+    def __init__(self, path: Path, metric_columns: Sequence[str] = METRIC_COLUMNS,
+                 epoch_columns: Sequence[str] = EPOCH_COLUMNS):
         self.path = Path(path)
         self.metric_columns = tuple(metric_columns)
+        self.epoch_columns = tuple(epoch_columns)
         self._lock = contextlib.ExitStack()
         self._lock.enter_context(folder_lock(self.path, f"{self.path} is being written by another run"))
         try:
@@ -343,7 +297,7 @@ class RunWriter:
 
     def append_epoch(self, row: tuple) -> None:
         self._epoch_rows.append(row)
-        text = ",".join(EPOCH_COLUMNS) + "\n" + csv_lines(EPOCH_COLUMNS, self._epoch_rows)
+        text = ",".join(self.epoch_columns) + "\n" + csv_lines(self.epoch_columns, self._epoch_rows)
         write_atomic(self.path / EPOCHS_FILE, text.encode())
 
     def write_params(self, which: str, arrays: dict[str, np.ndarray]) -> None:
@@ -445,12 +399,33 @@ def clip_label(config: Mapping[str, Any]) -> str:
     return f"{clip} {config.get('clip_norm', 0):g}"
 
 
-def read_csv(path: Path, columns: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def optimizer_label(config: dict) -> str:
+    """'sgd', 'sgd momentum 0.9 nesterov', 'adam beta1 0.5': the optimizer and the options
+    it reads that differ from Keras's defaults (runs written before optimizers were sgd)."""
+    optimizer = config.get("optimizer", "sgd")
+    parts = [optimizer]
+    for key in OPTIMIZER_KEYS.get(optimizer, ()):
+        value = config.get(key, getattr(Config, key))
+        if value != getattr(Config, key):
+            parts.append(key if value is True else f"{key} {value:g}")
+    return " ".join(parts)
+
+
+def training_label(config: Mapping[str, Any]) -> str:
+    """'lr 0.01' for the reference's SGD; 'adam beta1 0.5, lr 0.0002, crossentropy' otherwise."""
+    parts = [] if optimizer_label(config) == "sgd" else [optimizer_label(config)]
+    parts.append(f"lr {config.get('lr', 0):g}")
+    if config.get("loss", "mse") != "mse":
+        parts.append(config["loss"])
+    return ", ".join(parts)
+
+
+def read_csv(path: Path, columns: tuple[str, ...] | None = None, earlier: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """A numeric CSV as {column: float array}. A last line cut short by a kill is dropped.
-    With `columns`, the header must be exactly those."""
+    With `columns`, the header must be exactly those (or `earlier`, an older version's)."""
     with open(path, encoding="utf-8") as file:
         header = file.readline().rstrip("\n").split(",")
-        if columns is not None and tuple(header) != tuple(columns):
+        if columns is not None and tuple(header) not in (tuple(columns), earlier):
             missing = [c for c in columns if c not in header]
             detail = f"missing {', '.join(missing[:5])}" if missing else "columns differ"
             raise InputError(f"{path}: unexpected columns ({detail}); expected {len(columns)} columns from {columns[0]} to {columns[-1]}")
@@ -488,9 +463,11 @@ def read_run(path: str | Path) -> Run:
         config = _read_json_object(path / CONFIG_FILE)
         if config.get("activation", "relu") not in ACTIVATIONS or not isinstance(config.get("hidden", []), list):
             raise InputError(f"{path / CONFIG_FILE}: its activation or hidden value is not one mnist-clip writes")
-        metrics = read_csv(path / METRICS_FILE, metric_columns_for(config))
+        metric_columns, epoch_columns = metric_columns_for(config), epoch_columns_for(config)
+        metrics = read_csv(path / METRICS_FILE, metric_columns, earlier_headers(config, metric_columns))
         epochs_path = path / EPOCHS_FILE
-        epochs = read_csv(epochs_path, EPOCH_COLUMNS) if epochs_path.is_file() else {c: np.zeros(0) for c in EPOCH_COLUMNS}
+        epochs = (read_csv(epochs_path, epoch_columns, earlier_headers(config, epoch_columns)) if epochs_path.is_file()
+                  else {c: np.zeros(0) for c in epoch_columns})
         summary_path = path / SUMMARY_FILE
         summary = _read_json_object(summary_path) if summary_path.is_file() else None
         if summary is not None and not isinstance(summary.get("status"), str):

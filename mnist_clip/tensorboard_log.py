@@ -6,7 +6,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from mnist_clip.model import forward, mse_loss
+from mnist_clip.model import LOSS_FUNCTIONS, forward
 from mnist_clip.runs import is_flag_column
 
 TENSORBOARD_DIR = "tensorboard"
@@ -18,6 +18,8 @@ def scalar_tag(column: str) -> str:
         if column.endswith(f"_{when}"):
             name = column[: -len(when) - 1]
             return f"global_norm/{when}" if name == "global_norm" else f"grad_norm_{when}/{name}"
+    if column.endswith("_update"):
+        return f"update/{column[: -len('_update')]}"
     if column.startswith("delta"):
         return f"signal/{column}"
     if column.startswith("dead_"):
@@ -32,9 +34,10 @@ class TensorBoardLog:
     the epoch's test metrics, and histograms of the gradients (before clipping)
     and of the weights at the end of every epoch."""
 
-    def __init__(self, run_dir: Path, step_columns: tuple[str, ...], activation: str = "relu"):
+    def __init__(self, run_dir: Path, step_columns: tuple[str, ...], activation: str = "relu", loss_name: str = "mse"):
         self.writer = tf.summary.create_file_writer(str(Path(run_dir) / TENSORBOARD_DIR))
         self.activation = activation
+        self.loss_name = loss_name
         from tensorboard.plugins.scalar import metadata
 
         scalar_columns = [c for c in step_columns if c == "clipped" or not is_flag_column(c)]
@@ -62,7 +65,7 @@ class TensorBoardLog:
             tf.summary.scalar("test/loss", result.test_loss, step=last_step)
             tf.summary.scalar("test/accuracy", result.test_accuracy, step=last_step)
             xb, yb = trainer.epoch_batches(result.epoch)[0]
-            for name, gradient in zip(trainer.params, gradients(trainer.params, xb[0], yb[0], self.activation)):
+            for name, gradient in zip(trainer.params, gradients(trainer.params, xb[0], yb[0], self.activation, self.loss_name)):
                 tf.summary.histogram(f"gradient/{name}", gradient, step=last_step)
             for name, weight in trainer.params.items():
                 tf.summary.histogram(f"weight/{name}", weight, step=last_step)
@@ -72,9 +75,10 @@ class TensorBoardLog:
         self.writer.close()
 
 
-def gradients(params: dict, x: tf.Tensor, y: tf.Tensor, activation: str = "relu") -> list[tf.Tensor]:
+def gradients(params: dict, x: tf.Tensor, y: tf.Tensor, activation: str = "relu",
+              loss_name: str = "mse") -> list[tf.Tensor]:
     """The raw gradients on one batch with the current parameters (for the histograms)."""
     variables = list(params.values())
     with tf.GradientTape() as tape:
-        loss = mse_loss(y, forward(params, x, activation).out)
+        loss = LOSS_FUNCTIONS[loss_name](y, forward(params, x, activation).out)
     return tape.gradient(loss, variables)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -12,23 +12,24 @@ import tensorflow as tf
 from mnist_clip.clipping import AutoClipHistory, agc_clip, clip_fired, clip_only, clip_with_norms, clipped_norms
 from mnist_clip.config import Config, tensor_names
 from mnist_clip.data import Dataset
-from mnist_clip.model import accuracy, forward, inactive_fraction, init_params, mse_loss, one_hot, prepare_inputs
-from mnist_clip.runs import step_value_columns
+from mnist_clip.model import LOSS_FUNCTIONS, accuracy, forward, inactive_fraction, init_params, one_hot, prepare_inputs
+from mnist_clip.optimizers import OptimizerState, UpdateRule, apply_updates, hyperparameters
+from mnist_clip.schema import gradient_columns, step_value_columns, weight_tensors
 
 
 def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip: str, threshold,
-                activation: str = "relu", autoclip: AutoClipHistory | None = None):
+                activation: str = "relu", autoclip: AutoClipHistory | None = None, loss_name: str = "mse"):
     """One step's gradients and everything logged about them, before any update.
 
     `threshold` is clip_norm (a number or a scalar tensor); for autoclip, `autoclip`
     holds the history the step's threshold comes from.
-    Returns (clipped gradients, finite flag, the step_value_columns vector).
+    Returns (clipped gradients, finite flag, the gradient_columns vector).
     """
     names = list(params)
     variables = [params[name] for name in names]
     with tf.GradientTape() as tape:
         fwd = forward(params, x, activation)
-        loss = mse_loss(y, fwd.out)
+        loss = LOSS_FUNCTIONS[loss_name](y, fwd.out)
     # Gradients w.r.t. the pre-activations z_1..z_L are the back-propagated
     # signals delta_l; asking for them with the weights costs one backward pass.
     gradients = tape.gradient(loss, variables + fwd.zs)
@@ -73,45 +74,52 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
 
 
 # Compiled programs, one per shape of the work and per setting that changes the program
-# (not per learning rate, threshold or weights, which are its inputs): every run and
-# sweep cell of a process with the same net and clipping method reuses one, compiled once.
+# (not per learning rate, threshold, optimizer numbers or weights, which are its inputs): every
+# run and sweep cell of a process with the same net, clipping method and optimizer reuses one.
 _PROGRAMS: dict = {}
 
 
 def compiled_program(shapes: tuple, clip: str, trained: tuple[bool, ...], stop_on_nonfinite: bool,
-                     log_norms: bool, activation: str, percentile: float | None):
-    key = (shapes, clip, trained, stop_on_nonfinite, log_norms, activation, percentile)
+                     log_norms: bool, activation: str, percentile: float | None,
+                     rule: UpdateRule = UpdateRule("sgd"), loss_name: str = "mse", log_updates: bool = True):
+    key = (shapes, clip, trained, stop_on_nonfinite, log_norms, activation, percentile, rule, loss_name, log_updates)
     if key in _PROGRAMS:
         return _PROGRAMS[key]
     names = tensor_names(len(shapes) // 2)
-    n_values = len(step_value_columns(names, activation, clip))
+    weights = weight_tensors(names)
+    n_values = len(step_value_columns(names, activation, clip) if log_updates else
+                   gradient_columns(names, activation, clip))
+    loss_function = LOSS_FUNCTIONS[loss_name]
 
-    def one_step(variables, learning_rate, threshold, autoclip, x, y):
+    def one_step(variables, hyper, threshold, autoclip, optimizer_state, x, y):
         params = dict(zip(names, variables))
         if log_norms:
-            clipped, finite, values = step_values(params, x, y, clip, threshold, activation, autoclip)
+            clipped, finite, values = step_values(params, x, y, clip, threshold, activation, autoclip, loss_name)
+            # read before the update: the weights the step's gradients were taken at
+            weight_norms = tf.stack([tf.norm(params[name]) for name in weights])
         else:
             with tf.GradientTape() as tape:
-                loss = mse_loss(y, forward(params, x, activation).out)
+                loss = loss_function(y, forward(params, x, activation).out)
             clipped = clip_only(clip, tape.gradient(loss, variables), variables, threshold, autoclip)
             finite, values = tf.math.is_finite(loss), tf.reshape(loss, [1])
 
         def apply():
-            for variable, gradient, is_trained in zip(variables, clipped, trained):
-                if is_trained:
-                    variable.assign_sub(learning_rate * gradient)
-            return tf.constant(True)
+            steps = apply_updates(rule, variables, clipped, trained, *optimizer_state, hyper)
+            logged = log_norms and log_updates
+            return tf.stack([tf.norm(step) if step is not None and logged else tf.constant(0.0) for step in steps])
 
-        if stop_on_nonfinite:
-            tf.cond(finite, apply, lambda: tf.constant(False))
-        else:
-            apply()
-        return finite, values
+        def skip():
+            return tf.zeros([len(names)])
+
+        update_norms = tf.cond(finite, apply, skip) if stop_on_nonfinite else apply()
+        if not (log_norms and log_updates):
+            return finite, values
+        return finite, tf.concat([values, update_norms, weight_norms], axis=0)
 
     # XLA fuses the element-wise work of a step (clipping, norms, the update)
     # into few passes over memory; it needs static shapes, hence [n, B, ...].
     @tf.function(jit_compile=True)
-    def run_chunk(variables, learning_rate, threshold, autoclip_state, xb, yb):
+    def run_chunk(variables, hyper, threshold, autoclip_state, optimizer_state, xb, yb):
         autoclip = None
         if percentile is not None:
             autoclip = AutoClipHistory.bound(*autoclip_state, percentile)
@@ -122,7 +130,7 @@ def compiled_program(shapes: tuple, clip: str, trained: tuple[bool, ...], stop_o
             return tf.logical_and(i < n_steps, tf.logical_not(stopped))
 
         def body(i, stopped, records):
-            finite, values = one_step(variables, learning_rate, threshold, autoclip, xb[i], yb[i])
+            finite, values = one_step(variables, hyper, threshold, autoclip, optimizer_state, xb[i], yb[i])
             stopped = tf.logical_not(finite) if stop_on_nonfinite else stopped
             return i + 1, stopped, records.write(i, values)
 
@@ -135,39 +143,43 @@ def compiled_program(shapes: tuple, clip: str, trained: tuple[bool, ...], stop_o
 
 def make_train_chunk(
     params: dict[str, tf.Variable],
-    clip: str,
-    threshold: float,
-    lr: float,
+    config: Config,
     trainable: Sequence[str] | None = None,
     stop_on_nonfinite: bool = True,
     log_norms: bool = True,
-    activation: str = "relu",
     autoclip: AutoClipHistory | None = None,
+    log_updates: bool = True,
 ):
     """A function (xb [n, B, 784], yb [n, B, 10]) -> (values [n, value columns], steps run, stopped).
 
     It runs n steps of batch size B, batch i being xb[i], in one XLA-compiled
     loop, keeps each step's values in a TensorArray and hands them back once.
+    The config gives the clipping method and threshold, the loss, the activation and
+    the optimizer, whose state lives beside the weights across chunks.
     With stop_on_nonfinite, a step whose loss or gradients are NaN/Inf is
     recorded but not applied, and the chunk ends there (rows after it are
     zeros). With log_norms=False only the loss is kept (the benchmark's
-    baseline for what logging costs). For clip="autoclip", `autoclip` holds the
-    history of global norms across chunks.
+    baseline for what logging costs); with log_updates=False, everything but the
+    steps taken and the weights' norms (what logging those costs). For
+    clip="autoclip", `autoclip` holds the history of global norms across chunks.
     """
     names = list(params)
     variables = [params[name] for name in names]
     trained = tuple(trainable is None or name in trainable for name in names)
     shapes = tuple(tuple(v.shape) for v in variables)
-    if clip == "autoclip" and autoclip is None:
+    if config.clip == "autoclip" and autoclip is None:
         raise ValueError("clip='autoclip' needs its AutoClipHistory")
-    program = compiled_program(shapes, clip, trained, stop_on_nonfinite, log_norms, activation,
-                               autoclip.percentile if autoclip is not None else None)
-    learning_rate = tf.constant(lr, tf.float32)
-    threshold_value = tf.constant(threshold, tf.float32)
+    rule = UpdateRule.of(config)
+    program = compiled_program(shapes, config.clip, trained, stop_on_nonfinite, log_norms, config.activation,
+                               autoclip.percentile if autoclip is not None else None, rule, config.loss,
+                               log_updates)
+    hyper = hyperparameters(config)
+    threshold_value = tf.constant(config.clip_norm, tf.float32)
     state = autoclip.variables() if autoclip is not None else ()
+    optimizer_state = OptimizerState(rule, variables, trained).variables()
 
     def run_chunk(xb, yb):
-        return program(variables, learning_rate, threshold_value, state, xb, yb)
+        return program(variables, hyper, threshold_value, state, optimizer_state, xb, yb)
 
     return run_chunk
 
@@ -185,16 +197,16 @@ def batched(x: tf.Tensor, batch_size: int) -> list[tf.Tensor]:
 _EVALUATORS: dict = {}
 
 
-def make_evaluate(params: dict[str, tf.Variable], activation: str = "relu"):
+def make_evaluate(params: dict[str, tf.Variable], activation: str = "relu", loss_name: str = "mse"):
     """(x, y) -> (test loss, test accuracy) with the current parameters; one traced function
-    per depth and activation, shared by every run of the process."""
+    per depth, activation and loss, shared by every run of the process."""
     names = list(params)
-    key = (len(names), activation)
+    key = (len(names), activation, loss_name)
     if key not in _EVALUATORS:
         @tf.function(reduce_retracing=True)
         def evaluate_with(variables, x, y):
             out = forward(dict(zip(names, variables)), x, activation).out
-            return mse_loss(y, out), accuracy(y, out)
+            return LOSS_FUNCTIONS[loss_name](y, out), accuracy(y, out)
 
         _EVALUATORS[key] = evaluate_with
     evaluate_with = _EVALUATORS[key]
@@ -218,6 +230,7 @@ class EpochResult:
     seconds: float
     train_seconds: float
     finished: bool  # False when a non-finite step stopped the run in this epoch
+    moved: dict[str, float] = field(default_factory=dict)  # per weight: ||w - w_init|| / ||w_init||
 
     def column(self, name: str) -> np.ndarray:
         return self.values[:, self.columns.index(name)]
@@ -226,7 +239,7 @@ class EpochResult:
 class Trainer:
     """The experiment of a Config on a Dataset, run one epoch (one compiled chunk) at a time."""
 
-    def __init__(self, config: Config, dataset: Dataset, log_norms: bool = True):
+    def __init__(self, config: Config, dataset: Dataset, log_norms: bool = True, log_updates: bool = True):
         self.config = config
         self.params = init_params(config.seed, config.hidden, config.init)
         self.columns = step_value_columns(config.param_names, config.activation, config.clip)
@@ -243,17 +256,15 @@ class Trainer:
             self.x_train = self.y_train = None
         self.run_chunk = make_train_chunk(
             self.params,
-            config.clip,
-            config.clip_norm,
-            config.lr,
+            config,
             config.trainable,
             stop_on_nonfinite=config.on_nonfinite == "stop",
             log_norms=log_norms,
-            activation=config.activation,
             autoclip=AutoClipHistory(config.epochs * self.steps_per_epoch, config.clip_percentile)
             if config.clip == "autoclip" else None,
+            log_updates=log_updates,
         )
-        self.evaluate = make_evaluate(self.params, config.activation)
+        self.evaluate = make_evaluate(self.params, config.activation, config.loss)
 
     def epoch_batches(self, epoch: int) -> list[tuple[tf.Tensor, tf.Tensor]]:
         """The epoch's batches as (xb, yb) pairs of static shape, in file order or shuffled."""
@@ -291,7 +302,17 @@ class Trainer:
             seconds=time.perf_counter() - started,
             train_seconds=train_seconds,
             finished=not stopped,
+            moved=self.moved(),
         )
+
+    def moved(self) -> dict[str, float]:
+        """Each weight's distance from its initial value, relative to that value's norm."""
+        distances = {}
+        for name in weight_tensors(self.config.param_names):
+            start = self.initial_params[name].astype(np.float64)
+            now = self.params[name].numpy().astype(np.float64)
+            distances[name] = float(np.linalg.norm(now - start) / np.linalg.norm(start))
+        return distances
 
     def params_arrays(self) -> dict[str, np.ndarray]:
         return {name: variable.numpy() for name, variable in self.params.items()}

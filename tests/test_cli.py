@@ -21,7 +21,8 @@ ISSUE_COLUMNS = (
     "b1_after,w2_before,w2_after,b2_before,b2_after,w3_before,w3_after,b3_before,b3_after"
 ).split(",")
 # what a default run has always written after them, in this order
-LATER_COLUMNS = "w1_clipped,b1_clipped,w2_clipped,b2_clipped,w3_clipped,b3_clipped,delta1,delta2,delta3,dead_h1,dead_h2".split(",")
+LATER_COLUMNS = ("w1_clipped,b1_clipped,w2_clipped,b2_clipped,w3_clipped,b3_clipped,delta1,delta2,delta3,dead_h1,dead_h2,"
+                 "w1_update,b1_update,w2_update,b2_update,w3_update,b3_update,w1_norm,w2_norm,w3_norm").split(",")
 
 
 def run_cli(*args):
@@ -58,7 +59,8 @@ def test_one_epoch_writes_the_whole_run_folder(one_epoch_run):
     assert config["clip"] == "global_norm" and config["clip_norm"] == 15.0 and config["epochs"] == 1
     assert config["dataset_used"]["name"] == "mnist-5k" and config["dataset_used"]["train_size"] == 4000
     epochs = (run / "epochs.csv").read_text().splitlines()
-    assert epochs[0] == "epoch,steps,train_loss,test_loss,test_accuracy,clipped_steps,seconds" and len(epochs) == 2
+    assert epochs[0] == ("epoch,steps,train_loss,test_loss,test_accuracy,clipped_steps,seconds,"
+                         "w1_moved,w2_moved,w3_moved") and len(epochs) == 2
     init = np.load(run / "params_init.npz")
     final = np.load(run / "params_final.npz")
     reference = init_params(1234)

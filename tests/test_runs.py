@@ -145,3 +145,27 @@ def test_summary_json_is_strict_json_even_after_a_blow_up(tmp_path):
     assert "Infinity" not in text and "NaN" not in text
     assert json.loads(text) == {"status": "diverged", "final_train_loss": None, "test_loss": None,
                                 "per_tensor": {"w1": None, "b1": 2.0}, "steps": 5}
+
+
+def test_a_run_written_before_the_update_columns_is_still_read_and_drawn(tmp_path):
+    from mnist_clip.config import PARAM_NAMES
+    from mnist_clip.plots import RUN_FIGURES, updates_figure, write_run_plots
+    from mnist_clip.schema import EPOCH_COLUMNS, gradient_columns
+
+    columns = gradient_columns(PARAM_NAMES, "relu", "global_norm")
+    (tmp_path / "old").mkdir()
+    writer = RunWriter(tmp_path / "old", ("step", "epoch", *columns), EPOCH_COLUMNS)
+    writer.write_config({"clip": "global_norm", "clip_norm": 15.0, "lr": 0.01, "input_scale": 50.0, "batch_size": 128,
+                         "dataset_used": {"name": "test", "train_size": 640}})
+    rng = np.random.default_rng(1)
+    for epoch in range(2):
+        writer.append_steps(5 * epoch, epoch, rng.random((5, len(columns))).astype(np.float32) + 0.1)
+        writer.append_epoch((epoch, 5, 0.5, 0.4, 0.3, 0, 0.1))
+    writer.write_summary({"status": "completed"})
+    writer.close()
+    run = read_run(tmp_path / "old")
+    assert list(run.metrics) == ["step", "epoch", *columns] and "w1_update" not in run.metrics
+    assert list(run.epochs) == list(EPOCH_COLUMNS)
+    assert len(write_run_plots(tmp_path / "old")) == len(RUN_FIGURES)
+    words = [text.get_text() for ax in updates_figure(run).axes for text in ax.texts]
+    assert any("written before mnist-clip logged each step's update" in text for text in words)

@@ -227,14 +227,14 @@ def numpy_any_depth(params: dict, x: np.ndarray, y: np.ndarray, activation: str)
     ((), "relu", "reference", 50.0),
 ], ids=["sigmoid-4", "tanh-3-glorot", "relu-5-he", "linear"])
 def test_any_depth_step_matches_numpy(mnist_5k, hidden, activation, init, input_scale):
-    from mnist_clip.runs import step_value_columns
+    from mnist_clip.schema import gradient_columns
 
     config = Config(hidden=hidden, activation=activation, init=init, clip_norm=0.05, input_scale=input_scale)
     params = init_params(config.seed, hidden, init)
     x = prepare_inputs(mnist_5k.x_train[:128], input_scale)
     y = one_hot(mnist_5k.y_train[:128])
     _, _, values = step_values(params, tf.constant(x), tf.constant(y), "global_norm", 0.05, activation)
-    columns = step_value_columns(config.param_names, activation)
+    columns = gradient_columns(config.param_names, activation, "global_norm")  # what is known before the update
     got = dict(zip(columns, values.numpy().astype(np.float64)))
     assert len(columns) == len(values.numpy())
     ref = numpy_any_depth({k: v.numpy() for k, v in params.items()}, x, y, activation)
