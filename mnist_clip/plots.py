@@ -278,7 +278,8 @@ def step_axis(ax, n_steps: int, per_epoch: int, label: bool = True, epochs_on_to
     limits = (-0.5, last + 0.5)
     ax.set_xscale("function", functions=(forward, inverse))
     ax.set_xlim(*limits)
-    steps = spaced_ticks([0, *nice_numbers(last)], lambda step: step, forward, limits)
+    candidates = list(range(last + 1)) if last <= 10 else [0, *nice_numbers(last)]  # a short run: every step
+    steps = spaced_ticks(candidates, lambda step: step, forward, limits)
     ax.xaxis.set_major_locator(FixedLocator(steps))
     ax.xaxis.set_minor_locator(FixedLocator([]))
     ax.tick_params(axis="x", labelsize=TICK_SIZE)
@@ -623,7 +624,7 @@ def signals_figure(run: Run) -> Figure:
     middle.axhline(1.0, color="0.5", linewidth=0.8)
     log_y(middle)
     middle.set_ylabel("first / last layer")
-    middle.set_title("First layer over last: raw (pale) and smoothed", fontsize=9)
+    middle.set_title("First layer over last: " + ("raw (pale) and smoothed" if smoothing.smooths else "raw"), fontsize=9)
     kind = "dead (zero for the whole batch)" if run.activation == "relu" else "saturated (derivative < 1% of its maximum for the whole batch)"
     for layer, column in enumerate(run.activity_columns, start=1):
         bottom.plot(steps, 100 * run.metrics[column], color=colors[layer - 1], linewidth=1,
