@@ -89,6 +89,22 @@ class Figures(dict):
             display(figure)
 
 
+class Twins(list):
+    """The RunResults of one twin of a demo, one per seed. With one seed the list also acts
+    as its run (twins.figures(), twins.summary), as a notebook reader expects of
+    `pair.clipped`; indexing (twins[0]) works for any number of seeds."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if len(self) == 1:
+            return getattr(self[0], name)
+        raise AttributeError(f"{name!r}: these are {len(self)} runs, one per seed; pick one, e.g. [0].{name}")
+
+    def __repr__(self) -> str:
+        return repr(self[0]) if len(self) == 1 else f"[{', '.join(map(repr, self))}]"
+
+
 @dataclass
 class DemoResult:
     """The clipped and unclipped twins of a demo, their comparison table and picture."""
@@ -100,12 +116,14 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def clipped(self) -> list[RunResult]:
-        return [run for run in self.runs if run.config.get("clip") != "none"]
+    def clipped(self) -> Twins:
+        """The clipped runs, one per seed (with one seed, also the run itself)."""
+        return Twins(run for run in self.runs if run.config.get("clip") != "none")
 
     @property
-    def unclipped(self) -> list[RunResult]:
-        return [run for run in self.runs if run.config.get("clip") == "none"]
+    def unclipped(self) -> Twins:
+        """The unclipped runs, one per seed (with one seed, also the run itself)."""
+        return Twins(run for run in self.runs if run.config.get("clip") == "none")
 
     def figure(self):
         """compare.png of the twins, as a matplotlib Figure."""
@@ -157,6 +175,13 @@ def make_config(config: Config | str | Path | None = None, overrides: Mapping[st
     return base.replace(**values)
 
 
+def given_recipe(config) -> str | None:
+    """The recipe (or TOML file) a run was asked for by name, which names its folder."""
+    from mnist_clip.recipe_files import recipe_name
+
+    return recipe_name(config) if isinstance(config, (str, Path)) else None
+
+
 def load_data(config: Config, reporter):
     from mnist_clip.data import load_dataset
 
@@ -166,20 +191,22 @@ def load_data(config: Config, reporter):
 
 
 def run_training(config: Config, reporter, out: str | Path = "outputs", name: str | None = None,
-                 overwrite: bool = False, plots: bool = True, tensorboard: bool = False, data=None) -> RunResult:
-    """Check, load, train into a run folder and report: the one path behind `train`."""
+                 overwrite: bool = False, plots: bool = True, tensorboard: bool = False, data=None,
+                 recipe: str | None = None) -> RunResult:
+    """Check, load, train into a run folder and report: the one path behind `train`. A run
+    of a recipe is named after it unless `name` is given."""
     from mnist_clip.experiment import train_into
     from mnist_clip.tf_setup import import_tensorflow
 
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise InputError("--tensorboard needs the tensorboard package: pip install 'mnist-clip[tensorboard]'")
-    target = RunTarget(Path(out), name, default_run_name(config.clip, config.clip_norm), overwrite)
+    target = RunTarget(Path(out), name, default_run_name(config.clip, config.clip_norm, recipe), overwrite)
     target.check()  # before the data and TensorFlow load: a taken name fails at once
     data = data if data is not None else load_data(config, reporter)
     reporter.open_bar(config.epochs * config.steps_per_epoch(len(data.y_train)), "starting TensorFlow")
     try:
         import_tensorflow()
-        outcome = train_into(config, data, target, reporter.run_progress(config), draw_plots=plots,
+        outcome = train_into(config, data, target, reporter.run_progress(config, drawing=plots), draw_plots=plots,
                              tensorboard=tensorboard, on_start=reporter.run_started(config))
     finally:
         reporter.close_bar()
@@ -207,12 +234,15 @@ def train(config: Config | str | Path | None = None, *, out: str | Path = "outpu
     already loaded (mnist_clip.data.load_dataset) to skip loading it again.
     Bad arguments raise InputError with the CLI's one-line message.
     """
+    recipe = given_recipe(config)
     config = make_config(config, overrides)
-    return run_training(config, _reporter(progress, print_every), out, name, overwrite, plots, tensorboard, data)
+    return run_training(config, _reporter(progress, print_every), out, name, overwrite, plots, tensorboard, data,
+                        recipe)
 
 
 def run_demo(config: Config, reporter, out: str | Path = "outputs", name: str | None = None, overwrite: bool = False,
-             plots: bool = True, tensorboard: bool = False, data=None, seeds: int = 1) -> DemoResult:
+             plots: bool = True, tensorboard: bool = False, data=None, seeds: int = 1,
+             recipe: str | None = None) -> DemoResult:
     """The same config with and without clipping, same seed and data, then compared; with
     seeds > 1, a pair per seed and the paired statistics."""
     from mnist_clip.comparison import compare_runs, paired_rows, paired_text
@@ -224,7 +254,8 @@ def run_demo(config: Config, reporter, out: str | Path = "outputs", name: str | 
         raise InputError("demo compares a clipping method with none; give --clip global_norm, norm, value, "
                          "average_norm, agc or autoclip")
     check_seeds(config, seeds)
-    target = RunTarget(Path(out), name, f"demo-{time.strftime('%Y%m%d-%H%M%S')}", overwrite, marker=DEMO_FILE)
+    named = f"demo-{recipe}" if recipe else "demo"
+    target = RunTarget(Path(out), name, f"{named}-{time.strftime('%Y%m%d-%H%M%S')}", overwrite, marker=DEMO_FILE)
     target.check()
     data = data if data is not None else load_data(config, reporter)
     with catch_stop_signals() as stop:
@@ -263,15 +294,18 @@ def demo(config: Config | str | Path | None = None, *, out: str | Path = "output
     into <out>/<name>/{clipped,unclipped}/, and compare them (compare.png, compare.csv).
     With seeds=N, a pair for each seed seed, seed+1, ... (folders clipped-seedS, unclipped-seedS),
     and `.notes` reports the paired statistics."""
+    recipe = given_recipe(config)
     config = make_config(config, overrides)
     reporter = _reporter(progress, print_every)
-    result = run_demo(config, reporter, out, name, overwrite, plots, tensorboard, data, seeds)
+    result = run_demo(config, reporter, out, name, overwrite, plots, tensorboard, data, seeds, recipe)
     for note in result.notes:
         reporter.line(note)
     return result
 
 
 def _as_run(item) -> Run:
+    if isinstance(item, Twins) and len(item) == 1:
+        item = item[0]
     if isinstance(item, RunResult):
         return item.run
     if isinstance(item, Run):

@@ -180,7 +180,7 @@ def run_options(func):
     options = [
         click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True,
                      help="Folder that holds the run (or demo) folders."),
-        click.option("--name", type=str, default=None, help="Folder name (default: the clip setting and a timestamp)."),
+        click.option("--name", type=str, default=None, help="Folder name (default: the recipe's name, or else the clip setting, and a timestamp)."),
         click.option("--overwrite", is_flag=True, help="Replace the folder of the same --name once the new one has finished."),
         click.option("--print-every", type=click.IntRange(min=0), default=0,
                      help="Print the ==before==/==after== norm listing every N steps (0: never)."),
@@ -202,9 +202,11 @@ def train(ctx: click.Context, out: str, name: str | None, overwrite: bool, print
           tensorboard: bool, quiet: bool, **params) -> int:
     """Train the MLP and log every gradient norm before and after clipping."""
     from mnist_clip.api import run_training
+    from mnist_clip.recipe_files import recipe_name
 
     config = config_from_options(ctx, params)
-    result = run_training(config, reporter(quiet, print_every), out, name, overwrite, plots, tensorboard)
+    result = run_training(config, reporter(quiet, print_every), out, name, overwrite, plots, tensorboard,
+                          recipe=recipe_name(params.get("config_file")))
     return result.exit_code
 
 
@@ -226,11 +228,13 @@ def demo(ctx: click.Context, out: str, name: str | None, overwrite: bool, print_
     Writes <out>/<name>/{clipped,unclipped,compare.png,compare.csv}.
     """
     from mnist_clip.api import run_demo
+    from mnist_clip.recipe_files import recipe_name
     from mnist_clip.comparison import table_text
 
     config = config_from_options(ctx, params)
     report = reporter(quiet, print_every)
-    result = run_demo(config, report, out, name, overwrite, plots, tensorboard, seeds=seeds)
+    result = run_demo(config, report, out, name, overwrite, plots, tensorboard, seeds=seeds,
+                      recipe=recipe_name(params.get("config_file")))
     click.echo("--- compared")
     click.echo(table_text(result.table.to_dict("records")))
     for note in result.notes:

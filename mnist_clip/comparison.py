@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -13,20 +14,20 @@ from matplotlib.ticker import MaxNLocator
 
 from mnist_clip.plots import (
     DIVERGED_COLOR,
-    opened_scale,
-    step_axis,
-    steps_per_epoch,
     architecture_label,
-    layer_profile,
-    log_moving_average,
-    log_y,
-    moving_average,
     colormap,
+    epoch_axis,
+    last_complete_epoch,
+    layer_profile,
+    log_y,
     norm_ratio,
     positive,
+    run_smoothing,
     save_figure,
     signal_ratio,
-    smoothing_window,
+    step_axis,
+    step_axis_words,
+    steps_per_epoch,
     subplots,
 )
 from mnist_clip.config import Config
@@ -81,11 +82,23 @@ def differing_keys(configs: list[dict], keys=SETTING_KEYS) -> list[str]:
     return [key for key in keys if len({setting_text(config, key) for config in configs}) > 1]
 
 
+TIMESTAMP = re.compile(r"-\d{8}-\d{6}$")  # what default_run_name appends
+
+
+def shown_names(runs: list[Run]) -> dict[int, str]:
+    """{id(run): name as the figure shows it}: without the folders' timestamps when the names
+    stay distinct without them (deep_sigmoid, not deep_sigmoid-20260101-120000)."""
+    short = [TIMESTAMP.sub("", run.name) or run.name for run in runs]
+    names = short if len(set(short)) == len(runs) else [run.name for run in runs]
+    return {id(run): name for run, name in zip(runs, names)}
+
+
 def run_labels(runs: list[Run]) -> list[str]:
     """Each run's name with every setting that differs between the runs shown."""
     keys = differing_keys([run.config for run in runs])
-    return [f"{run.name} ({', '.join([setting_text(run.config, k) for k in keys] or [run.clip_label])}, {run.status})"
-            for run in runs]
+    names = shown_names(runs)
+    return [f"{names[id(run)]} ({', '.join([setting_text(run.config, k) for k in keys] or [run.clip_label])}, "
+            f"{run.status})" for run in runs]
 
 
 def group_runs(runs: list[Run]) -> list[tuple[str, list[Run]]]:
@@ -195,7 +208,7 @@ def table_csv(rows: list[dict]) -> str:
 
 
 def _smoothed(run: Run, values: np.ndarray) -> np.ndarray:
-    return log_moving_average(values, smoothing_window(run))
+    return run_smoothing(run).geometric(values)
 
 
 def run_colors(count: int) -> list:
@@ -204,7 +217,7 @@ def run_colors(count: int) -> list:
     return [palette[i % len(palette)] for i in range(count)]
 
 
-def limit_to_stable_runs(ax, values_by_run: list[tuple[Run, np.ndarray]]) -> None:
+def limit_to_stable_runs(ax, values_by_run: list[tuple[Run, np.ndarray]], names: dict | None = None) -> None:
     """Fit the y axis (log) to the runs that did not diverge, so that one run that climbs
     to 1e30 before its NaN does not flatten the others; say so when a run leaves the scale."""
     stable = [positive(v) for run, v in values_by_run if run.nonfinite_step is None]
@@ -219,7 +232,7 @@ def limit_to_stable_runs(ax, values_by_run: list[tuple[Run, np.ndarray]]) -> Non
         finite = finite[np.isfinite(finite)]
         low = min(low, finite.min()) if finite.size else low
         if finite.size and finite.max() > top:
-            beyond.append(f"{run.name} reaches {finite.max():.3g}")
+            beyond.append(f"{(names or {}).get(id(run), run.name)} reaches {finite.max():.3g}")
     ax.set_ylim(low / 1.5, top)
     if beyond:
         ax.text(0.99, 0.03, "off the scale: " + "; ".join(beyond), transform=ax.transAxes, ha="right", va="bottom",
@@ -246,14 +259,28 @@ def band(ax, x, table: np.ndarray, color, label: str, style: str = "-", log: boo
     ax.plot(x, clean(median), color=color, linewidth=1.6, linestyle=style, marker=marker, markersize=3, label=label)
 
 
+def profile_notes(runs: list[Run], names: dict) -> list[str]:
+    """What the profile panels draw of each diverged run: its last epoch before the NaN/Inf,
+    or nothing if it had none (a few exploding steps are not the end of training)."""
+    notes = []
+    for run in runs:
+        if run.nonfinite_step is None:
+            continue
+        epoch = last_complete_epoch(run)
+        notes.append(f"{names[id(run)]}: NaN/Inf at step {run.nonfinite_step}; "
+                     + (f"its epoch {epoch + 1} is drawn" if epoch is not None else "no complete epoch, not drawn"))
+    return notes[:4] + ([f"... and {len(notes) - 4} more diverged runs"] if len(notes) > 4 else [])
+
+
 def compare_figure(runs: list[Run]) -> Figure:
-    """Runs overlaid on shared step axes (the first epoch opened up): loss, global norm with the
+    """Runs overlaid on shared step axes (the one step scale of every picture): loss, global norm with the
     thresholds of the global-norm methods, first/last gradient ratio, signal ratio, test accuracy
-    and inactive units; and each run's end-of-training profile per layer. Thin lines are the raw
+    and inactive units; and each run's profile per layer over its last complete epoch. Thin lines are the raw
     values, thick ones their moving geometric mean; a run that hit NaN/Inf ends at a red dotted line.
     Runs that differ only in their seed are drawn as a group: the median and a min-max band."""
     fig, axes = subplots(4, 2, figsize=(12, 13))
     (loss_ax, acc_ax), (norm_ax, ratio_ax), (signal_ax, dead_ax), (profile_ax, depth_ax) = axes
+    names = shown_names(runs)
     groups = group_runs(runs)
     grouped = any(len(members) > 1 for _, members in groups)
     colors = run_colors(len(groups) if grouped else len(runs))
@@ -275,22 +302,22 @@ def compare_figure(runs: list[Run]) -> Figure:
                 band(ax, steps[: table.shape[1]], table, color, label, style)
                 for run in members:
                     plotted[ax].append((run, step_series(run)[index][1]))
-            activity = [moving_average(run.metrics[run.activity_columns[-1]], smoothing_window(run)) * 100
+            activity = [run_smoothing(run).mean(run.metrics[run.activity_columns[-1]]) * 100
                         for run in members if run.activity_columns]
             if activity:
                 table = stacked(activity)
                 band(dead_ax, steps[: table.shape[1]], table, color, label, style, log=False)
             accuracy = stacked([run.epochs["test_accuracy"] * 100 for run in members])
             band(acc_ax, np.arange(1, accuracy.shape[1] + 1), accuracy, color, label, log=False, marker="o")
-            with_steps = [run for run in members if run.steps]
-            if with_steps:
-                layers = np.arange(1, with_steps[0].n_layers + 1)
+            profiled = [(run, last_complete_epoch(run)) for run in members if last_complete_epoch(run) is not None]
+            if profiled:
+                layers = np.arange(1, profiled[0][0].n_layers + 1)
                 for ax, prefix in ((profile_ax, "w"), (depth_ax, "delta")):
-                    table = stacked([layer_profile(run, int(run.metrics["epoch"][-1]), prefix) for run in with_steps])
+                    table = stacked([layer_profile(run, epoch, prefix) for run, epoch in profiled])
                     band(ax, layers[: table.shape[1]], table, color, label, marker="o")
             for run in members:
                 if run.config.get("clip") == "global_norm":
-                    thresholds.setdefault(float(run.config.get("clip_norm")), []).append(run.name)
+                    thresholds.setdefault(float(run.config.get("clip_norm")), []).append(names[id(run)])
     labels = run_labels(runs)
     for i, run in enumerate(runs if not grouped else []):
         color = colors[i]
@@ -302,13 +329,13 @@ def compare_figure(runs: list[Run]) -> Figure:
             ax.plot(steps, _smoothed(run, values), color=color, linewidth=1.6, linestyle=style, label=label)
             plotted[ax].append((run, values))
         if run.activity_columns:  # the last hidden layer, next to the output
-            dead_ax.plot(steps, 100 * moving_average(run.metrics[run.activity_columns[-1]], smoothing_window(run)),
+            dead_ax.plot(steps, 100 * run_smoothing(run).mean(run.metrics[run.activity_columns[-1]]),
                          color=color, linewidth=1.6, linestyle=style, label=label)
         epochs = run.epochs["epoch"] + 1
         acc_ax.plot(epochs, 100 * run.epochs["test_accuracy"], marker="o", linestyle=style, color=color, markersize=3,
                     label=label)
-        if run.steps:
-            last_epoch = int(run.metrics["epoch"][-1])
+        last_epoch = last_complete_epoch(run)
+        if last_epoch is not None:
             layers = np.arange(1, run.n_layers + 1)
             profile_ax.plot(layers, positive(layer_profile(run, last_epoch, "w")), "o", linestyle=style, color=color,
                             markersize=4, label=label)
@@ -316,10 +343,10 @@ def compare_figure(runs: list[Run]) -> Figure:
                           color=color, markersize=3, label=label)
         clip = run.config.get("clip")
         if clip == "global_norm":
-            thresholds.setdefault(float(run.config.get("clip_norm")), []).append(run.name)
+            thresholds.setdefault(float(run.config.get("clip_norm")), []).append(names[id(run)])
         elif clip == "autoclip":
             norm_ax.plot(steps, positive(run.metrics["clip_threshold"]), color=color, linestyle=":", linewidth=1.2,
-                         label=f"AutoClip threshold of {run.name}")
+                         label=f"AutoClip threshold of {names[id(run)]}")
     for run in runs:
         step = run.nonfinite_step
         if step is not None:
@@ -329,8 +356,8 @@ def compare_figure(runs: list[Run]) -> Figure:
     if diverged_steps:
         shown = ", ".join(str(step) for step in diverged_steps[:6]) + (" ..." if len(diverged_steps) > 6 else "")
         loss_ax.plot([], [], color=DIVERGED_COLOR, linestyle=":", label=f"NaN/Inf (step {shown})")
-    for threshold, names in sorted(thresholds.items()):
-        named = ", ".join(names) if len(names) <= 3 else f"{len(names)} runs"
+    for threshold, clipped_at in sorted(thresholds.items()):
+        named = ", ".join(clipped_at) if len(clipped_at) <= 3 else f"{len(clipped_at)} runs"
         norm_ax.axhline(threshold, color="0.4", linewidth=0.8, linestyle="--", label=f"threshold {threshold:g} ({named})")
     threshold_handles = [(h, l) for h, l in zip(*norm_ax.get_legend_handles_labels()) if "hreshold" in l]
     if threshold_handles:
@@ -340,8 +367,8 @@ def compare_figure(runs: list[Run]) -> Figure:
         norm_ax: ("global gradient norm before clipping, with the global-norm thresholds", "global norm", "step"),
         ratio_ax: ("|g_w1| / |g_wL| before clipping (wL: the output layer)", "ratio", "step"),
         signal_ax: ("back-propagated signal |dL/dz1| / |dL/dzL|", "ratio", "step"),
-        profile_ax: ("weight-gradient norm per layer, median over the last epoch", "|g_w| (log)", "layer"),
-        depth_ax: ("back-propagated signal |δ| per layer, median over the last epoch", "|δ| (log)", "layer"),
+        profile_ax: ("weight-gradient norm per layer, median over the last complete epoch", "|g_w| (log)", "layer"),
+        depth_ax: ("back-propagated signal |δ| per layer, median over the last complete epoch", "|δ| (log)", "layer"),
     }
     for ax, (title, ylabel, xlabel) in titles.items():
         log_y(ax)
@@ -353,24 +380,24 @@ def compare_figure(runs: list[Run]) -> Figure:
     with_steps = [run for run in runs if run.steps]
     n_steps = max((run.steps for run in with_steps), default=1)
     per_epoch = steps_per_epoch(with_steps[0]) if with_steps else 1
-    # A run that ended within the first epoch gets the opened part of the axis to itself.
-    early = [run.steps for run in with_steps if run.steps < per_epoch]
-    opened = min(per_epoch, max(8, 2 * max(early))) if early else per_epoch
     for ax in (loss_ax, norm_ax, ratio_ax, signal_ax, dead_ax):
-        step_axis(ax, n_steps, per_epoch, label=False, opened=opened)
-        ax.set_xlabel(f"step (steps 0-{opened} stretched)" if opened_scale(n_steps, opened) else "step", fontsize=9)
+        step_axis(ax, n_steps, per_epoch, label=False)
+        ax.set_xlabel(step_axis_words(per_epoch), fontsize=8)
     for ax, values_by_run in plotted.items():
-        limit_to_stable_runs(ax, values_by_run)
+        limit_to_stable_runs(ax, values_by_run, names)
     acc_ax.set_title("test accuracy after each epoch", fontsize=10)
-    acc_ax.set_xlabel("epoch")
+    epoch_axis(acc_ax, max((len(run.epochs["epoch"]) for run in runs), default=1))
     acc_ax.set_ylabel("test accuracy (%)")
     acc_ax.set_ylim(0, 100)
-    acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     dead_ax.set_title("units of the last hidden layer dead (ReLU) or saturated, moving average", fontsize=10)
     dead_ax.set_ylabel("inactive units (%)")
     dead_ax.set_ylim(bottom=0)
     for ax in (profile_ax, depth_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        notes = profile_notes(runs, names)
+        if notes:
+            ax.text(0.02, 0.97, "\n".join(notes), transform=ax.transAxes, ha="left", va="top", fontsize=7,
+                    color=DIVERGED_COLOR)
     handles, labels = loss_ax.get_legend_handles_labels()
     legend_rows = -(-len(labels) // 2)
     fig.legend(handles, labels, loc="lower center", ncol=2 if len(labels) > 1 else 1, fontsize=9)
@@ -424,6 +451,15 @@ def paired_rows(clipped: list[dict], unclipped: list[dict]) -> list[dict]:
     return rows
 
 
+def ahead_words(ahead: int, ties: int, n: int) -> str:
+    """How often clipping came out ahead; a tie is said as a tie, not counted as a loss."""
+    if not ties:
+        return f"clipping ahead in {ahead} of {n} seeds"
+    if ties == n:
+        return f"the same with and without clipping in all {n} seeds"
+    return f"clipping ahead in {ahead}, behind in {n - ahead - ties} and tied in {ties} of {n} seeds"
+
+
 def paired_text(rows: list[dict]) -> list[str]:
     """The seed report as lines for the terminal."""
     def number(value: float, percent: bool, difference: bool = False) -> str:
@@ -444,6 +480,6 @@ def paired_text(rows: list[dict]) -> list[str]:
         line = (f"  {row['words']}: clipped {side(clipped)}, unclipped {side(unclipped)}; difference "
                 f"{number(diff['mean'], p, True)} [{number(diff['low'], p, True)}, {number(diff['high'], p, True)}]")
         if row["ahead"] is not None:
-            line += f"; clipping ahead in {row['ahead']} of {diff['n']} seeds"
+            line += "; " + ahead_words(row["ahead"], diff["ties"], diff["n"])
         lines.append(line)
     return lines

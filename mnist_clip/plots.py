@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -59,28 +61,40 @@ def positive(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average that ignores NaN, its window shrinking symmetrically at
-    both ends: the first and last values are their own average, so a smoothed curve
-    starts where the raw one does instead of being pulled towards later values."""
+def windowed_mean(values: np.ndarray, width: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """Mean over a window of width[i] steps around each step i (from i - (width-1)//2 to
+    i + width//2), ignoring NaN and the values where `keep` is False. A window that would
+    reach past the last value is moved back to end there, so it stays full: the last steps
+    are averaged over as many values as the steps before them, and the smoothed line does
+    not turn into the raw noise at the end."""
     values = np.asarray(values, dtype=float)
     n = len(values)
     if not n:
         return values.copy()
-    half = np.minimum(max(1, min(window, n)) // 2, np.minimum(np.arange(n), np.arange(n)[::-1]))
-    finite = np.isfinite(values)
-    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
-    counts = np.concatenate([[0], np.cumsum(finite)])
+    width = np.clip(np.asarray(width, dtype=int), 1, n)
+    use = np.isfinite(values) & (True if keep is None else np.asarray(keep, dtype=bool))
+    sums = np.concatenate([[0.0], np.cumsum(np.where(use, values, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(use)])
     index = np.arange(n)
-    low, high = index - half, index + half + 1
+    high = np.minimum(index + width // 2, n - 1) + 1
+    low = np.maximum(high - width, 0)
     total, count = sums[high] - sums[low], counts[high] - counts[low]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def log_moving_average(values: np.ndarray, window: int) -> np.ndarray:
+def moving_average(values: np.ndarray, window: int, keep: np.ndarray | None = None) -> np.ndarray:
+    """Moving average that ignores NaN (and the values where `keep` is False): centred, its
+    window shrinking at the start (the first value is its own average, so a curve starts
+    where the raw one does) and kept full at the end (see windowed_mean)."""
+    n = len(values)
+    width = np.minimum(max(1, min(window, n)), 2 * np.arange(n) + 1)
+    return windowed_mean(values, width, keep)
+
+
+def log_moving_average(values: np.ndarray, window: int, keep: np.ndarray | None = None) -> np.ndarray:
     """Moving geometric mean: the right smoother for ratios on a log axis."""
-    return np.exp(moving_average(np.log(positive(values)), window))
+    return np.exp(moving_average(np.log(positive(values)), window, keep))
 
 
 def norm_ratio(run: Run, numerator: str, denominator: str | None = None, when: str = "before") -> np.ndarray:
@@ -109,8 +123,62 @@ def smoothing_window(run: Run) -> int:
     return max(1, min(steps_per_epoch(run), run.steps // 20))
 
 
-def smoothing_words(window: int) -> str:
-    return f"{window}-step moving geometric mean" if window > 1 else "raw values (too few steps to smooth)"
+# Half a smoothing window is at most this share of (step + k), k the step axis' stretch: on the
+# log(1 + step/k) axis every window then spans about the same width, so the spread-out first
+# steps are averaged over a few neighbours only and later steps over up to smoothing_window.
+WINDOW_SPREAD = 0.1
+
+
+def short_batches(run: Run) -> np.ndarray:
+    """Per step, True for an epoch's last batch when the batch size does not divide the
+    training set: a batch of fewer examples, whose loss and norms stand apart from the rest."""
+    used = run.config.get("dataset_used", {})
+    train_size, batch = used.get("train_size"), run.config.get("batch_size")
+    per_epoch = steps_per_epoch(run)
+    steps = np.asarray(run.metrics["step"], dtype=int)
+    if not train_size or not batch or train_size % batch == 0 or per_epoch < 2:
+        return np.zeros(len(steps), dtype=bool)
+    return steps % per_epoch == per_epoch - 1
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """How every picture smooths a run's per-step values: a moving mean whose window grows
+    from one step at the start to `window` steps (WINDOW_SPREAD), is kept full at the end,
+    and leaves the short batches out (their steps get the mean of their neighbours). A full
+    window of an epoch holds each batch of the epoch once: an unshuffled run's batches, each
+    with its own typical norm, then make no ripple."""
+
+    window: int
+    width: np.ndarray  # per step: the window's width in steps
+    keep: np.ndarray  # per step: False for the values left out
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        return windowed_mean(values, self.width, self.keep)
+
+    def geometric(self, values: np.ndarray) -> np.ndarray:
+        """Moving geometric mean: the right smoother for norms and ratios on a log axis."""
+        return np.exp(self.mean(np.log(positive(values))))
+
+    @property
+    def smooths(self) -> bool:
+        return self.window > 1
+
+    def words(self, geometric: bool = True) -> str:
+        if not self.smooths:
+            return "raw values (too few steps to smooth)"
+        kind = "geometric mean" if geometric else "mean"
+        skipped = ", short batches left out" if not self.keep.all() else ""
+        return f"moving {kind} over up to {self.window} steps{skipped}"
+
+
+def run_smoothing(run: Run) -> Smoothing:
+    """The one Smoothing of a run, used by every picture that smooths its steps."""
+    window = smoothing_window(run)
+    steps = np.asarray(run.metrics["step"], dtype=float)
+    spread = 2 * np.floor(WINDOW_SPREAD * (steps + step_stretch(steps_per_epoch(run)))).astype(int) + 1
+    width = np.minimum(np.minimum(window, spread), 2 * np.arange(len(steps)) + 1)
+    return Smoothing(window, width, ~short_batches(run))
 
 
 class PlainLogFormatter(LogFormatter):
@@ -119,13 +187,24 @@ class PlainLogFormatter(LogFormatter):
     def _num_to_string(self, x, vmin, vmax):
         return f"{x:g}"
 
+    def set_locs(self, locs=None):
+        super().set_locs(locs)
+        vmin, vmax = sorted(self.axis.get_view_interval())
+        if self._sublabels not in (None, {1}) and vmin > 0 and math.log10(vmax / vmin) > 1:
+            self._sublabels = {1, 2, 5}  # over more than a decade, 2 and 5 only: labels that do not crowd
+
+
+TICK_SIZE = 8  # every tick label, major or minor, on every axis
+
 
 def log_y(ax) -> None:
-    """Log y axis labelled 0.01, 0.5, 20 rather than 10^-2, 5x10^-1, 2x10^1."""
+    """Log y axis labelled 0.01, 0.5, 20 rather than 10^-2, 5x10^-1, 2x10^1, in one font
+    size; an axis with fewer than three powers of ten in view also labels some of its minor
+    ticks (matplotlib counts them when drawing), so that it never shows just one or two numbers."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.5)))
-    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    ax.tick_params(axis="y", which="both", labelsize=TICK_SIZE)
 
 
 def legend_right(ax, **options) -> None:
@@ -139,74 +218,100 @@ def mark_divergence(ax, run: Run) -> None:
         ax.axvline(step, color=DIVERGED_COLOR, linestyle=":", linewidth=1.5, label=f"NaN/Inf at step {step}")
 
 
-# --- The step axis: the first epoch opened up -------------------------------------------
+# --- The step axis: one continuous transform, log(1 + step / k), in every picture -------------
 
-OPENED_SHARE = 0.25  # of the axis' width given to the first epoch when a run is longer
+TICK_GAP = 0.07  # of the axis' width, at least, between two labelled ticks
 
 
-def opened_scale(n_steps: int, opened: int):
-    """Forward and inverse functions of a piecewise-linear step axis on which steps
-    0..opened take OPENED_SHARE of the width and the rest the remainder; None when
-    the run is too short for that to open anything up."""
-    if n_steps <= 2 * opened or opened < 1:
-        return None
-    near = OPENED_SHARE * n_steps / opened
-    far = (1 - OPENED_SHARE) * n_steps / (n_steps - opened)
-    edge = opened * near
+def step_stretch(per_epoch: int) -> float:
+    """k of the step axis log(1 + step / k): a quarter of an epoch. Steps well below k are
+    spread almost evenly (the first steps, where norms are largest and runs blow up, get
+    room), steps well above it logarithmically; the slope changes smoothly, with no kink."""
+    return max(1.0, per_epoch / 4)
+
+
+def step_scale(per_epoch: int):
+    """Forward and inverse functions of the step axis, for matplotlib's "function" scale.
+    Every picture with steps on x uses this one transform (a run's and compare's alike)."""
+    k = step_stretch(per_epoch)
 
     def forward(steps):
-        steps = np.asarray(steps, dtype=float)
-        return np.where(steps <= opened, steps * near, edge + (steps - opened) * far)
+        return np.log1p(np.maximum(np.asarray(steps, dtype=float), -0.9 * k) / k)
 
     def inverse(position):
-        position = np.asarray(position, dtype=float)
-        return np.where(position <= edge, position / near, opened + (position - edge) / far)
+        return k * np.expm1(np.asarray(position, dtype=float))
 
     return forward, inverse
 
 
-def step_ticks(n_steps: int, opened: int | None) -> list[int]:
-    """Integer step ticks, a few inside the opened first epoch and a few after it."""
+def spaced_ticks(candidates: list, steps_at, forward, limits: tuple, keep_last: bool = False) -> list:
+    """The candidates (in order) whose steps, steps_at(candidate), lie at least TICK_GAP of
+    the axis' width apart; with keep_last, the last candidate is kept before the others."""
+    low, high = (float(forward(limit)) for limit in limits)
+    where = lambda value: (float(forward(steps_at(value))) - low) / ((high - low) or 1.0)  # noqa: E731
+    chosen = [candidates[-1]] if keep_last and candidates else []
+    for value in candidates:
+        if value not in chosen and all(abs(where(value) - where(other)) >= TICK_GAP for other in chosen):
+            chosen.append(value)
+    return sorted(chosen)
+
+
+def nice_numbers(last: float, start: int = 1) -> list[int]:
+    """1, 2, 5, 10, 20, 50, ... (from `start`) up to `last`."""
+    numbers, scale = [], 1
+    while scale <= last:
+        numbers += [m * scale for m in (1, 2, 5) if start <= m * scale <= last]
+        scale *= 10
+    return numbers
+
+
+def step_axis_words(per_epoch: int) -> str:
+    return f"step (scale log(1 + step/{step_stretch(per_epoch):g}), to spread out the first steps)"
+
+
+def step_axis(ax, n_steps: int, per_epoch: int, label: bool = True, epochs_on_top: bool = False) -> None:
+    """Steps on x on the one step scale (step_scale), ticked at 0, 1, 2, 5, 10, 20, ...; and,
+    if the run has several epochs, the end of each epoch on a top axis, counted 1..N as the
+    console and loss.png count them."""
+    forward, inverse = step_scale(per_epoch)
     last = max(n_steps - 1, 1)
-    if opened is None:
-        return [int(t) for t in MaxNLocator(8, integer=True).tick_values(0, last) if 0 <= t <= last]
-    inside = [0, opened // 2, opened]
-    after = [int(t) for t in MaxNLocator(6, integer=True).tick_values(opened, last) if opened * 1.6 < t <= last]
-    return sorted(set(inside + after))
-
-
-def step_axis(ax, n_steps: int, per_epoch: int, label: bool = True, epochs_on_top: bool = False,
-              opened: int | None = None) -> None:
-    """Steps on x with the first epoch (or the first `opened` steps) stretched to a quarter of
-    the width (a grey line marks where the scale changes), and whole epochs on a top axis if
-    the run has several."""
-    opened = opened or per_epoch
-    opened = opened if opened_scale(n_steps, opened) else None
-    if opened is not None:
-        ax.set_xscale("function", functions=opened_scale(n_steps, opened))
-        ax.axvline(opened, color="0.75", linewidth=0.8, zorder=0)
-    ax.set_xlim(-0.5, max(n_steps - 1, 1) + 0.5)
-    ax.xaxis.set_major_locator(FixedLocator(step_ticks(n_steps, opened)))
+    limits = (-0.5, last + 0.5)
+    ax.set_xscale("function", functions=(forward, inverse))
+    ax.set_xlim(*limits)
+    candidates = list(range(last + 1)) if last <= 10 else [0, *nice_numbers(last)]  # a short run: every step
+    steps = spaced_ticks(candidates, lambda step: step, forward, limits)
+    ax.xaxis.set_major_locator(FixedLocator(steps))
     ax.xaxis.set_minor_locator(FixedLocator([]))
+    ax.tick_params(axis="x", labelsize=TICK_SIZE)
     if label:
-        stretched = "the first epoch" if opened == per_epoch else "the first steps"
-        ax.set_xlabel("step" + (f" ({stretched}, 0-{opened}, stretched to a quarter of the width)"
-                                if opened is not None else ""), fontsize=9)
+        ax.set_xlabel(step_axis_words(per_epoch), fontsize=9)
     if epochs_on_top and n_steps > per_epoch:
-        # A twin axis on the same (possibly opened) scale, ticked at whole epochs:
-        # a secondary axis would not follow a function scale.
+        # A twin axis on the same scale: a secondary axis would not follow a function scale.
         top = ax.twiny()
-        if opened is not None:
-            top.set_xscale("function", functions=opened_scale(n_steps, opened))
-        top.set_xlim(ax.get_xlim())
-        n_epochs = n_steps / per_epoch
-        epochs = [e for e in MaxNLocator(8, integer=True).tick_values(0, n_epochs) if 0 <= e <= n_epochs]
-        epochs = sorted(set([0, 1] + [int(e) for e in epochs]))
-        top.xaxis.set_major_locator(FixedLocator([e * per_epoch for e in epochs]))
+        top.set_xscale("function", functions=(forward, inverse))
+        top.set_xlim(*limits)
+        n_epochs = -(-n_steps // per_epoch)
+        end = lambda epoch: min(epoch * per_epoch, n_steps) - 0.5  # noqa: E731  (epoch e ends after step e*P - 1)
+        epochs = spaced_ticks(sorted({*nice_numbers(n_epochs), n_epochs}), end, forward, limits, keep_last=True)
+        top.xaxis.set_major_locator(FixedLocator([end(epoch) for epoch in epochs]))
         top.xaxis.set_minor_locator(FixedLocator([]))
-        top.set_xticklabels([str(e) for e in epochs])
-        top.set_xlabel("epoch", fontsize=9)
+        top.set_xticklabels([str(epoch) for epoch in epochs])
+        top.set_xlabel("end of epoch", fontsize=9)
         top.tick_params(labelsize=8)
+
+
+def epoch_axis(ax, n_epochs: int) -> None:
+    """Epochs 1..N on x, as the console counts them: every epoch up to 12, else 1, a few
+    round numbers and N."""
+    n_epochs = max(n_epochs, 1)
+    ax.set_xlim(0.5, n_epochs + 0.5)
+    ticks = range(1, n_epochs + 1) if n_epochs <= 12 else \
+        sorted({1, n_epochs, *(int(t) for t in MaxNLocator(6, integer=True).tick_values(1, n_epochs)
+                              if 1 < t < n_epochs - n_epochs / 12)})
+    ax.xaxis.set_major_locator(FixedLocator(list(ticks)))
+    ax.xaxis.set_minor_locator(FixedLocator([]))
+    ax.tick_params(axis="x", labelsize=TICK_SIZE)
+    ax.set_xlabel("epoch")
 
 
 def run_step_axis(ax, run: Run, label: bool = True, epochs_on_top: bool = False) -> None:
@@ -221,14 +326,39 @@ def short_batch_note(run: Run) -> str | None:
         return None
     full, rest = divmod(train_size, batch)
     return (f"Every epoch ends with a shorter batch ({train_size:,} = {full} x {batch} + {rest} examples): "
-            f"per-step values jump every {full + 1} steps.")
+            f"per-step values jump every {full + 1} steps; the smoothed lines leave those batches out.")
 
 
-def finish_figure(fig: Figure, run: Run, note: str | None = None) -> Figure:
+NOTE_CHAR_PIXELS = 6.0  # the width of a character of the notes (8 points) at DPI
+NOTE_LINE_PIXELS = 13
+
+
+LEGEND_COLUMNS = 4
+LEGEND_ROW_PIXELS = 17
+
+
+def finish_figure(fig: Figure, run: Run, note: str | None = None, legend_axes=()) -> Figure:
+    """The run's title on top; at the foot a note (wrapped to the figure's width) and, above
+    it, one legend for `legend_axes` in rows across the width (legends beside the axes would
+    leave the space under them empty); the axes laid out between."""
     fig.suptitle(run_title(run), fontsize=11)
+    width, height = fig.get_size_inches() * DPI
+    bottom = 2.0
     if note:
+        note = textwrap.fill(note, int(width / NOTE_CHAR_PIXELS))
         fig.text(0.01, 0.005, note, fontsize=8, color="0.35", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.025 if note else 0, 1, 1))
+        bottom += (note.count("\n") + 1) * NOTE_LINE_PIXELS + 6
+    entries = {}
+    for ax in legend_axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        columns = min(LEGEND_COLUMNS, len(entries))
+        rows = -(-len(entries) // columns)
+        fig.legend(list(entries.values()), list(entries), loc="lower center", bbox_to_anchor=(0.5, bottom / height),
+                   ncol=columns, fontsize=8, frameon=False)
+        bottom += rows * LEGEND_ROW_PIXELS + 8
+    fig.tight_layout(rect=(0, bottom / height, 1, 1))
     return fig
 
 
@@ -310,13 +440,29 @@ def per_tensor_lines(ax, run: Run, values: dict, labelled: bool, **style) -> Non
 
 
 def mark_clipped_steps(ax, run: Run) -> None:
-    """A tick per step where clipping acted, at the foot of the axes; in the opened first
-    epoch adjacent steps stay apart. The count goes in the legend."""
+    """A tick per step where clipping acted, at the foot of the axes; on the step axis the
+    first steps stay apart. The count goes in the legend."""
     steps = run.metrics["step"]
     fired = run.metrics["clipped"] > 0
     label = f"clipping acted: {int(fired.sum())} of {run.steps} steps"
     ax.plot(steps[fired], np.full(int(fired.sum()), 0.03), linestyle="none", marker="|", markersize=9,
             markeredgewidth=1.2, color="tab:orange", transform=ax.get_xaxis_transform(), label=label)
+
+
+CLEAR_OF_EDGE = 0.15  # of a log axis' height between a threshold line and either edge
+
+
+def keep_line_clear(ax, low_line: float, high_line: float) -> None:
+    """Widen a log y axis so that a threshold between low_line and high_line lies at least
+    CLEAR_OF_EDGE inside it: not on the bottom edge under the clipping marks, nor at the top."""
+    if not (np.isfinite(low_line) and np.isfinite(high_line)) or low_line <= 0:
+        return
+    low, high = np.log10(ax.get_ylim())
+    line_low, line_high = np.log10(low_line), np.log10(high_line)
+    span = max(high, line_high) - min(low, line_low)
+    low = min(low, line_low - CLEAR_OF_EDGE * span / (1 - 2 * CLEAR_OF_EDGE))
+    high = max(high, line_high + CLEAR_OF_EDGE * span / (1 - 2 * CLEAR_OF_EDGE))
+    ax.set_ylim(10 ** low, 10 ** high)
 
 
 def norms_figure(run: Run) -> Figure:
@@ -350,7 +496,6 @@ def norms_figure(run: Run) -> Figure:
         layer_colorbar(fig, top, run.n_layers)
         top.plot([], [], color="0.3", linewidth=1.0, label="weights")
         top.plot([], [], color="0.3", linewidth=0.6, alpha=0.55, label="biases")
-    legend_right(top, ncol=2 if labelled else 1, **({} if labelled else {"bbox_to_anchor": (1.09, 1.0)}))
 
     title, ylabel, series, per_tensor, threshold, threshold_label = compared_quantity(run)
     if per_tensor:
@@ -367,17 +512,19 @@ def norms_figure(run: Run) -> Figure:
                 bottom.plot(steps[acted], after[acted], color="tab:purple", linestyle="none", marker="v", markersize=4,
                             label="global norm after (where clipping acted)")
     if threshold is not None:
-        bottom.plot(steps, positive(threshold), color="tab:red", linewidth=1.2, alpha=0.8, label=threshold_label)
+        bottom.plot(steps, positive(threshold), color="tab:red", linewidth=1.4, alpha=0.9, label=threshold_label,
+                    zorder=4)
     if clipping:
         mark_clipped_steps(bottom, run)
     log_y(bottom)
     bottom.set_title(title, fontsize=10)
     bottom.set_ylabel(ylabel)
     mark_divergence(bottom, run)
-    legend_right(bottom)
+    if threshold is not None:
+        keep_line_clear(bottom, float(np.nanmin(positive(threshold))), float(np.nanmax(positive(threshold))))
     run_step_axis(bottom, run, epochs_on_top=False)
     run_step_axis(top, run, label=False, epochs_on_top=True)
-    return finish_figure(fig, run, short_batch_note(run))
+    return finish_figure(fig, run, short_batch_note(run), legend_axes=(top, bottom))
 
 
 def ratio_layers(run: Run) -> list[int]:
@@ -390,12 +537,12 @@ def ratio_layers(run: Run) -> list[int]:
     return [1] + ([middle] if middle not in (None, 1, last) else [])
 
 
-def smoothed_lines(ax, steps, values, window: int, color, label: str, **style) -> None:
+def smoothed_lines(ax, steps, values, smoothing: Smoothing, color, label: str, **style) -> None:
     """The raw values, pale, and their moving geometric mean on top (or the raw values
     alone, labelled, when the run is too short to smooth)."""
-    if window > 1:
+    if smoothing.smooths:
         ax.plot(steps, positive(values), color=color, alpha=0.25, linewidth=0.8)
-        ax.plot(steps, log_moving_average(values, window), color=color, linewidth=2.2, label=label, **style)
+        ax.plot(steps, smoothing.geometric(values), color=color, linewidth=2.2, label=label, **style)
     else:
         ax.plot(steps, positive(values), color=color, linewidth=1.5, marker="o", markersize=3, label=label, **style)
 
@@ -404,16 +551,16 @@ def ratio_figure(run: Run) -> Figure:
     """|g_w1|/|g_wL| (and a middle layer's) before clipping, raw and smoothed."""
     fig, ax = subplots(figsize=FIGSIZE)
     steps = run.metrics["step"]
-    window = smoothing_window(run)
+    smoothing = run_smoothing(run)
     last = f"w{run.n_layers}"
     per_tensor = run.config.get("clip") in ("norm", "value", "average_norm", "agc")
     colors = layer_colors(run.n_layers)
     for layer in ratio_layers(run):
         name = f"w{layer}"
         color = colors[layer - 1]
-        smoothed_lines(ax, steps, norm_ratio(run, name), window, color, f"|g_{name}| / |g_{last}| before clipping")
+        smoothed_lines(ax, steps, norm_ratio(run, name), smoothing, color, f"|g_{name}| / |g_{last}| before clipping")
         if per_tensor:
-            ax.plot(steps, log_moving_average(norm_ratio(run, name, when="after"), window), color=color,
+            ax.plot(steps, smoothing.geometric(norm_ratio(run, name, when="after")), color=color,
                     linewidth=1.8, linestyle="--", label=f"|g_{name}| / |g_{last}| after {run.config['clip']} clipping")
     ax.axhline(1.0, color="0.5", linewidth=0.8)
     log_y(ax)
@@ -425,8 +572,8 @@ def ratio_figure(run: Run) -> Figure:
     }.get(run.config.get("clip"), "Dashed: the same ratios after per-tensor clipping.")
     if run.n_layers == 1:
         note = "A linear model has one layer: there is no ratio to show."
-    ax.set_title("Weight-gradient norm of the first (and middle) layer relative to the last: raw per step (pale) and\n"
-                 f"{smoothing_words(window)}. {note}", fontsize=10)
+    ax.set_title(textwrap.fill("Weight-gradient norm of the first (and middle) layer relative to the last: raw per step "
+                               f"(pale) and {smoothing.words()}. {note}", 120), fontsize=10)
     mark_divergence(ax, run)
     run_step_axis(ax, run, epochs_on_top=True)
     if ax.get_legend_handles_labels()[0]:
@@ -439,10 +586,10 @@ def loss_figure(run: Run) -> Figure:
     fig, (left, right) = subplots(1, 2, figsize=FIGSIZE, width_ratios=(3, 2))
     steps = run.metrics["step"]
     loss = run.metrics["loss"]
-    window = smoothing_window(run)
+    smoothing = run_smoothing(run)
     left.plot(steps, positive(loss), color="0.6", linewidth=0.8, label="loss per step")
-    if window > 1:
-        left.plot(steps, log_moving_average(loss, window), color="k", linewidth=1.8, label=smoothing_words(window))
+    if smoothing.smooths:
+        left.plot(steps, smoothing.geometric(loss), color="k", linewidth=1.8, label=smoothing.words())
     if run.epochs["epoch"].size:
         last_steps = [max(steps[run.metrics["epoch"] == epoch], default=np.nan) for epoch in run.epochs["epoch"]]
         left.plot(last_steps, positive(run.epochs["test_loss"]), "o-",
@@ -451,64 +598,55 @@ def loss_figure(run: Run) -> Figure:
     left.set_ylabel(("cross-entropy" if run.config.get("loss") == "crossentropy" else "MSE") + " loss (log)")
     left.set_title("Loss", fontsize=10)
     mark_divergence(left, run)
-    run_step_axis(left, run, label=False)
-    left.set_xlabel("step (first epoch stretched)" if opened_scale(run.steps, steps_per_epoch(run)) else "step")
-    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+    run_step_axis(left, run)
     epochs = run.epochs["epoch"] + 1
     right.plot(epochs, 100 * run.epochs["test_accuracy"], "o-", color="tab:green", markersize=4)
     right.set_ylim(0, 100)
-    right.set_xlim(0.5, max(len(epochs), 1) + 0.5)
-    right.xaxis.set_major_locator(FixedLocator(epochs) if len(epochs) <= 12 else MaxNLocator(integer=True))
-    right.set_xlabel("epoch")
+    epoch_axis(right, len(epochs))
     right.set_ylabel("test accuracy (%)")
     right.set_title("Test accuracy after each epoch", fontsize=10)
     right.grid(alpha=0.3)
-    return finish_figure(fig, run)
+    return finish_figure(fig, run, legend_axes=(left,))
 
 
 def signals_figure(run: Run) -> Figure:
     """Back-propagated signal |dL/dz_l| per layer beside the weight-gradient norms, and inactive units."""
     fig, (top, middle, bottom) = subplots(3, 1, figsize=(10, 9), sharex=True, height_ratios=(3, 2, 1.3))
     steps = run.metrics["step"]
-    window = smoothing_window(run)
+    smoothing = run_smoothing(run)
     colors = layer_colors(run.n_layers)
     labelled = run.n_layers <= MAX_LEGEND_LAYERS
     for layer, color in enumerate(colors, start=1):
-        top.plot(steps, log_moving_average(run.metrics[f"delta{layer}"], window), color=color, linewidth=2,
+        top.plot(steps, smoothing.geometric(run.metrics[f"delta{layer}"]), color=color, linewidth=2,
                  label=f"signal |dL/dz{layer}|" if labelled else None)
-        top.plot(steps, log_moving_average(run.metrics[f"w{layer}_before"], window), color=color, linewidth=1.2,
+        top.plot(steps, smoothing.geometric(run.metrics[f"w{layer}_before"]), color=color, linewidth=1.2,
                  linestyle="--", label=f"weight gradient |g_w{layer}|" if labelled else None)
     log_y(top)
     top.set_ylabel("L2 norm (log)")
-    top.set_title(f"Back-propagated signal (solid) and weight gradients (dashed) per layer, {smoothing_words(window)}",
+    top.set_title(f"Back-propagated signal (solid) and weight gradients (dashed) per layer,\n{smoothing.words()}",
                   fontsize=10)
-    if labelled:
-        legend_right(top)
-    else:
+    if not labelled:
         layer_colorbar(fig, top, run.n_layers)
     last = run.n_layers
-    smoothed_lines(middle, steps, signal_ratio(run), window, colors[0], f"signal ratio |dL/dz1| / |dL/dz{last}|")
-    middle.plot(steps, log_moving_average(norm_ratio(run, "w1"), window), color=colors[0], linewidth=1.2,
-                linestyle="--", label=f"gradient ratio |g_w1| / |g_w{last}| ({'smoothed' if window > 1 else 'raw'})")
+    smoothed_lines(middle, steps, signal_ratio(run), smoothing, colors[0], f"signal ratio |dL/dz1| / |dL/dz{last}|")
+    middle.plot(steps, smoothing.geometric(norm_ratio(run, "w1")), color=colors[0], linewidth=1.2,
+                linestyle="--", label=f"gradient ratio |g_w1| / |g_w{last}| ({'smoothed' if smoothing.smooths else 'raw'})")
     middle.axhline(1.0, color="0.5", linewidth=0.8)
     log_y(middle)
     middle.set_ylabel("first / last layer")
-    middle.set_title("First layer over last: raw (pale) and smoothed", fontsize=9)
-    legend_right(middle)
+    middle.set_title("First layer over last: " + ("raw (pale) and smoothed" if smoothing.smooths else "raw"), fontsize=9)
     kind = "dead (zero for the whole batch)" if run.activation == "relu" else "saturated (derivative < 1% of its maximum for the whole batch)"
     for layer, column in enumerate(run.activity_columns, start=1):
         bottom.plot(steps, 100 * run.metrics[column], color=colors[layer - 1], linewidth=1,
-                    label=f"h{layer}" if labelled else None)
+                    label=f"h{layer}: {'dead' if run.activation == 'relu' else 'saturated'} units" if labelled else None)
     bottom.set_title(f"Hidden units {kind}, raw per step" if run.activity_columns else "No hidden layer", fontsize=9)
     bottom.set_ylabel("units (%)")
     bottom.set_ylim(bottom=0)
-    if labelled and run.activity_columns:
-        legend_right(bottom)
     for ax in (top, middle, bottom):
         mark_divergence(ax, run)
     run_step_axis(bottom, run)
     run_step_axis(top, run, label=False, epochs_on_top=True)
-    return finish_figure(fig, run, short_batch_note(run))
+    return finish_figure(fig, run, short_batch_note(run), legend_axes=(top, middle, bottom))
 
 
 def profile_epochs(run: Run, count: int = 5) -> list[int]:
@@ -518,6 +656,20 @@ def profile_epochs(run: Run, count: int = 5) -> list[int]:
         return epochs.tolist()
     picks = np.unique(np.round(np.linspace(0, len(epochs) - 1, count)).astype(int))
     return epochs[picks].tolist()
+
+
+def last_complete_epoch(run: Run) -> int | None:
+    """The last epoch (0-based) the run finished before any NaN/Inf, or None if it diverged
+    within its first epoch: a diverged run's last epoch holds its exploding steps, not the
+    end of training."""
+    if not run.steps:
+        return None
+    step = run.nonfinite_step
+    if step is None:
+        return int(run.metrics["epoch"][-1])
+    index = min(int(np.searchsorted(run.metrics["step"], step)), run.steps - 1)
+    diverged_in = int(run.metrics["epoch"][index])
+    return diverged_in - 1 if diverged_in > 0 else None
 
 
 def layer_profile(run: Run, epoch: int, prefix: str) -> np.ndarray:
@@ -532,26 +684,62 @@ def layer_profile(run: Run, epoch: int, prefix: str) -> np.ndarray:
     return np.array(profile)
 
 
+def layer_shapes(run: Run) -> list[tuple[int, int]]:
+    """(inputs, outputs) of each layer's weight matrix: 784 inputs, the hidden sizes, 10 classes."""
+    sizes = [784, *run.config.get("hidden", REFERENCE_HIDDEN), 10]
+    return list(zip(sizes[:-1], sizes[1:]))
+
+
+def size_note(run: Run) -> str | None:
+    """Why |g_w| can change from layer to layer without any vanishing or exploding: a norm
+    sums over a tensor's entries, and the layers' weight matrices differ in size."""
+    shapes = layer_shapes(run)
+    if len(set(shapes)) < 2 or len(shapes) != run.n_layers:
+        return None
+    groups = []  # runs of consecutive layers with the same shape
+    for layer, shape in enumerate(shapes, start=1):
+        if groups and groups[-1][1] == shape:
+            groups[-1][0].append(layer)
+        else:
+            groups.append(([layer], shape))
+    named = [(f"w{layers[0]}" if len(layers) == 1 else f"w{layers[0]}-w{layers[-1]}") + f" {a}x{b}"
+             for layers, (a, b) in groups]
+    return ("|g_w| sums over a matrix's entries, and these differ in size (" + ", ".join(named) + "): "
+            "with entries of equal size a norm grows as the square root of their number, so a step in the solid "
+            "lines between layers of different sizes is not vanishing or exploding. Read the slope across layers "
+            "of one size, and the dashed signal δ.")
+
+
 def flow_figure(run: Run) -> Figure:
     """The gradient-flow profile: per layer from input to output, the weight-gradient norm
     and the back-propagated signal, one line per chosen epoch; and a layer x step map."""
+    from matplotlib.lines import Line2D
+
     fig, (left, right) = subplots(1, 2, figsize=(12, 6), width_ratios=(1, 1.1))
     layers = np.arange(1, run.n_layers + 1)
     epochs = profile_epochs(run)
+    complete = last_complete_epoch(run)
     cmap = colormap("plasma")
+    handles = []
     for i, epoch in enumerate(epochs):
         color = cmap(0.85 * i / max(1, len(epochs) - 1))
-        left.plot(layers, positive(layer_profile(run, epoch, "w")), "o-", color=color, linewidth=1.8, markersize=4,
-                  label=f"epoch {epoch + 1}: |g_w|")
+        left.plot(layers, positive(layer_profile(run, epoch, "w")), "o-", color=color, linewidth=1.8, markersize=4)
         left.plot(layers, positive(layer_profile(run, epoch, "delta")), "s--", color=color, linewidth=1.0,
-                  markersize=3, alpha=0.8, label=f"epoch {epoch + 1}: |δ|")
+                  markersize=3, alpha=0.8)
+        diverged = run.nonfinite_step is not None and (complete is None or epoch > complete)
+        words = f"epoch {epoch + 1}" + (f" (NaN/Inf at step {run.nonfinite_step}; finite steps)" if diverged else "")
+        handles.append(Line2D([], [], color=color, linewidth=3, label=words))
+    handles += [Line2D([], [], color="0.3", marker="o", linewidth=1.8, markersize=4, label="|g_w|: weight gradient"),
+                Line2D([], [], color="0.3", marker="s", linestyle="--", linewidth=1.0, markersize=3,
+                       label="|δ|: back-propagated signal")]
     log_y(left)
-    left.set_xlabel("layer (1 = next to the input, %d = output)" % run.n_layers)
+    left.set_xlabel("layer (1 = next to the input, %d = output)" % run.n_layers, fontsize=9)
     left.set_ylabel("median L2 norm over the epoch (log)")
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_title("Gradient flow: weight gradients (solid) and back-propagated\nsignal δ (dashed). "
                    "A slope down to the left is vanishing; flat is healthy.", fontsize=10)
-    left.legend(fontsize=7, ncol=2, loc="best")
+    # below the axes, where it cannot hide a line; an epoch is one entry, never split
+    left.legend(handles=handles, fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     left.grid(alpha=0.3, which="both")
 
     steps = run.metrics["step"]
@@ -560,17 +748,20 @@ def flow_figure(run: Run) -> Figure:
         log_table = np.log10(table)
     finite = log_table[np.isfinite(log_table)]
     if finite.size:
-        image = right.imshow(np.ma.masked_invalid(log_table), aspect="auto", origin="lower", cmap="magma",
-                             interpolation="nearest", extent=(steps[0] - 0.5, steps[-1] + 0.5, 0.5, run.n_layers + 0.5),
-                             vmin=np.percentile(finite, 1), vmax=np.percentile(finite, 99))
+        # the colours span every value, step 0's large norms too: nothing is cut off
+        image = right.pcolormesh(np.append(steps, steps[-1] + 1) - 0.5, np.arange(0.5, run.n_layers + 1),
+                                 np.ma.masked_invalid(log_table), cmap="magma", vmin=finite.min(), vmax=finite.max(),
+                                 shading="flat", rasterized=True)
         bar = fig.colorbar(image, ax=right, pad=0.02)
-        bar.set_label("log10 |g_w| before clipping", fontsize=9)
-    right.set_xlabel("step")
+        bar.set_label("log10 |g_w| before clipping (full range)", fontsize=9)
+        bar.ax.tick_params(labelsize=8)
     right.set_ylabel("layer")
+    right.set_ylim(0.5, run.n_layers + 0.5)
     right.yaxis.set_major_locator(MaxNLocator(integer=True))
-    right.set_title("Weight-gradient norm per layer and step (linear step axis)", fontsize=10)
+    right.set_title("Weight-gradient norm per layer and step", fontsize=10)
     mark_divergence(right, run)
-    return finish_figure(fig, run)
+    run_step_axis(right, run)
+    return finish_figure(fig, run, size_note(run))
 
 
 UPDATE_RATIO_RULE = 1e-3  # the update-to-weight ratio practitioners look for
@@ -591,21 +782,21 @@ def updates_figure(run: Run) -> Figure:
                                 "train it again to see how far its weights move.")
     fig, (top, bottom) = subplots(2, 1, figsize=FIGSIZE, height_ratios=(3, 2))
     steps = run.metrics["step"]
-    window = smoothing_window(run)
+    smoothing = run_smoothing(run)
     colors = layer_colors(run.n_layers)
     labelled = run.n_layers <= MAX_LEGEND_LAYERS
     trained = set(run.config.get("trainable", run.tensors))
     for layer, name in enumerate(weights, start=1):
         frozen = "" if name in trained else " (frozen: no step)"
-        smoothed_lines(top, steps, update_ratio(run, name), window, colors[layer - 1],
+        smoothed_lines(top, steps, update_ratio(run, name), smoothing, colors[layer - 1],
                        f"||Δ{name}|| / ||{name}||{frozen}" if labelled else None)
     top.axhline(UPDATE_RATIO_RULE, color="0.35", linestyle=":", linewidth=1.2,
                 label=f"rule of thumb {UPDATE_RATIO_RULE:g}")
     log_y(top)
     top.set_ylabel("update / weight (log)")
     optimizer = run.config.get("optimizer", "sgd")
-    top.set_title(f"The step {optimizer} took relative to each weight, per step: raw (pale) and "
-                  f"{smoothing_words(window)}", fontsize=10)
+    top.set_title(f"The step {optimizer} took relative to each weight, per step: raw (pale) and\n"
+                  f"{smoothing.words()}", fontsize=10)
     mark_divergence(top, run)
     run_step_axis(top, run, epochs_on_top=True)
     moved = [f"{name}_moved" for name in weights]
@@ -615,19 +806,14 @@ def updates_figure(run: Run) -> Figure:
             bottom.plot(epochs, positive(run.epochs[column]), "o-", color=colors[layer - 1], markersize=3,
                         linewidth=1.5, label=name if labelled else None)
         log_y(bottom)
-    bottom.set_xlim(0.5, max(len(epochs), 1) + 0.5)
-    bottom.xaxis.set_major_locator(FixedLocator(epochs) if len(epochs) <= 12 else MaxNLocator(integer=True))
-    bottom.set_xlabel("epoch")
+    epoch_axis(bottom, len(epochs))
     bottom.set_ylabel("||w - w_init|| / ||w_init|| (log)")
     bottom.set_title("How far each weight has moved from its initial value, at the end of each epoch", fontsize=10)
     bottom.grid(alpha=0.3, which="both")
-    for ax in (top, bottom):
-        if labelled and ax.get_legend_handles_labels()[0]:
-            legend_right(ax)
     if not labelled:
         layer_colorbar(fig, top, run.n_layers)
         layer_colorbar(fig, bottom, run.n_layers)
-    return finish_figure(fig, run, short_batch_note(run))
+    return finish_figure(fig, run, short_batch_note(run), legend_axes=(top, bottom))
 
 
 def note_figure(run: Run, text: str) -> Figure:

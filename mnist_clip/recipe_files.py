@@ -37,6 +37,14 @@ def recipes() -> dict[str, str]:
     return {name: describe(recipes_folder() / f"{name}.toml") for name in recipe_names()}
 
 
+def recipe_name(given: str | Path | None) -> str | None:
+    """The name a recipe or TOML file gives its runs: the file's name without .toml."""
+    if given is None:
+        return None
+    name = Path(given).name
+    return (name[: -len(".toml")] if name.endswith(".toml") else name) or None
+
+
 def resolve_config_file(given: str | Path) -> Path:
     """--config as given: a path that exists, else a packaged recipe's name (explode or
     explode.toml), else an error that lists the recipes."""

@@ -103,8 +103,12 @@ class Reporter:
 
     # --- one run ---
 
-    def run_progress(self, config: Config, path_hint: Callable[[], Path] | None = None) -> Progress:
+    def run_progress(self, config: Config, path_hint: Callable[[], Path] | None = None,
+                     drawing: bool = False) -> Progress:
+        """The run's bar and lines; with `drawing`, a line when training ends and the pictures
+        are being drawn (a few seconds with nothing else on the screen)."""
         reporter = self
+        compiled = []  # the first epoch with steps has been counted (it includes compiling)
 
         def begin(total_steps: int) -> None:
             reporter.open_bar(total_steps, "compiling")
@@ -127,11 +131,20 @@ class Reporter:
                 reporter.bar.set_postfix_str(f"loss {np.mean(result.column('loss')):.4g}, "
                                              f"test acc {100 * result.test_accuracy:.1f}%")
                 reporter.bar.update(n_steps)
+                if not compiled:
+                    # Rate and ETA from the steady epochs only: the first one's compiling
+                    # would make 2 s of work look like minutes.
+                    reporter.bar.initial, reporter.bar.start_t = reporter.bar.n, time.time()
+            compiled.append(True)
             if reporter.mode != "quiet":
                 reporter.line(epoch_line(config, result))
 
         def end() -> None:
             reporter.close_bar()
+            if drawing and reporter.mode != "quiet":
+                from mnist_clip.plots import RUN_FIGURES  # about to be drawn: matplotlib loads now anyway
+
+                reporter.line(f"drawing the pictures ({', '.join(RUN_FIGURES)}) ...")
 
         return Progress(on_epoch=epoch, on_steps=steps, on_begin=begin, on_end=end)
 
@@ -140,7 +153,8 @@ class Reporter:
         if self.mode != "bar":
             return
         if self.bar is None:
-            self.bar = new_bar(total=total_steps, unit="step", desc=stage, leave=True)
+            # smoothing 0: the rate is the mean since start_t, which epoch() moves past the compiling
+            self.bar = new_bar(total=total_steps, unit="step", desc=stage, leave=True, smoothing=0)
         else:
             self.bar.set_description(stage)
 

@@ -48,8 +48,10 @@ PLOTS_DIR = "plots"
 MAX_NAME_BYTES = 200  # leaves room under the file system's 255 for the temporary siblings' prefixes
 
 
-def default_run_name(clip: str, clip_norm: float) -> str:
-    setting = "noclip" if clip == "none" else f"{clip}-{clip_norm:g}"
+def default_run_name(clip: str, clip_norm: float, recipe: str | None = None) -> str:
+    """<recipe>-<time> for a run of a recipe or TOML file (deep_sigmoid-20260101-120000),
+    else the clip setting that differs between the default runs and the time."""
+    setting = recipe or ("noclip" if clip == "none" else f"{clip}-{clip_norm:g}")
     return f"{setting}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 

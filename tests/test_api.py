@@ -54,6 +54,11 @@ def test_demo_compare_and_sweep_from_python(tmp_path, mnist_5k):
     assert list(pair.table["name"]) == ["clipped", "unclipped"] and (tmp_path / "d" / "compare.png").is_file()
     table, figure = mc.compare([pair.clipped[0], tmp_path / "d" / "unclipped"])
     assert list(table["steps"]) == [32, 32] and len(figure.axes) >= 8
+    # with one seed, each twin is also its run, as the README's example uses it
+    assert pair.clipped.name == "clipped" and pair.unclipped.config["clip"] == "none"
+    assert pair.clipped.summary["steps"] == 32 and pair.clipped.path == pair.clipped[0].path
+    table, _ = mc.compare([pair.clipped, pair.unclipped])
+    assert list(table["name"]) == ["clipped", "unclipped"]
     again = mc.demo(epochs=1, out=tmp_path, name="d", overwrite=True, progress="quiet", data=mnist_5k, lr=0.02)
     assert again.runs[0].config["lr"] == 0.02 and sorted(p.name for p in tmp_path.iterdir()) == ["d"]
     grid = {"lr": [0.01, 0.1], "clip_norm": [None, 15]}
@@ -121,3 +126,15 @@ def test_the_notebook_tour_runs(tmp_path):
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 3  # norms, the demo's comparison, the stability map
     assert (tmp_path / "outputs" / "tour" / "reference" / "summary.json").is_file()
+
+
+def test_twins_of_several_seeds_ask_to_be_indexed(tmp_path):
+    from mnist_clip.api import RunResult, Twins
+    from runfolders import write_run
+
+    runs = Twins(mc.load_run(write_run(tmp_path / f"clipped-seed{seed}", steps=10, seed=seed)) for seed in (1, 2))
+    assert [run.name for run in runs] == ["clipped-seed1", "clipped-seed2"] and isinstance(runs[0], RunResult)
+    with pytest.raises(AttributeError, match="2 runs, one per seed; pick one, e.g. \\[0\\].summary"):
+        runs.summary
+    one = Twins(runs[:1])
+    assert one.name == "clipped-seed1" and repr(one) == repr(runs[0])

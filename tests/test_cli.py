@@ -137,3 +137,23 @@ def test_version_help_and_module_entry():
         assert result.exit_code == 0 and "Usage:" in result.output
     proc = subprocess.run([sys.executable, "-m", "mnist_clip", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "train" in proc.stdout
+
+
+def test_a_recipes_runs_are_named_after_it(tmp_path):
+    import re
+
+    from mnist_clip.api import train
+    from mnist_clip.runs import default_run_name
+
+    # explode diverges at step 4: a run of it is quick
+    result = run_cli("train", "--config", "explode", "--dataset", "mnist-5k", "--out", str(tmp_path / "cli"),
+                     "--no-plots", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert [re.fullmatch(r"explode-\d{8}-\d{6}", p.name) is not None for p in (tmp_path / "cli").iterdir()] == [True]
+    own = tmp_path / "mine.toml"
+    own.write_text((ROOT / "configs" / "explode.toml").read_text())
+    run = train(str(own), out=tmp_path / "api", plots=False, progress="quiet", dataset="mnist-5k")
+    assert re.fullmatch(r"mine-\d{8}-\d{6}", run.name), run.name
+    # without a recipe, the clip setting names the run, as before
+    assert re.fullmatch(r"global_norm-15-\d{8}-\d{6}", default_run_name("global_norm", 15.0))
+    assert re.fullmatch(r"noclip-\d{8}-\d{6}", default_run_name("none", 15.0))

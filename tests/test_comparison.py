@@ -70,3 +70,37 @@ def test_default_output_folder_is_new_and_beside_the_runs(tmp_path):
     assert result.exit_code == 0
     made = [p for p in tmp_path.iterdir() if p.name.startswith("compare-")]
     assert len(made) == 1 and sorted(p.name for p in made[0].iterdir()) == ["compare.csv", "compare.png"]
+
+
+def test_compare_labels_runs_by_their_names_without_the_timestamps(tmp_path):
+    from mnist_clip.comparison import compare_figure, run_labels
+    from mnist_clip.runs import read_run
+
+    runs = [read_run(write_run(tmp_path / "deep_sigmoid-20260101-120000", steps=20)),
+            read_run(write_run(tmp_path / "deep_relu_he-20260101-120500", steps=20, clip="none"))]
+    labels = run_labels(runs)
+    assert labels[0].startswith("deep_sigmoid (") and labels[1].startswith("deep_relu_he (")
+    assert "global_norm 15" in labels[0] and "no clipping" in labels[1]
+    figure_labels = [t.get_text() for t in compare_figure(runs).legends[0].get_texts()]
+    assert figure_labels[:2] == labels
+    # two runs of one recipe keep their timestamps: they are how a reader tells them apart
+    again = [runs[0], read_run(write_run(tmp_path / "deep_sigmoid-20260101-130000", steps=20, seed=4))]
+    assert [label.split(" ")[0] for label in run_labels(again)] == ["deep_sigmoid-20260101-120000",
+                                                                    "deep_sigmoid-20260101-130000"]
+
+
+def test_the_seed_report_says_a_tie_is_a_tie():
+    from mnist_clip.comparison import paired_rows, paired_text
+
+    def row(accuracy, diverged):
+        return {"test_accuracy": accuracy, "final_loss": 0.1, "steps_clipped": 3, "diverged": diverged,
+                "median_w1_wL_first_epoch": 0.5, "median_w1_wL_last_epoch": 0.5}
+
+    clipped = [row(a, 0) for a in (0.8, 0.7, 0.6)]
+    unclipped = [row(a, d) for a, d in ((0.7, 0), (0.7, 1), (0.7, 0))]
+    lines = {line.split(":")[0].strip(): line for line in paired_text(paired_rows(clipped, unclipped))}
+    assert lines["test accuracy"].endswith("clipping ahead in 1, behind in 1 and tied in 1 of 3 seeds")
+    assert lines["diverged (1 = yes)"].endswith("clipping ahead in 1, behind in 0 and tied in 2 of 3 seeds")
+    neither = paired_text(paired_rows(clipped, [row(0.7, 0)] * 3))
+    diverged = next(line for line in neither if line.strip().startswith("diverged"))
+    assert diverged.endswith("the same with and without clipping in all 3 seeds") and "ahead in 0" not in diverged

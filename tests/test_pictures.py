@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from mnist_clip.cli import cli
 from mnist_clip.comparison import compare_figure
-from mnist_clip.plots import loss_figure, norms_figure, ratio_figure, signals_figure
+from mnist_clip.plots import RUN_FIGURES, loss_figure, norms_figure, ratio_figure, signals_figure
 from mnist_clip.runs import read_run
 from mnist_clip.config import Config
 from mnist_clip.sweeps import make_cells, parse_grid, stability_figure, sweep_rows
@@ -46,19 +46,52 @@ def long_run(tmp_path, **options):
                               first_step_scale=20.0, **options))
 
 
-def test_the_first_epoch_takes_a_quarter_of_the_width_in_a_long_run(tmp_path):
+def step_axes(fig) -> list:
+    """The axes of a figure that have steps on x (on the step scale)."""
+    return [ax for ax in fig.axes if ax.get_xscale() == "function" and "epoch" not in ax.get_xlabel()]
+
+
+def where_on_axis(ax, steps) -> np.ndarray:
+    """Steps' positions across an axes, 0 at its left edge and 1 at its right."""
+    x = ax.transData.transform(np.column_stack([steps, np.ones(len(steps))]))[:, 0]
+    return (x - ax.bbox.x0) / ax.bbox.width
+
+
+def test_every_picture_of_a_run_and_compare_use_one_step_axis(tmp_path):
     run = long_run(tmp_path)
-    fig = norms_figure(run)
-    drawn(fig)
-    ax = fig.axes[1]
-    left, right = ax.transData.transform([(0, 1), (32, 1)])[:, 0]
-    width = ax.bbox.width
-    assert 0.22 < (right - left) / width < 0.28  # 32 of 960 steps, opened to a quarter
-    step1 = ax.transData.transform([(1, 1)])[0, 0]
-    assert step1 - left > 3  # adjacent steps are pixels apart: their 1.7-pixel marks stay distinct
-    marks = [line for line in ax.get_lines() if line.get_label().startswith("clipping acted")]
-    assert marks and marks[0].get_label() == "clipping acted: 240 of 960 steps"
-    assert len(marks[0].get_xdata()) == 240
+    early = read_run(write_run(tmp_path / "early", steps=960, steps_per_epoch=32, nonfinite_from=4, train_size=4000))
+    # log(1 + step/8) for 32 steps per epoch, from step -0.5 to 959.5, computed here on its own
+    steps = np.array([0.0, 1, 4, 31.5, 100, 500, 959])
+    position = lambda s: np.log1p(np.asarray(s) / 8.0)  # noqa: E731
+    want = (position(steps) - position(-0.5)) / (position(959.5) - position(-0.5))
+    figures = {make.__name__: make(run) for make in RUN_FIGURES.values()}
+    figures["compare"] = compare_figure([run, early])
+    for name, fig in figures.items():
+        drawn(fig)
+        axes = step_axes(fig)
+        assert axes, name
+        for ax in axes:
+            np.testing.assert_allclose(where_on_axis(ax, steps), want, atol=2e-3, err_msg=name)
+    # the slope changes smoothly: no kink at the end of the first epoch or anywhere else
+    ax = step_axes(figures["norms_figure"])[0]
+    x = where_on_axis(ax, np.arange(0, 960, 1.0))
+    slopes = np.diff(x)
+    assert np.all(slopes > 0) and np.all(slopes[1:] / slopes[:-1] > 0.85)  # the old opened axis: 0.11 at step 32
+    x0, x4 = where_on_axis(ax, [0, 4])
+    assert x4 - x0 > 0.08  # the first five steps, where runs blow up, get room (0.4% on a plain axis)
+
+
+def test_epochs_are_counted_1_to_n_on_every_top_axis(tmp_path):
+    run = long_run(tmp_path)
+    for make in (norms_figure, ratio_figure, signals_figure):
+        fig = make(run)
+        drawn(fig)
+        tops = [ax for ax in fig.axes if ax.get_xlabel() == "end of epoch"]
+        assert len(tops) == 1, make.__name__
+        labels = [int(t.get_text()) for t in tops[0].get_xticklabels()]
+        assert labels[0] >= 1 and labels[-1] == 30, labels  # the console's epoch 1/30 .. 30/30
+        ticks = tops[0].get_xticks()
+        np.testing.assert_allclose(ticks, [min(32 * e, 960) - 0.5 for e in labels])  # each at its epoch's end
 
 
 def test_smoothed_curves_start_at_the_raw_values(tmp_path):
@@ -215,3 +248,20 @@ def test_titles_name_the_seed_and_the_tensors_trained(tmp_path):
     (run_dir / "config.json").write_text(json.dumps(config))
     title = norms_figure(read_run(run_dir))._suptitle.get_text()
     assert "seed 7" in title and "trains w3,b3 only" in title
+
+
+def test_log_axes_label_at_least_three_ticks_in_one_font_size(tmp_path):
+    run = long_run(tmp_path)
+    narrow = read_run(write_run(tmp_path / "narrow", steps=40))  # norms within about one decade
+    for make in RUN_FIGURES.values():
+        for source in (run, narrow):
+            fig = make(source)
+            drawn(fig)
+            for ax in fig.axes:
+                if ax.get_yscale() != "log":
+                    continue
+                low, high = ax.get_ylim()
+                labels = [t for t in ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels()
+                          if t.get_text() and low <= t.get_position()[1] <= high]
+                assert len(labels) >= 3, (make.__name__, ax.get_title(), [t.get_text() for t in labels])
+                assert {t.get_fontsize() for t in labels} == {8}, make.__name__
