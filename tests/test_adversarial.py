@@ -62,30 +62,30 @@ def corrupt_gz_folder(tmp_path):
 
 # (category, make train args from tmp_path, expected message)
 TRAIN_CASES = {
-    "lr inf": ("value", lambda t: ["--lr", "inf"], "lr must be a finite number"),
-    "lr nan": ("value", lambda t: ["--lr", "nan"], "lr must be a finite number"),
+    "lr inf": ("value", lambda t: ["--lr", "inf"], "--lr: must be a finite number"),
+    "lr nan": ("value", lambda t: ["--lr", "nan"], "--lr: must be a finite number"),
     "lr beyond float32": ("value", lambda t: ["--lr", "1e39"], "outside float32's range"),
-    "clip-norm inf": ("value", lambda t: ["--clip-norm", "inf"], "clip_norm must be a finite number"),
+    "clip-norm inf": ("value", lambda t: ["--clip-norm", "inf"], "--clip-norm: must be a finite number"),
     "input scale underflows float32": ("value", lambda t: ["--input-scale", "1e-46"], "outside float32's range"),
-    "input scale overflows the pixels": ("value", lambda t: ["--input-scale", "1e-37"], "255 / input_scale overflows"),
-    "seed negative": ("value", lambda t: ["--seed", "-1"], "seed must be an integer from 0 to 2147483647"),
-    "seed too large": ("value", lambda t: ["--seed", str(2**31)], "seed must be an integer from 0"),
-    "name too long": ("value", lambda t: ["--name", "n" * 300], "--name is 300 bytes long; at most 200"),
-    "name with slash": ("value", lambda t: ["--name", "a/b"], "--name must be a plain folder name"),
-    "name dot-dot": ("value", lambda t: ["--name", ".."], "--name must be a plain folder name"),
-    "empty train": ("value", lambda t: ["--train", ""], "--train: train is empty"),
-    "empty freeze": ("value", lambda t: ["--freeze", " , "], "--freeze: freeze is empty"),
+    "input scale overflows the pixels": ("value", lambda t: ["--input-scale", "1e-37"], "--input-scale: 1e-37 is too small: 255 / 1e-37 overflows"),
+    "seed negative": ("value", lambda t: ["--seed", "-1"], "--seed: must be an integer from 0 to 2147483647"),
+    "seed too large": ("value", lambda t: ["--seed", str(2**31)], "--seed: must be an integer from 0"),
+    "name too long": ("value", lambda t: ["--name", "n" * 300], "--name: 300 bytes long; at most 200"),
+    "name with slash": ("value", lambda t: ["--name", "a/b"], "--name: must be a plain folder name"),
+    "name dot-dot": ("value", lambda t: ["--name", ".."], "--name: must be a plain folder name"),
+    "empty train": ("value", lambda t: ["--train", ""], "--train: is empty; name at least one tensor"),
+    "empty freeze": ("value", lambda t: ["--freeze", " , "], "--freeze: is empty; name at least one tensor, e.g. w3,b3 (or leave --freeze out)"),
     "hidden width zero": ("value", lambda t: ["--hidden", "256,0"], "width 0 is not allowed"),
     "hidden too wide": ("value", lambda t: ["--hidden", "5000"], "widths are whole numbers from 1 to 4096"),
     "hidden too deep": ("value", lambda t: ["--hidden", "8x65"], "repeats a layer 65 times"),
     "hidden too deep in parts": ("value", lambda t: ["--hidden", "8x40,8x40"], "at most 64 hidden layers"),
-    "hidden unreadable": ("value", lambda t: ["--hidden", "wide"], "cannot read 'wide'"),
-    "tensor beyond depth": ("value", lambda t: ["--hidden", "64", "--train", "w3"], "train: unknown tensor 'w3'"),
-    "toml table value": ("toml", lambda t: ["--config", toml(t, "[lr]\nvalue = 1\n")], "lr must be a number (got dict"),
-    "toml braces in a string": ("toml", lambda t: ["--config", toml(t, "lr = '{oops}'\n")], "lr must be a number (got str '{oops}')"),
+    "hidden unreadable": ("value", lambda t: ["--hidden", "wide"], "--hidden: cannot read 'wide'"),
+    "tensor beyond depth": ("value", lambda t: ["--hidden", "64", "--train", "w3"], "--train: unknown tensor 'w3'"),
+    "toml table value": ("toml", lambda t: ["--config", toml(t, "[lr]\nvalue = 1\n")], "lr: must be a number (got dict"),
+    "toml braces in a string": ("toml", lambda t: ["--config", toml(t, "lr = '{oops}'\n")], "lr: must be a number (got str '{oops}')"),
     "toml key twice": ("toml", lambda t: ["--config", toml(t, "clip-norm = 1\nclip_norm = 2\n")],
                        "'clip-norm' and 'clip_norm' are the same key"),
-    "toml hidden as table": ("toml", lambda t: ["--config", toml(t, "[hidden]\na = 1\n")], "hidden must be a list of layer widths"),
+    "toml hidden as table": ("toml", lambda t: ["--config", toml(t, "[hidden]\na = 1\n")], "hidden: must be a list of layer widths"),
     "toml hidden bad width": ("toml", lambda t: ["--config", toml(t, "hidden = [128, -3]\n")], "width -3 is not allowed"),
     "toml not utf-8": ("toml", lambda t: ["--config", toml(t, "") and (t / "c.toml").write_bytes(b"lr = '\xff'\n") and t / "c.toml"],
                        "cannot read config file"),
@@ -115,12 +115,12 @@ def test_train_rejects(tmp_path, case):
 
 
 def test_demo_and_sweep_share_the_checks(tmp_path):
-    assert_one_line_error(invoke("demo", "--lr", "inf", "--out", tmp_path / "o"), "lr must be a finite number")
+    assert_one_line_error(invoke("demo", "--lr", "inf", "--out", tmp_path / "o"), "--lr: must be a finite number")
     assert_one_line_error(invoke("sweep", "--grid", "lr=0.1,0.1", "--out", tmp_path / "o"), "the value 0.1 is given twice")
     assert_one_line_error(invoke("sweep", "--grid", "lr=0.1,0.10", "--out", tmp_path / "o"), "the value 0.1 is given twice")
     assert_one_line_error(invoke("sweep", "--grid", "hidden=128x2,128+128", "--out", tmp_path / "o"), "given twice")
     assert_one_line_error(invoke("sweep", "--grid", "train=", "--out", tmp_path / "o"), "expected KEY=V1,V2")
-    assert_one_line_error(invoke("sweep", "--grid", "lr=0.1,inf", "--out", tmp_path / "o"), "lr must be a finite number")
+    assert_one_line_error(invoke("sweep", "--grid", "lr=0.1,inf", "--out", tmp_path / "o"), "--grid lr=inf: must be a finite number")
     assert not (tmp_path / "o").exists()
 
 
