@@ -110,7 +110,7 @@ def compiled_program(shapes: tuple, clip: str, trained: tuple[bool, ...], stop_o
 
     # XLA fuses the element-wise work of a step (clipping, norms, the update)
     # into few passes over memory; it needs static shapes, hence [n, B, ...].
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)
     def run_chunk(variables, learning_rate, threshold, autoclip_state, xb, yb):
         autoclip = None
         if percentile is not None:
@@ -191,7 +191,7 @@ def make_evaluate(params: dict[str, tf.Variable], activation: str = "relu"):
     names = list(params)
     key = (len(names), activation)
     if key not in _EVALUATORS:
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def evaluate_with(variables, x, y):
             out = forward(dict(zip(names, variables)), x, activation).out
             return mse_loss(y, out), accuracy(y, out)

@@ -1,6 +1,7 @@
 """The real `mnist-clip` command on the real bundled digits, and its answers to bad input."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,23 @@ def test_version_help_and_module_entry():
         assert result.exit_code == 0 and "Usage:" in result.output
     proc = subprocess.run([sys.executable, "-m", "mnist_clip", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "train" in proc.stdout
+
+
+def test_a_run_leaves_nothing_in_the_temp_folder_and_no_process_behind(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "mnist_clip", "train", "--dataset", "mnist-5k", "--epochs", "1",
+                             "--out", str(tmp_path / "out"), "--name", "r", "--tensorboard", "--quiet"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out" / "r" / "plots").iterdir())  # the pictures were drawn
+    assert list(temp.iterdir()) == []  # no __autograph_generated_file*.py, nothing else
+    stray = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"TMPDIR={temp}".encode() in (proc / "environ").read_bytes():
+                stray.append(proc.name)
+        except OSError:
+            continue
+    assert stray == []
