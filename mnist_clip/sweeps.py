@@ -137,24 +137,25 @@ def check_seeds(base: Config, seeds: int, runs_per_seed: int = 1) -> None:
     """--seeds N trains seeds seed, seed + 1, ..., seed + N - 1: all must be valid seeds."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise InputError(f"{named('seeds')}: must be a whole number >= 1 (got {seeds!r})", "seeds")
-    check_plan_size(seeds * runs_per_seed, named("seeds"), f"{seeds} seeds" + (f" x {runs_per_seed}" if runs_per_seed > 1 else ""))
+    check_plan_size(seeds * runs_per_seed, "seeds", f"{seeds} seeds" + (f" x {runs_per_seed}" if runs_per_seed > 1 else ""))
     if base.seed + seeds - 1 > MAX_SEED:
         raise InputError(f"{named('seeds')}: {seeds} seeds from seed {base.seed} go past {MAX_SEED}; "
                          f"at most {MAX_SEED - base.seed + 1} fit, or choose a smaller {named('seed')}", "seeds")
 
 
-def check_plan_size(runs: int, what: str, counted: str) -> None:
-    """Refuse a plan of more than MAX_RUNS runs, before any folder or list of them exists."""
+def check_plan_size(runs: int, key: str, counted: str) -> None:
+    """Refuse a plan of more than MAX_RUNS runs (`key` makes it so), before any folder or
+    list of them exists. Every command that plans many runs asks here."""
     if runs > MAX_RUNS:
-        raise InputError(f"{what}: {runs:,} runs ({counted}); at most {MAX_RUNS:,} runs are planned at once, since each "
-                         "trains for seconds and writes a folder of a few MB: split it into smaller plans")
+        raise InputError(f"{named(key)}: {runs:,} runs ({counted}); at most {MAX_RUNS:,} runs are planned at once, since each "
+                         "trains for seconds and writes a folder of a few MB: split it into smaller plans", key)
 
 
 def make_cells(base: Config, grid: list[tuple[str, list]], seeds: int = 1) -> list[Cell]:
     """Every combination of the grid's values over the base config, for each of `seeds` seeds
     (all validated up front)."""
     points = math.prod(len(values) for _, values in grid)
-    check_plan_size(points, named("grid"), " x ".join(f"{key} ({len(values)})" for key, values in grid) or "one cell")
+    check_plan_size(points, "grid", " x ".join(f"{key} ({len(values)})" for key, values in grid) or "one cell")
     check_seeds(base, seeds, points)
     if seeds > 1 and any(key == "seed" for key, _ in grid):
         raise InputError(f"{named('seeds')}: give either {named('seeds')} or a grid over seed, not both", "seeds")

@@ -149,6 +149,11 @@ DAMAGED = {
     "summary.json without status": (damage(summary='{"steps": 3}'), "no status"),
     "plots is a file": (lambda run: (run / "plots").write_text("x"), "is a file, not a folder"),
 }
+for key, shown in (("clip_norm", "15"), ("batch_size", "128"), ("input_scale", "50"), ("lr", "0.01")):
+    DAMAGED[f"config.json {key} a string"] = (
+        lambda run, key=key, shown=shown: (run / "config.json").write_text(
+            json.dumps({**json.loads((run / "config.json").read_text()), key: shown})),
+        f"config.json: {key}: must be {'an integer' if key == 'batch_size' else 'a number'} (got str '{shown}')")
 
 
 @pytest.mark.parametrize("case", list(DAMAGED))
@@ -291,3 +296,81 @@ def test_a_sweep_over_data_paths_with_slashes_and_over_clip(tmp_path):
     assert [row["clip"] for row in rows] == ["none", "value"]  # the grid's values, not labels
     assert [row["data_path"] for row in rows] == [str(path)] * 2
     assert all(row["status"] == "completed" for row in rows)
+
+
+def test_an_empty_config_file_means_the_defaults(tmp_path):
+    from mnist_clip.cli import config_from_options, train
+    from mnist_clip.config import Config
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    for given in ("/dev/null", str(empty)):
+        with train.make_context("train", ["--config", given]) as ctx:
+            assert config_from_options(ctx, ctx.params) == Config()
+    assert_one_line_error(invoke("train", "--config", "/dev/null", "--epochs", "0", "--out", tmp_path / "o"),
+                          "--epochs: must be an integer >= 1")
+
+
+def test_a_sweep_refused_for_a_missing_data_file_leaves_no_folder(tmp_path):
+    for jobs in ("1", "2"):
+        result = invoke("sweep", "--epochs", "1", "--grid", f"data_path={tmp_path / 'none.npz'}", "--out", tmp_path / "o",
+                        "--jobs", jobs)
+        assert_one_line_error(result, f"data path not found: {tmp_path / 'none.npz'}")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "--seeds", "100000000", "--grid", "lr=0.01"],
+     "--seeds: 100,000,000 runs (100000000 seeds); at most 10,000 runs"),
+    (["sweep", "--seeds", "400", "--grid", "lr=0.01,0.02,0.03,0.04,0.05,0.06,0.07,0.08,0.09,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,2,3,4,5,6,7,8"],
+     "--seeds: 10,400 runs (400 seeds x 26); at most 10,000 runs"),
+    (["sweep", "--grid", "lr=" + ",".join(f"0.{i:03d}1" for i in range(1, 201)), "--grid",
+      "batch_size=" + ",".join(str(i) for i in range(1, 61))],
+     "--grid: 12,000 runs (lr (200) x batch_size (60)); at most 10,000 runs"),
+    (["demo", "--seeds", "5001"], "--seeds: 10,002 runs (5001 seeds x 2); at most 10,000 runs"),
+])
+def test_a_plan_beyond_reason_is_refused_before_anything_exists(tmp_path, args, message):
+    from mnist_clip.sweeps import MAX_RUNS
+
+    assert MAX_RUNS == 10_000
+    assert_one_line_error(invoke(*args, "--out", tmp_path / "o"), message)
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_largest_plan_allowed_is_planned_quickly():
+    from mnist_clip.config import Config
+    from mnist_clip.sweeps import MAX_RUNS, make_cells, parse_grid
+
+    cells = make_cells(Config(), parse_grid(["lr=0.01,0.02"]), seeds=MAX_RUNS // 2)
+    assert len(cells) == MAX_RUNS and cells[-1].config.seed == Config().seed + MAX_RUNS // 2 - 1
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--clip-norm", "none"], "Error: --clip-norm: 'none' is not a valid float; to train without clipping give --clip none"),
+    (["--hidden", "256x"], "Error: --hidden: cannot read '256x'; give widths like 256,128 or 128x10 (ten layers of 128), or none"),
+    (["--train", "w3,w9"], "Error: --train: unknown tensor 'w9'; allowed: w1, b1, w2, b2, w3, b3 (this net has 3 weight layers)"),
+    (["--clip-norm", "0"], "Error: --clip-norm: must be > 0 for --clip global_norm (got 0.0); use --clip none to train "
+                           "without clipping"),
+    (["--train", "w1", "--freeze", "w2"], "Error: --freeze: give either --train or --freeze, not both"),
+    (["--lr", "fast"], "Error: --lr: 'fast' is not a valid float"),
+    (["--clip", "sometimes"], "Error: --clip: 'sometimes' is not one of"),
+])
+def test_command_line_errors_name_the_option_as_typed(tmp_path, args, line):
+    result = invoke("train", *args, "--out", tmp_path / "o")
+    assert_one_line_error(result, line)
+    assert result.stderr.startswith(line)
+    assert "_" not in result.stderr.split(":")[1]  # --clip-norm, never clip_norm
+
+
+def test_config_file_errors_name_the_file_and_its_key(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("clip-norm = 0\n")
+    result = invoke("train", "--config", path, "--out", tmp_path / "o")
+    assert_one_line_error(result, f"Error: {path}: clip_norm: must be > 0 for clip='global_norm' (got 0.0); use "
+                                  "clip='none' to train without clipping")
+    # the option typed wins and is named as typed, even with a config file
+    assert_one_line_error(invoke("train", "--config", path, "--clip-norm", "-2", "--out", tmp_path / "o"),
+                          "Error: --clip-norm: must be > 0")
+    path.write_text("hidden = '256x'\n")
+    assert_one_line_error(invoke("train", "--config", path, "--out", tmp_path / "o"),
+                          f"Error: {path}: hidden: cannot read '256x'")
