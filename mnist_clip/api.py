@@ -4,6 +4,7 @@ notebook can show. The command line is a thin layer over these same functions.""
 from __future__ import annotations
 
 import importlib.util
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +199,7 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
                  overwrite: bool = False, plots: bool = True, tensorboard: bool = False, data=None) -> RunResult:
     """Check, load, train into a run folder and report: the one path behind `train`."""
     from mnist_clip.experiment import train_into
+    from mnist_clip.painters import Painters
     from mnist_clip.tf_setup import import_tensorflow
 
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -207,12 +209,18 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
     target.check()  # before the data and TensorFlow load: a taken name fails at once
     data = data if data is not None else load_data(config, reporter)
     reporter.open_bar(config.epochs * config.steps_per_epoch(len(data.y_train)), "starting TensorFlow")
+    # Painters load matplotlib while TensorFlow loads and draw the pictures two at a time;
+    # a process that has matplotlib already (a notebook) draws them itself.
+    painters = Painters() if plots and "matplotlib" not in sys.modules else None
     try:
         import_tensorflow()
         outcome = train_into(config, data, target, reporter.run_progress(config), draw_plots=plots,
-                             tensorboard=tensorboard, on_start=reporter.run_started(config))
+                             tensorboard=tensorboard, on_start=reporter.run_started(config),
+                             draw=painters.draw if painters else None)
     finally:
         reporter.close_bar()
+        if painters:
+            painters.close()
     kept = target.final if target.final is not None and outcome.path != target.final else None
     reporter.run_finished(config, outcome, kept)
     return RunResult(read_run(outcome.path), outcome.exit_code)

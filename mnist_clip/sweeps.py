@@ -216,26 +216,14 @@ def run_cell(config: Config, cell_dir: str, plots: bool) -> tuple[str, dict, int
     return cell_dir, outcome.summary, outcome.exit_code
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: the kernel kills this process when its parent dies, however the parent dies."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:  # the parent died before the line above
-        os._exit(1)
-
-
 def _worker_main(tasks, results, parent_pid: int) -> None:
     """A sweep worker: trains the cells it is handed until told to stop. Ctrl-C at the
     terminal is the parent's to handle; the parent's SIGTERM stops the cell in flight
     after its epoch (a second one ends the worker at once)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
-    from mnist_clip.interrupts import catch_stop_signals
+    from mnist_clip.interrupts import catch_stop_signals, die_with_parent
+
+    die_with_parent(parent_pid)
 
     with catch_stop_signals(signals=(signal.SIGTERM,)) as stop:
         while not stop.requested:
