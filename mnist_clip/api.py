@@ -4,13 +4,14 @@ notebook can show. The command line is a thin layer over these same functions.""
 from __future__ import annotations
 
 import importlib.util
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from mnist_clip.config import Config, check_optimizer_keys, load_toml, values_from_mapping
-from mnist_clip.errors import InputError
+from mnist_clip.errors import InputError, name as named, render
 from mnist_clip.runs import DEMO_FILE, Run, RunTarget, check_out_folder, default_run_name, read_run, write_json
 
 
@@ -164,13 +165,19 @@ def make_config(config: Config | str | Path | None = None, overrides: Mapping[st
     from mnist_clip.recipe_files import resolve_config_file
 
     if isinstance(config, (str, Path)):
-        base_values = load_toml(resolve_config_file(config))
-        check_optimizer_keys(base_values, base_values.get("optimizer", Config.optimizer))
-        base = Config(**base_values)
-    else:
+        path = resolve_config_file(config)
+        base_values = load_toml(path)
+        try:
+            check_optimizer_keys(base_values, base_values.get("optimizer", Config.optimizer))
+            base = Config(**base_values)
+        except InputError as err:
+            raise err.retold(f"{path}: ") from None
+    elif config is None or isinstance(config, Config):
         base = config or Config()
-    plain = {key: list(value) if isinstance(value, tuple) else value for key, value in (overrides or {}).items()}
-    values = values_from_mapping(plain, "mnist_clip")
+    else:
+        raise InputError(f"{named('config')}: must be a Config, a recipe name such as 'explode' or a TOML file's path "
+                         f"(got {_shown(config)})", "config")
+    values = values_from_mapping(overrides or {})
     check_optimizer_keys(values, values.get("optimizer", base.optimizer))
     return base.replace(**values)
 
@@ -180,6 +187,32 @@ def given_recipe(config) -> str | None:
     from mnist_clip.recipe_files import recipe_name
 
     return recipe_name(config) if isinstance(config, (str, Path)) else None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def check_arguments(data=None, out: Any = "outputs", name: Any = None, **flags: Any) -> None:
+    """The Python API's own arguments (those that are not config keys), checked as the
+    command line's parser checks its options."""
+    from mnist_clip.data import Dataset
+
+    if data is not None and not isinstance(data, Dataset):
+        raise InputError(f"{named('data')}: must be a Dataset from mnist_clip.data.load_dataset, or None to load the "
+                         f"config's data (got {_shown(data)})", "data")
+    if out is not None and not isinstance(out, (str, Path)):
+        raise InputError(f"{named('out')}: must be a folder path (got {_shown(out)})", "out")
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"{named('name')}: must be a folder name or None (got {_shown(name)})", "name")
+    for flag, value in flags.items():
+        if isinstance(value, bool):
+            continue
+        if flag in ("print_every", "jobs", "seeds") and isinstance(value, int):
+            continue
+        expected = "a whole number" if flag in ("print_every", "jobs", "seeds") else "True or False"
+        raise InputError(f"{named(flag)}: must be {expected} (got {_shown(value)})", flag)
 
 
 def load_data(config: Config, reporter):
@@ -196,20 +229,28 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
     """Check, load, train into a run folder and report: the one path behind `train`. A run
     of a recipe is named after it unless `name` is given."""
     from mnist_clip.experiment import train_into
+    from mnist_clip.painters import Painters
     from mnist_clip.tf_setup import import_tensorflow
 
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise InputError("--tensorboard needs the tensorboard package: pip install 'mnist-clip[tensorboard]'")
+        raise InputError(f"{named('tensorboard', True)}: needs the tensorboard package: pip install 'mnist-clip[tensorboard]'",
+                         "tensorboard")
     target = RunTarget(Path(out), name, default_run_name(config.clip, config.clip_norm, recipe), overwrite)
     target.check()  # before the data and TensorFlow load: a taken name fails at once
     data = data if data is not None else load_data(config, reporter)
     reporter.open_bar(config.epochs * config.steps_per_epoch(len(data.y_train)), "starting TensorFlow")
+    # Painters load matplotlib while TensorFlow loads and draw the pictures two at a time;
+    # a process that has matplotlib already (a notebook) draws them itself.
+    painters = Painters() if plots and "matplotlib" not in sys.modules else None
     try:
         import_tensorflow()
         outcome = train_into(config, data, target, reporter.run_progress(config, drawing=plots), draw_plots=plots,
-                             tensorboard=tensorboard, on_start=reporter.run_started(config))
+                             tensorboard=tensorboard, on_start=reporter.run_started(config),
+                             draw=painters.draw if painters else None)
     finally:
         reporter.close_bar()
+        if painters:
+            painters.close()
     kept = target.final if target.final is not None and outcome.path != target.final else None
     reporter.run_finished(config, outcome, kept)
     return RunResult(read_run(outcome.path), outcome.exit_code)
@@ -219,7 +260,7 @@ def _reporter(progress: str, print_every: int = 0):
     from mnist_clip.reporting import MODES, Reporter
 
     if progress not in MODES:
-        raise InputError(f"progress: unknown value {progress!r}; allowed: {', '.join(MODES)}")
+        raise InputError(f"{named('progress')}: unknown value {progress!r}; allowed: {', '.join(MODES)}", "progress")
     return Reporter(print, progress, print_every)
 
 
@@ -234,6 +275,7 @@ def train(config: Config | str | Path | None = None, *, out: str | Path = "outpu
     already loaded (mnist_clip.data.load_dataset) to skip loading it again.
     Bad arguments raise InputError with the CLI's one-line message.
     """
+    check_arguments(data, out, name, overwrite=overwrite, plots=plots, tensorboard=tensorboard, print_every=print_every)
     recipe = given_recipe(config)
     config = make_config(config, overrides)
     return run_training(config, _reporter(progress, print_every), out, name, overwrite, plots, tensorboard, data,
@@ -251,11 +293,11 @@ def run_demo(config: Config, reporter, out: str | Path = "outputs", name: str | 
     from mnist_clip.sweeps import check_seeds
 
     if config.clip == "none":
-        raise InputError("demo compares a clipping method with none; give --clip global_norm, norm, value, "
-                         "average_norm, agc or autoclip")
-    check_seeds(config, seeds)
-    named = f"demo-{recipe}" if recipe else "demo"
-    target = RunTarget(Path(out), name, f"{named}-{time.strftime('%Y%m%d-%H%M%S')}", overwrite, marker=DEMO_FILE)
+        raise InputError(f"{named('clip')}: demo compares a clipping method with none; give one of global_norm, norm, "
+                         "value, average_norm, agc or autoclip", "clip")
+    check_seeds(config, seeds, runs_per_seed=2)
+    prefix = f"demo-{recipe}" if recipe else "demo"
+    target = RunTarget(Path(out), name, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}", overwrite, marker=DEMO_FILE)
     target.check()
     data = data if data is not None else load_data(config, reporter)
     with catch_stop_signals() as stop:
@@ -294,6 +336,8 @@ def demo(config: Config | str | Path | None = None, *, out: str | Path = "output
     into <out>/<name>/{clipped,unclipped}/, and compare them (compare.png, compare.csv).
     With seeds=N, a pair for each seed seed, seed+1, ... (folders clipped-seedS, unclipped-seedS),
     and `.notes` reports the paired statistics."""
+    check_arguments(data, out, name, overwrite=overwrite, plots=plots, tensorboard=tensorboard, print_every=print_every,
+                    seeds=seeds)
     recipe = given_recipe(config)
     config = make_config(config, overrides)
     reporter = _reporter(progress, print_every)
@@ -310,6 +354,9 @@ def _as_run(item) -> Run:
         return item.run
     if isinstance(item, Run):
         return item
+    if not isinstance(item, (str, Path)):
+        raise InputError(f"{named('runs')}: each run is a RunResult, a Run or a run folder's path (got {_shown(item)})",
+                         "runs")
     return read_run(item)
 
 
@@ -324,7 +371,16 @@ def compare(runs: Iterable, out: str | Path | None = None):
     compare.csv and compare.png there."""
     from mnist_clip.comparison import compare_figure, compare_runs, table_row
 
+    if isinstance(runs, (str, Path, Run, RunResult)):
+        runs = [runs]  # one run: a table of one row and its picture
+    if not isinstance(runs, Iterable):
+        raise InputError(f"{named('runs')}: give a list of runs (got {_shown(runs)})", "runs")
     runs = [_as_run(item) for item in runs]
+    if not runs:
+        raise InputError(f"{named('runs')}: nothing to compare; give at least one run (a RunResult or a run folder)",
+                         "runs")
+    if out is not None and not isinstance(out, (str, Path)):
+        raise InputError(f"{named('out')}: must be a folder path or None (got {_shown(out)})", "out")
     if out is not None:
         check_out_folder(Path(out))
         rows, _ = compare_runs([run.path for run in runs], Path(out))
@@ -336,14 +392,33 @@ def compare(runs: Iterable, out: str | Path | None = None):
 
 def grid_specs(grid) -> list[str]:
     """A grid as --grid strings: {"lr": [0.01, 0.1], "clip_norm": [None, 15]} or ["lr=0.01,0.1"]."""
-    from mnist_clip.sweeps import format_setting
+    from mnist_clip.sweeps import DEFAULT_GRID, format_setting
 
     if grid is None:
-        return []
+        return list(DEFAULT_GRID)
+    if isinstance(grid, str):
+        grid = [grid]
     if isinstance(grid, Mapping):
-        return [f"{key}=" + ",".join(format_setting(tuple(v) if isinstance(v, list) else v) for v in values)
-                for key, values in grid.items()]
-    return [str(spec) for spec in grid]
+        specs = []
+        for key, values in grid.items():
+            if not isinstance(key, str):
+                raise InputError(f"{named('grid')}: its keys are config keys such as 'lr' (got {_shown(key)})", "grid")
+            if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+                raise InputError(f"{named('grid')} {key}: give a list of values such as [0.01, 0.1] "
+                                 f"(got {_shown(values)})", "grid")
+            values = [tuple(v) if isinstance(v, list) else v for v in values]
+            if not values:
+                raise InputError(f"{named('grid')} {key}: no values; give a list such as [0.01, 0.1]", "grid")
+            specs.append(f"{key}=" + ",".join(format_setting(v) for v in values))
+    elif isinstance(grid, Iterable) and all(isinstance(spec, str) for spec in grid):
+        specs = list(grid)
+    else:
+        raise InputError(f"{named('grid')}: give a dict such as {{'lr': [0.01, 0.1]}} or strings such as 'lr=0.01,0.1' "
+                         f"(got {_shown(grid)})", "grid")
+    if not specs:
+        raise InputError(f"{named('grid')}: empty; give at least one key and its values, such as {{'lr': [0.01, 0.1]}}, "
+                         "or leave grid out (None) for the default grid", "grid")
+    return specs
 
 
 def sweep(grid=None, config: Config | str | Path | None = None, *, out: str | Path = "outputs",
@@ -352,17 +427,20 @@ def sweep(grid=None, config: Config | str | Path | None = None, *, out: str | Pa
     """Train every cell of a grid ({"lr": [0.01, 0.1], "clip_norm": [None, 15]}; None for
     clip_norm means no clipping), for each of `seeds` seeds, into <out>/<name>/cells/ and map
     where training blows up."""
+    check_arguments(data, out, name, plots=plots, jobs=jobs, seeds=seeds)
+    specs = grid_specs(grid)
     config = make_config(config, overrides)
-    return run_sweep_reported(config, grid_specs(grid), _reporter(progress), out, name, jobs, plots, metric, data,
-                              seeds)
+    return run_sweep_reported(config, specs, _reporter(progress), out, name, jobs, plots, metric, data, seeds)
 
 
 def run_sweep_reported(config: Config, specs: list[str], reporter, out, name, jobs: int, plots: bool, metric: str,
-                       data=None, seeds: int = 1) -> SweepResult:
+                       data=None, seeds: int = 1, language: str = "python") -> SweepResult:
     from mnist_clip.sweeps import DEFAULT_GRID, METRICS, make_cells, parse_grid, run_sweep
 
     if metric not in METRICS:
-        raise InputError(f"metric: unknown value {metric!r}; allowed: {', '.join(METRICS)}")
+        raise InputError(f"{named('metric')}: unknown value {metric!r}; allowed: {', '.join(METRICS)}", "metric")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"{named('jobs')}: must be a whole number >= 1 (got {jobs!r})", "jobs")
     grid = parse_grid(specs or DEFAULT_GRID)
     make_cells(config, grid, seeds)  # every cell's config is valid before anything runs
     data = data if data is not None else load_data(config, reporter)
@@ -371,10 +449,12 @@ def run_sweep_reported(config: Config, specs: list[str], reporter, out, name, jo
     reporter.close_bar()
     for path in files:
         reporter.line(f"wrote {path}")
+    again = render(f"run the same command with {named('name', sweep_dir.name)}" if language == "cli"
+                   else f"call sweep again with {named('name', sweep_dir.name)}", language)
     if exit_code and exit_code != 1:
-        reporter.line(f"interrupted; run the same command with --name {sweep_dir.name} to resume")
+        reporter.line(f"interrupted; {again} to resume")
     elif exit_code:
-        reporter.line(f"some cells failed (see above); run the same command with --name {sweep_dir.name} to try them again")
+        reporter.line(f"some cells failed (see above); {again} to try them again")
     import pandas as pd
 
     return SweepResult(sweep_dir, pd.read_csv(sweep_dir / "sweep.csv"), grid, config, metric, exit_code, seeds)

@@ -44,7 +44,7 @@ class OneLineErrors(click.Group):
         try:
             result = super().main(*args, **kwargs)
         except InputError as err:
-            click.echo(f"Error: {err}", err=True)
+            click.echo(f"Error: {err.render('cli')}", err=True)
             sys.exit(2)
         except OSError as err:  # the one place where the OS's refusals become a line
             from mnist_clip.runs import describe_error
@@ -60,12 +60,38 @@ class OneLineErrors(click.Group):
         except click.exceptions.NoArgsIsHelpError as err:
             click.echo(err.format_message())
             sys.exit(2)
+        except click.BadParameter as err:
+            if err.param is None or isinstance(err, click.MissingParameter):
+                click.echo(f"Error: {err.format_message()}", err=True)
+            else:  # the option as typed, then what is wrong: the style of every other error
+                click.echo(f"Error: {typed_name(err.param)}: {err.message.rstrip('.')}", err=True)
+            sys.exit(err.exit_code)
         except click.ClickException as err:
             click.echo(f"Error: {err.format_message()}", err=True)
             sys.exit(err.exit_code)
         except click.exceptions.Abort:
             sys.exit(130)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def typed_name(param: click.Parameter) -> str:
+    """An option's long name (--clip-norm), or an argument's metavar (RUN_DIR)."""
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    return param.human_readable_name
+
+
+class Number(click.types.FloatParamType):
+    """A float option whose refusal adds a hint (--clip-norm none: the switch is --clip none)."""
+
+    def __init__(self, hint: str):
+        self.hint = hint
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as err:
+            raise click.BadParameter(f"{err.message.rstrip('.')}{self.hint}", ctx, param) from None
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,7 +109,7 @@ def config_options(func):
         click.option("--config", "config_file", type=str,
                      help="A recipe name (see `mnist-clip recipes`) or a TOML file whose keys are these option names."),
         click.option("--clip", type=click.Choice(CLIP_METHODS), default=DEFAULTS.clip, show_default=True, help="Clipping method."),
-        click.option("--clip-norm", type=float, default=DEFAULTS.clip_norm, show_default=True,
+        click.option("--clip-norm", type=Number("; to train without clipping give --clip none"), default=DEFAULTS.clip_norm, show_default=True,
                      help="Clipping threshold (for agc: lambda, the largest ratio of a unit's gradient norm to its weights' norm)."),
         click.option("--clip-percentile", type=float, default=DEFAULTS.clip_percentile, show_default=True,
                      help="autoclip: the percentile of all global norms so far that is the threshold."),
@@ -145,14 +171,15 @@ def config_from_options(ctx: click.Context, params: dict) -> Config:
     """Command line, then the config file (a path or a recipe name), then the defaults."""
     from mnist_clip.recipe_files import resolve_config_file
 
-    file_values = load_toml(resolve_config_file(params["config_file"])) if params.get("config_file") else {}
+    config_file = resolve_config_file(params["config_file"]) if params.get("config_file") else None
+    file_values = load_toml(config_file) if config_file else {}
     cli_values = {}
     for option in CONFIG_OPTIONS:
         if ctx.get_parameter_source(option) == ParameterSource.COMMANDLINE:
             key = OPTION_TO_KEY.get(option, option)
             value = params[option]
-            cli_values[key] = coerce_value(key, value, f"--{key}") if key in TEXT_OPTIONS else value
-    return resolve(file_values, cli_values)
+            cli_values[key] = coerce_value(key, value) if key in TEXT_OPTIONS else value
+    return resolve(file_values, cli_values, config_file)
 
 
 def stoppable(notice: str = STOP_NOTICE):
@@ -303,7 +330,8 @@ def sweep(ctx: click.Context, grid_specs: tuple[str, ...], out: str, name: str |
     from mnist_clip.api import run_sweep_reported
 
     base = config_from_options(ctx, params)
-    result = run_sweep_reported(base, list(grid_specs), reporter(quiet), out, name, jobs, plots, metric, seeds=seeds)
+    result = run_sweep_reported(base, list(grid_specs), reporter(quiet), out, name, jobs, plots, metric, seeds=seeds,
+                                language="cli")
     return result.exit_code
 
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from mnist_clip.errors import InputError
+from mnist_clip.errors import InputError, name as named
 from mnist_clip.net import Net
 
 CLIP_METHODS = ("global_norm", "norm", "value", "average_norm", "agc", "autoclip", "none")
@@ -95,50 +95,55 @@ class Config:
         _check_choice("norm", self.norm, NORMS)
         self._check_optimizer()
         if self.clip not in ("none", "autoclip"):
-            _check_float32_positive("clip_norm", self.clip_norm, f" for clip={self.clip}", "; use clip=none to train without clipping")
+            _check_float32_positive("clip_norm", self.clip_norm, f" for {named('clip', self.clip)}",
+                                    f"; use {named('clip', 'none')} to train without clipping")
         if not (math.isfinite(self.clip_percentile) and 0 <= self.clip_percentile <= 100):
-            raise InputError(f"clip_percentile must be a number from 0 to 100 (got {self.clip_percentile})")
+            raise InputError(f"{named('clip_percentile')}: must be a number from 0 to 100 (got {self.clip_percentile})",
+                             "clip_percentile")
         _check_float32_positive("lr", self.lr)
         _check_float32_positive("input_scale", self.input_scale)
         with np.errstate(over="ignore"):
             pixels_fit = np.isfinite(np.float32(255.0) / np.float32(self.input_scale))
         if not pixels_fit:
-            raise InputError(f"input_scale {self.input_scale:g} is too small: 255 / input_scale overflows float32")
+            raise InputError(f"{named('input_scale')}: {self.input_scale:g} is too small: 255 / {self.input_scale:g} "
+                             "overflows float32", "input_scale")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise InputError(f"{name} must be an integer >= 1 (got {getattr(self, name)})")
+                raise InputError(f"{named(name)}: must be an integer >= 1 (got {getattr(self, name)})", name)
         if not 0 <= self.seed <= MAX_SEED:
-            raise InputError(f"seed must be an integer from 0 to {MAX_SEED} (got {self.seed})")
+            raise InputError(f"{named('seed')}: must be an integer from 0 to {MAX_SEED} (got {self.seed})", "seed")
         check_hidden(self.hidden)
         if self.residual and not self.net.has_residual:
             sizes = "-".join(map(str, layer_sizes(self.hidden)))
-            raise InputError(f"residual: no hidden layer of this net ({sizes}) has equal input and output widths, "
-                             "which a residual connection needs; give equal widths, e.g. hidden 128x10")
+            raise InputError(f"{named('residual')}: no hidden layer of this net ({sizes}) has equal input and output "
+                             f"widths, which a residual connection needs; give equal widths, e.g. {named('hidden', '128x10')}",
+                             "residual")
         for name in ("train", "freeze"):
             for tensor in getattr(self, name):
                 if tensor not in self.param_names:
                     normalised = "; a normalised layer has gamma and beta instead of a bias" if self.norm != "none" else ""
                     raise InputError(
-                        f"{name}: unknown tensor '{tensor}'; allowed: {', '.join(self.param_names)} "
-                        f"(this net has {self.n_layers} weight layers{normalised})"
+                        f"{named(name)}: unknown tensor '{tensor}'; allowed: {', '.join(self.param_names)} "
+                        f"(this net has {self.n_layers} weight layers{normalised})", name
                     )
         if self.train and self.freeze:
-            raise InputError("give either train or freeze, not both (freeze is the complement of train)")
+            raise InputError(f"{named('freeze')}: give either {named('train')} or {named('freeze')}, not both "
+                             "(freeze is the complement of train)", "freeze")
         if set(self.freeze) == set(self.param_names):
-            raise InputError("freeze names every tensor: at least one must be trained")
+            raise InputError(f"{named('freeze')}: names every tensor; at least one must be trained", "freeze")
 
     def _check_optimizer(self) -> None:
         for name in ("momentum", "beta1", "beta2", "rho"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value < 1):
-                raise InputError(f"{name} must be a number in [0, 1) (got {value})")
+                raise InputError(f"{named(name)}: must be a number in [0, 1) (got {value})", name)
         _check_float32_positive("epsilon", self.epsilon)
         # a non-default value of another optimizer's option is a mistake, not a no-op
         defaults = {f.name: f.default for f in fields(Config)}
         foreign = [name for name in optimizer_option_keys() if name not in OPTIMIZER_KEYS[self.optimizer]
                    and getattr(self, name) != defaults[name]]
         if foreign:
-            raise InputError(foreign_option_message(foreign[0], self.optimizer))
+            raise InputError(foreign_option_message(foreign[0], self.optimizer), foreign[0])
 
     @property
     def optimizer_settings(self) -> dict[str, Any]:
@@ -191,47 +196,52 @@ def optimizer_option_keys() -> tuple[str, ...]:
 
 def foreign_option_message(name: str, optimizer: str) -> str:
     users = [kind for kind, names in OPTIMIZER_KEYS.items() if name in names]
-    return (f"{name} is an option of {' and '.join(users)}, not of optimizer {optimizer}; "
-            f"{optimizer} takes {', '.join(OPTIMIZER_KEYS[optimizer])}")
+    return (f"{named(name)}: an option of {' and '.join(users)}, not of {named('optimizer', optimizer)}; "
+            f"{optimizer} takes {', '.join(named(key) for key in OPTIMIZER_KEYS[optimizer])}")
 
 
 def check_optimizer_keys(given: Mapping[str, Any], optimizer: str) -> None:
     """Refuse an option given for another optimizer even at its default value (--nesterov with adam)."""
     for name in given:
         if name in optimizer_option_keys() and name not in OPTIMIZER_KEYS[optimizer]:
-            raise InputError(foreign_option_message(name, optimizer))
+            raise InputError(foreign_option_message(name, optimizer), name)
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise InputError(f"{name}: unknown value '{value}'; allowed: {', '.join(allowed)}")
+        raise InputError(f"{named(name)}: unknown value '{value}'; allowed: {', '.join(allowed)}", name)
 
 
 def _check_float32_positive(name: str, value: float, context: str = "", hint: str = "") -> None:
     """Training runs in float32: the value must be finite and > 0 there too."""
     if not math.isfinite(value):
-        raise InputError(f"{name} must be a finite number{context} (got {value}){hint}")
+        raise InputError(f"{named(name)}: must be a finite number{context} (got {value}){hint}", name)
     if not value > 0:
-        raise InputError(f"{name} must be > 0{context} (got {value}){hint}")
+        raise InputError(f"{named(name)}: must be > 0{context} (got {value}){hint}", name)
     with np.errstate(over="ignore"):
         as_float32 = np.float32(value)
     if not (np.isfinite(as_float32) and as_float32 > 0):
-        raise InputError(f"{name} {value:g} is outside float32's range (about 1.2e-38 to 3.4e38){context}{hint}")
+        raise InputError(f"{named(name)}: {value:g} is outside float32's range (about 1.2e-38 to 3.4e38){context}{hint}",
+                         name)
 
 
 def check_hidden(hidden: tuple[int, ...]) -> None:
     if len(hidden) > MAX_HIDDEN_LAYERS:
-        raise InputError(f"hidden: {len(hidden)} layers; at most {MAX_HIDDEN_LAYERS} hidden layers are allowed")
+        raise InputError(f"{named('hidden')}: {len(hidden)} layers; at most {MAX_HIDDEN_LAYERS} hidden layers are allowed",
+                         "hidden")
     for width in hidden:
         if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH:
-            raise InputError(f"hidden: width {width!r} is not allowed; widths are whole numbers from 1 to {MAX_WIDTH}")
+            raise InputError(f"{named('hidden')}: width {width!r} is not allowed; widths are whole numbers from 1 to "
+                             f"{MAX_WIDTH}", "hidden")
 
 
 _HIDDEN_PART = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$")
 
 
-def parse_hidden(text: str, where: str = "hidden") -> tuple[int, ...]:
-    """'256,128' -> (256, 128); '128x10' -> ten layers of 128; '256,128x4'; 'none' -> ()."""
+def parse_hidden(text: str, where: str | None = None) -> tuple[int, ...]:
+    """'256,128' -> (256, 128); '128x10' -> ten layers of 128; '256,128x4'; 'none' -> ().
+    `where` names what is read in errors (default: the hidden key)."""
+    where = where or named("hidden")
     text = text.strip()
     if text.lower() in ("none", "[]"):
         return ()
@@ -240,11 +250,13 @@ def parse_hidden(text: str, where: str = "hidden") -> tuple[int, ...]:
         match = _HIDDEN_PART.match(part)
         if not match:
             raise InputError(
-                f"{where}: cannot read {part.strip()!r}; give widths like 256,128 or 128x10 (ten layers of 128), or none"
+                f"{where}: cannot read {part.strip()!r}; give widths like 256,128 or 128x10 (ten layers of 128), or none",
+                "hidden",
             )
         width, repeat = int(match.group(1)), int(match.group(2) or 1)
         if repeat < 1 or repeat > MAX_HIDDEN_LAYERS:
-            raise InputError(f"{where}: {part.strip()!r} repeats a layer {repeat} times; allowed 1 to {MAX_HIDDEN_LAYERS}")
+            raise InputError(f"{where}: {part.strip()!r} repeats a layer {repeat} times; allowed 1 to {MAX_HIDDEN_LAYERS}",
+                             "hidden")
         widths.extend([width] * repeat)
         if len(widths) > MAX_HIDDEN_LAYERS:
             break
@@ -271,19 +283,39 @@ def normalize_key(key: str) -> str:
     return key.strip().replace("-", "_")
 
 
-def unknown_key_message(key: str, where: str) -> str:
-    close = difflib.get_close_matches(normalize_key(key), CONFIG_KEYS, n=1, cutoff=0.5)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return f"{where}: unknown config key '{key}'; {hint}valid keys: {', '.join(CONFIG_KEYS)}"
+def _initials(key: str) -> str:
+    return "".join(word[:1] for word in key.split("_") if word)
 
 
-def coerce_value(key: str, value: Any, where: str) -> Any:
+def nearest_key(key: str, keys: tuple[str, ...] = ()) -> str | None:
+    """The valid key a misspelt or differently named one most likely means: a close
+    spelling (epoch -> epochs), or the initials of its words (learning_rate -> lr)."""
+    keys = keys or CONFIG_KEYS
+    key = normalize_key(str(key)).lower()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    by_initials = [valid for valid in keys if _initials(key) in (valid, _initials(valid)) and "_" in key + valid]
+    if len(by_initials) == 1:
+        return by_initials[0]
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def unknown_key_message(key: str, what: str = "config key", keys: tuple[str, ...] = ()) -> str:
+    keys = keys or CONFIG_KEYS
+    close = nearest_key(key, keys)
+    hint = f"did you mean '{close}'? " if close else ""
+    return f"unknown {what} '{key}'; {hint}valid keys: {', '.join(keys)}"
+
+
+def coerce_value(key: str, value: Any) -> Any:
     """Check one value's type against the Config field; return it in the field's type."""
     kind = _FIELD_TYPES[key]
 
     def bad(expected: str) -> InputError:
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        return InputError(f"{where}: {key} must be {expected} (got {type(value).__name__} {shown})")
+        return InputError(f"{named(key)}: must be {expected} (got {type(value).__name__} {shown})", key)
 
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
@@ -302,25 +334,25 @@ def coerce_value(key: str, value: Any, where: str) -> Any:
             raise bad("a string")
         return value
     if kind == "str | None":
-        if not isinstance(value, str):
+        if not isinstance(value, (str, Path)):
             raise bad("a path string")
-        return value or None
+        return str(value) or None
     if kind == "tuple[int, ...]":
         if isinstance(value, str):
-            return parse_hidden(value, f"{where}: {key}")
-        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return parse_hidden(value)
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             check_hidden(tuple(value))
             return tuple(value)
         raise bad("a list of layer widths such as [256, 128], or a string such as \"128x10\"")
     # tuple[str, ...]: a list of tensor names or one comma-separated string
     if isinstance(value, str):
         names = parse_tensor_list(value)
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         names = tuple(v.strip() for v in value if v.strip())
     else:
         raise bad("a list of tensor names such as [\"w3\", \"b3\"]")
     if not names:
-        raise InputError(f"{where}: {key} is empty; name at least one tensor, e.g. w3,b3 (or leave {key} out)")
+        raise InputError(f"{named(key)}: is empty; name at least one tensor, e.g. w3,b3 (or leave {named(key)} out)", key)
     return names
 
 
@@ -328,23 +360,26 @@ def parse_tensor_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def values_from_mapping(mapping: Mapping[str, Any], where: str) -> dict[str, Any]:
+def values_from_mapping(mapping: Mapping[str, Any]) -> dict[str, Any]:
     """Validate keys and types of a {key: value} mapping; return Config field values."""
     values: dict[str, Any] = {}
     spelled: dict[str, str] = {}
     for key, value in mapping.items():
+        if not isinstance(key, str):
+            raise InputError(f"config keys are strings; got {type(key).__name__} {key!r}")
         name = normalize_key(key)
         if name not in CONFIG_KEYS:
-            raise InputError(unknown_key_message(key, where))
+            raise InputError(unknown_key_message(key))
         if name in spelled:
-            raise InputError(f"{where}: '{spelled[name]}' and '{key}' are the same key; give it once")
+            raise InputError(f"{named(name)}: '{spelled[name]}' and '{key}' are the same key; give it once", name)
         spelled[name] = key
-        values[name] = coerce_value(name, value, where)
+        values[name] = coerce_value(name, value)
     return values
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a config file into validated Config field values (only the keys it sets)."""
+    """Read a config file into validated Config field values (only the keys it sets).
+    An empty file (or /dev/null) sets nothing: the defaults."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -357,11 +392,20 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         mapping = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"malformed TOML in {path}: {err}") from None
-    return values_from_mapping(mapping, str(path))
+    try:
+        return values_from_mapping(mapping)
+    except InputError as err:
+        raise err.retold(f"{path}: ", "python") from None
 
 
-def resolve(file_values: Mapping[str, Any], cli_values: Mapping[str, Any]) -> Config:
-    """Precedence: command line, then config file, then the defaults."""
+def resolve(file_values: Mapping[str, Any], cli_values: Mapping[str, Any], file: str | Path | None = None) -> Config:
+    """Precedence: command line, then config file, then the defaults. An error about a value
+    that came from the file names the file and the key as the file spells it."""
     merged = {**file_values, **cli_values}
-    check_optimizer_keys(merged, merged.get("optimizer", Config.optimizer))
-    return Config(**merged)
+    try:
+        check_optimizer_keys(merged, merged.get("optimizer", Config.optimizer))
+        return Config(**merged)
+    except InputError as err:
+        if file is not None and err.key in file_values and err.key not in cli_values:
+            raise err.retold(f"{file}: ", "python") from None
+        raise

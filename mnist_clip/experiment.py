@@ -142,8 +142,10 @@ def run_experiment(
     progress: Progress | None = None,
     draw_plots: bool = True,
     tensorboard: bool = False,
+    draw: Callable[[Path], list] | None = None,
 ) -> Outcome:
-    """Train `config` on `dataset`, writing everything into the (new, empty) run_dir."""
+    """Train `config` on `dataset`, writing everything into the (new, empty) run_dir; the
+    pictures are drawn by `draw(run_dir)` (painter processes) or here."""
     from mnist_clip.training import Trainer, train_epochs
 
     progress = progress or Progress()
@@ -203,7 +205,9 @@ def run_experiment(
         if board is not None:
             board.close()
     plot_paths = []
-    if draw_plots:
+    if draw_plots and draw is not None:
+        plot_paths = draw(run_dir)
+    elif draw_plots:
         from mnist_clip.plots import write_run_plots
 
         plot_paths = write_run_plots(run_dir)
@@ -218,6 +222,7 @@ def train_into(
     draw_plots: bool = True,
     tensorboard: bool = False,
     on_start: Callable[[Path], None] = lambda path: None,
+    draw: Callable[[Path], list] | None = None,
 ) -> Outcome:
     """Make the run's folder (see RunTarget), train into it, and put it in its place.
 
@@ -230,7 +235,7 @@ def train_into(
             raise Interrupted(stop.exit_code)
         run_dir = target.create()
         on_start(target.final or run_dir)
-        outcome = run_experiment(config, dataset, run_dir, progress, draw_plots, tensorboard)
+        outcome = run_experiment(config, dataset, run_dir, progress, draw_plots, tensorboard, draw)
     final = target.commit(run_dir, keep_old=outcome.summary["status"] == "interrupted")
     if final != run_dir:
         outcome.path = final

@@ -91,3 +91,17 @@ def in_worker_thread(function: Callable, *args):
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel kills this (helper) process when its parent dies, however the
+    parent dies, so that no helper outlives the command."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)

@@ -850,12 +850,12 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
-def write_run_plots(run_dir: str | Path) -> list[Path]:
-    """Draw every run figure from the folder's files into <run>/plots/."""
+def write_run_plots(run_dir: str | Path, names: list[str] | None = None) -> list[Path]:
+    """Draw every run figure (or those of `names`) from the folder's files into <run>/plots/."""
     run = read_run(run_dir)
     out = run.path / PLOTS_DIR
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file, not a folder; move it away to draw the pictures")
     out.mkdir(exist_ok=True)
     return [save_figure(make(run) if run.steps else empty_figure(run), out / filename)
-            for filename, make in RUN_FIGURES.items()]
+            for filename, make in RUN_FIGURES.items() if names is None or filename in names]

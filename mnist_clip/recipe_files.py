@@ -49,7 +49,8 @@ def resolve_config_file(given: str | Path) -> Path:
     """--config as given: a path that exists, else a packaged recipe's name (explode or
     explode.toml), else an error that lists the recipes."""
     path = Path(given)
-    if path.is_file() or path.is_dir():  # a folder is reported as such by the TOML loader
+    # a folder is reported as such by the TOML loader; /dev/null reads as an empty file: the defaults
+    if path.is_file() or path.is_dir() or path.is_char_device():
         return path
     stem = path.name[: -len(".toml")] if path.name.endswith(".toml") else path.name
     packaged = recipes_folder() / f"{stem}.toml"

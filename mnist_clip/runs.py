@@ -21,8 +21,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from mnist_clip.config import ACTIVATIONS, OPTIMIZER_KEYS, Config
-from mnist_clip.errors import InputError
+from mnist_clip.config import ACTIVATIONS, CONFIG_KEYS, NORMS, OPTIMIZER_KEYS, Config, coerce_value
+from mnist_clip.errors import InputError, name as named
 from mnist_clip.net import Net
 from mnist_clip.schema import (  # noqa: F401  (the run folder's columns, re-exported for its readers)
     BASE_METRIC_COLUMNS,
@@ -55,11 +55,11 @@ def default_run_name(clip: str, clip_norm: float, recipe: str | None = None) -> 
     return f"{setting}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def check_name(name: str, option: str = "--name") -> None:
-    if not name or "/" in name or "\0" in name or name in (".", ".."):
-        raise InputError(f"{option} must be a plain folder name, without '/' (got {name!r})")
+def check_name(name: str) -> None:
+    if not isinstance(name, str) or not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise InputError(f"{named('name')}: must be a plain folder name, without '/' (got {name!r})", "name")
     if len(name.encode()) > MAX_NAME_BYTES:
-        raise InputError(f"{option} is {len(name.encode())} bytes long; at most {MAX_NAME_BYTES} are allowed")
+        raise InputError(f"{named('name')}: {len(name.encode())} bytes long; at most {MAX_NAME_BYTES} are allowed", "name")
 
 
 def check_out_folder(out: Path) -> None:
@@ -67,7 +67,7 @@ def check_out_folder(out: Path) -> None:
     for parent in (out, *out.parents):
         if parent.exists() or parent.is_symlink():
             if not parent.is_dir():
-                raise InputError(f"--out {out}: {parent} is not a folder")
+                raise InputError(f"{named('out')} {out}: {parent} is not a folder", "out")
             return
 
 
@@ -134,10 +134,11 @@ class RunTarget:
         final = self.final
         if final.exists() or final.is_symlink():
             if not self.overwrite:
-                raise InputError(f"{self.kind} folder {final} already exists; choose another --name or add --overwrite")
+                raise InputError(f"{self.kind} folder {final} already exists; choose another {named('name')} or add "
+                                 f"{named('overwrite', True)}", "name")
             if not is_run_folder(final, self.marker):
                 raise InputError(
-                    f"--overwrite: {final} is not a {self.kind} folder (no {self.marker}, or a sweep or a link); "
+                    f"{named('overwrite', True)}: {final} is not a {self.kind} folder (no {self.marker}, or a sweep or a link); "
                     "it is left alone"
                 )
 
@@ -147,7 +148,7 @@ class RunTarget:
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            raise InputError(f"--out {self.out} is not a folder") from None
+            raise InputError(f"{named('out')} {self.out}: not a folder", "out") from None
         if self.name is None:
             for attempt in range(1, 10_000):
                 path = self.out / (self.default_name if attempt == 1 else f"{self.default_name}-{attempt}")
@@ -166,7 +167,7 @@ class RunTarget:
             self.final.mkdir()
         except FileExistsError:
             raise InputError(
-                f"{self.kind} folder {self.final} already exists (another run just made it); choose another --name"
+                f"{self.kind} folder {self.final} already exists (another run just made it); choose another {named('name')}"
             ) from None
         return self.final
 
@@ -183,7 +184,7 @@ class RunTarget:
             old = None
             if self.final.exists():
                 if not is_run_folder(self.final, self.marker):
-                    raise InputError(f"--overwrite: {self.final} is no longer a {self.kind} folder; the new one is in {written}")
+                    raise InputError(f"{named('overwrite', True)}: {self.final} is no longer a {self.kind} folder; the new one is in {written}")
                 with folder_lock(self.final, f"{self.final} is being written by another run; the new run is in {written}"):
                     old = self.out / f".{self.name}.old-{os.getpid()}"
                     os.rename(self.final, old)
@@ -455,6 +456,21 @@ def _read_json_object(path: Path) -> dict:
     return value
 
 
+def check_run_config(config: dict, where: Path) -> None:
+    """Every config key in a run's config.json has the type mnist-clip writes (pictures and
+    tables compute with them); keys of other versions are left alone."""
+    if (config.get("activation", "relu") not in ACTIVATIONS or not isinstance(config.get("hidden", []), list)
+            or config.get("norm", "none") not in NORMS):
+        raise InputError(f"{where}: its activation, hidden or norm value is not one mnist-clip writes; the file was "
+                         "changed by hand?")
+    for key, value in config.items():
+        if key in CONFIG_KEYS and value is not None and value != []:
+            try:
+                coerce_value(key, value)
+            except InputError as err:
+                raise err.retold(f"{where}: ", "python") from None
+
+
 def read_run(path: str | Path) -> Run:
     path = Path(path)
     not_a_run = f"{path} is not a run folder ({{}}); give a folder written by `mnist-clip train`"
@@ -465,8 +481,7 @@ def read_run(path: str | Path) -> Run:
             raise InputError(not_a_run.format(f"no {required}"))
     try:
         config = _read_json_object(path / CONFIG_FILE)
-        if config.get("activation", "relu") not in ACTIVATIONS or not isinstance(config.get("hidden", []), list):
-            raise InputError(f"{path / CONFIG_FILE}: its activation or hidden value is not one mnist-clip writes")
+        check_run_config(config, path / CONFIG_FILE)
         metric_columns, epoch_columns = metric_columns_for(config), epoch_columns_for(config)
         metrics = read_csv(path / METRICS_FILE, metric_columns, earlier_headers(config, metric_columns))
         epochs_path = path / EPOCHS_FILE

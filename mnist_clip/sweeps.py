@@ -7,6 +7,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import os
 import queue
 import shutil
@@ -20,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mnist_clip.config import MAX_SEED, CONFIG_KEYS, Config, format_hidden, normalize_key, parse_hidden, unknown_key_message
-from mnist_clip.errors import InputError
+from mnist_clip.errors import InputError, name as named
 from mnist_clip.runs import MAX_NAME_BYTES, SUMMARY_FILE, format_value, read_run, write_atomic
 from mnist_clip.stats import spread
 
@@ -28,6 +29,10 @@ DEFAULT_GRID = ("lr=0.01,0.03,0.1,0.3", "clip_norm=none,1,5,15", "input_scale=50
 FINISHED = ("completed", "diverged")
 METRICS = ("test_accuracy", "final_loss")
 MAX_GRID_KEYS = 4  # x axis, y axis, panel columns, panel rows
+# The most runs one command plans (a sweep's cells times its seeds, a demo's pairs): each run
+# trains for seconds and writes a folder of a few MB, so 10,000 runs already take hours and
+# gigabytes; a plan beyond that is a typo, refused before anything is built.
+MAX_RUNS = 10_000
 
 
 @dataclass(frozen=True)
@@ -91,15 +96,17 @@ def parse_value(key: str, text: str) -> Any:
                 raise ValueError
             return text.lower() == "true"
         if kind == "tuple[int, ...]":
-            return parse_hidden(text.replace("+", ","), f"--grid {key}")
+            return parse_hidden(text.replace("+", ","), f"{named('grid')} {key}")
         if kind == "tuple[str, ...]":
             names = tuple(part for part in text.split("+") if part)
             if not names:
-                raise InputError(f"--grid {key}: an empty value; name tensors joined with +, e.g. w3+b3")
+                raise InputError(f"{named('grid')} {key}: an empty value; name tensors joined with +, e.g. w3+b3", "grid")
             return names
         return text
+    except InputError:
+        raise
     except ValueError:
-        raise InputError(f"--grid {key}: cannot read {text!r} as {kind}") from None
+        raise InputError(f"{named('grid')} {key}: cannot read {text!r} as {kind}", "grid") from None
 
 
 def parse_grid(specs: tuple[str, ...] | list[str]) -> list[tuple[str, list]]:
@@ -108,37 +115,50 @@ def parse_grid(specs: tuple[str, ...] | list[str]) -> list[tuple[str, list]]:
     for spec in specs:
         key, sep, values = spec.partition("=")
         if not sep or not values.strip():
-            raise InputError(f"--grid {spec!r}: expected KEY=V1,V2,... such as lr=0.01,0.1")
+            raise InputError(f"{named('grid')} {spec!r}: expected KEY=V1,V2,... such as lr=0.01,0.1", "grid")
         key = normalize_key(key)
         if key not in CONFIG_KEYS:
-            raise InputError(unknown_key_message(key, "--grid"))
+            raise InputError(f"{named('grid')}: {unknown_key_message(key)}", "grid")
         if any(key == existing for existing, _ in grid):
-            raise InputError(f"--grid {key} is given twice; put all its values in one --grid")
+            raise InputError(f"{named('grid')} {key}: given twice; put all its values in one {named('grid')}", "grid")
         parsed = [parse_value(key, value) for value in values.split(",")]
         repeated = [format_setting(v) for i, v in enumerate(parsed) if v in parsed[:i]]
         if repeated:
-            raise InputError(f"--grid {key}: the value {repeated[0]} is given twice (values are compared after reading)")
+            raise InputError(f"{named('grid')} {key}: the value {repeated[0]} is given twice (values are compared after "
+                             "reading)", "grid")
         grid.append((key, parsed))
     if len(grid) > MAX_GRID_KEYS:
-        raise InputError(f"--grid takes at most {MAX_GRID_KEYS} keys (x, y, panel columns, panel rows); got {len(grid)}")
+        raise InputError(f"{named('grid')}: at most {MAX_GRID_KEYS} keys (x, y, panel columns, panel rows); got {len(grid)}",
+                         "grid")
     return grid
 
 
-def check_seeds(base: Config, seeds: int) -> None:
+def check_seeds(base: Config, seeds: int, runs_per_seed: int = 1) -> None:
     """--seeds N trains seeds seed, seed + 1, ..., seed + N - 1: all must be valid seeds."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise InputError(f"seeds must be a whole number >= 1 (got {seeds!r})")
+        raise InputError(f"{named('seeds')}: must be a whole number >= 1 (got {seeds!r})", "seeds")
+    check_plan_size(seeds * runs_per_seed, "seeds", f"{seeds} seeds" + (f" x {runs_per_seed}" if runs_per_seed > 1 else ""))
     if base.seed + seeds - 1 > MAX_SEED:
-        raise InputError(f"seeds: {seeds} seeds from seed {base.seed} go past {MAX_SEED}; "
-                         f"at most {MAX_SEED - base.seed + 1} fit, or choose a smaller --seed")
+        raise InputError(f"{named('seeds')}: {seeds} seeds from seed {base.seed} go past {MAX_SEED}; "
+                         f"at most {MAX_SEED - base.seed + 1} fit, or choose a smaller {named('seed')}", "seeds")
+
+
+def check_plan_size(runs: int, key: str, counted: str) -> None:
+    """Refuse a plan of more than MAX_RUNS runs (`key` makes it so), before any folder or
+    list of them exists. Every command that plans many runs asks here."""
+    if runs > MAX_RUNS:
+        raise InputError(f"{named(key)}: {runs:,} runs ({counted}); at most {MAX_RUNS:,} runs are planned at once, since each "
+                         "trains for seconds and writes a folder of a few MB: split it into smaller plans", key)
 
 
 def make_cells(base: Config, grid: list[tuple[str, list]], seeds: int = 1) -> list[Cell]:
     """Every combination of the grid's values over the base config, for each of `seeds` seeds
     (all validated up front)."""
-    check_seeds(base, seeds)
+    points = math.prod(len(values) for _, values in grid)
+    check_plan_size(points, "grid", " x ".join(f"{key} ({len(values)})" for key, values in grid) or "one cell")
+    check_seeds(base, seeds, points)
     if seeds > 1 and any(key == "seed" for key, _ in grid):
-        raise InputError("give either --seeds or a grid over seed, not both")
+        raise InputError(f"{named('seeds')}: give either {named('seeds')} or a grid over seed, not both", "seeds")
     cells = []
     for combination in itertools.product(*(values for _, values in grid)):
         settings = tuple((key, value) for (key, _), value in zip(grid, combination))
@@ -148,7 +168,15 @@ def make_cells(base: Config, grid: list[tuple[str, list]], seeds: int = 1) -> li
                 changes["clip"] = "none"
             else:
                 changes[key] = value
-        config = base.replace(**changes)
+        try:
+            config = base.replace(**changes)
+        except InputError as err:  # named as the grid gave it: --grid lr=inf, not --lr
+            given = dict(settings)
+            key = err.key if err.key in given else "clip_norm" if err.key == "clip" and "clip_norm" in given else None
+            if key is None:
+                raise
+            spelled = f"{named('grid')} {key}={format_setting(given[key])}"
+            raise InputError(err.template.replace(named(err.key), spelled, 1), "grid", err.language) from None
         for offset in range(seeds):
             cells.append(Cell(settings, config.replace(seed=base.seed + offset), seeded=seeds > 1))
     return cells
@@ -188,26 +216,14 @@ def run_cell(config: Config, cell_dir: str, plots: bool) -> tuple[str, dict, int
     return cell_dir, outcome.summary, outcome.exit_code
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: the kernel kills this process when its parent dies, however the parent dies."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:  # the parent died before the line above
-        os._exit(1)
-
-
 def _worker_main(tasks, results, parent_pid: int) -> None:
     """A sweep worker: trains the cells it is handed until told to stop. Ctrl-C at the
     terminal is the parent's to handle; the parent's SIGTERM stops the cell in flight
     after its epoch (a second one ends the worker at once)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
-    from mnist_clip.interrupts import catch_stop_signals
+    from mnist_clip.interrupts import catch_stop_signals, die_with_parent
+
+    die_with_parent(parent_pid)
 
     with catch_stop_signals(signals=(signal.SIGTERM,)) as stop:
         while not stop.requested:
@@ -502,7 +518,7 @@ def open_sweep_folder(out: Path, name: str | None) -> tuple[Path, bool]:
     check_name(name)
     path = out / name
     if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise InputError(f"{path} exists and is not a sweep folder; choose another --name")
+        raise InputError(f"{path} exists and is not a sweep folder; choose another {named('name')}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         path.mkdir()
@@ -531,34 +547,61 @@ def run_sweep(
     The folder is locked while the sweep runs: a second sweep of the same name is
     refused, not mixed in. Resuming with other base options is refused too; resuming
     with another --seeds trains the seeds that are missing and maps the ones asked for."""
-    from mnist_clip.runs import check_out_folder, folder_lock, write_json
+    from mnist_clip.runs import check_out_folder
 
     out = Path(out)
     check_out_folder(out)
     cells = make_cells(base, grid, seeds)
+    if dataset is not None:
+        preload_dataset(base, dataset)
+    load_cell_datasets(cells, keep=jobs <= 1)  # a missing --grid data_path file is refused before the folder exists
     sweep_dir, new = open_sweep_folder(out, name)
-    with folder_lock(sweep_dir, f"sweep {sweep_dir} is being run by another mnist-clip process; wait for it or choose another --name"):
+    try:
+        return _run_sweep_in(sweep_dir, new, base, grid, cells, jobs, plots, metric, report, progress, seeds)
+    except BaseException:
+        if new and not any(cell_finished(sweep_dir / "cells" / cell.folder_name) for cell in cells):
+            shutil.rmtree(sweep_dir, ignore_errors=True)  # refused or failed before any result: leave nothing
+        raise
+
+
+def load_cell_datasets(cells: list[Cell], keep: bool) -> None:
+    """Load every dataset the cells use that is not loaded yet, so that a bad one fails
+    before the sweep starts; keep them when the cells run in this process."""
+    from mnist_clip.data import load_dataset
+
+    for key in dict.fromkeys((cell.config.dataset, cell.config.data_path) for cell in cells):
+        if key not in _DATASETS:
+            dataset = load_dataset(*key)
+            if keep:
+                _DATASETS[key] = dataset
+
+
+def _run_sweep_in(sweep_dir: Path, new: bool, base: Config, grid, cells: list[Cell], jobs: int, plots: bool,
+                  metric: str, report, progress, seeds: int) -> tuple[Path, int, list[Path]]:
+    from mnist_clip.runs import folder_lock, write_json
+
+    with folder_lock(sweep_dir, f"sweep {sweep_dir} is being run by another mnist-clip process; wait for it or choose another {named('name')}"):
         record = sweep_dir / "sweep.json"
         if not new:
             if not record.is_file():
-                raise InputError(f"{sweep_dir} exists and is not a sweep folder; choose another --name")
+                raise InputError(f"{sweep_dir} exists and is not a sweep folder; choose another {named('name')}")
             try:
                 recorded = json.loads(record.read_text())
                 stored, stored_seeds = recorded.get("base", {}), int(recorded.get("seeds", 1))
             except (OSError, ValueError, AttributeError, TypeError):
-                raise InputError(f"{record} cannot be read; choose another --name") from None
+                raise InputError(f"{record} cannot be read; choose another {named('name')}") from None
             if (stored_seeds > 1) != (seeds > 1):
                 raise InputError(
                     f"sweep {sweep_dir.name} was run with {stored_seeds} seed(s) and its cells are named "
                     f"{'with' if stored_seeds > 1 else 'without'} their seed; resume it with "
-                    f"{'--seeds 2 or more' if stored_seeds > 1 else '--seeds 1'}, or choose another --name"
+                    f"{named('seeds', 2) + ' or more' if stored_seeds > 1 else named('seeds', 1)}, or choose another {named('name')}"
                 )
             changed = changed_base_keys(stored, base, grid)
             if changed:
                 shown = ", ".join(f"{key} {stored.get(key)!r} -> {getattr(base, key)!r}" for key in changed[:4])
                 raise InputError(
                     f"sweep {sweep_dir.name} was run with other options ({shown}); resuming would mix "
-                    "incomparable cells: give the same options, or another --name"
+                    f"incomparable cells: give the same options, or another {named('name')}"
                 )
             report(f"sweep: {sweep_dir} (resuming)")
             if seeds != stored_seeds:
@@ -571,8 +614,6 @@ def run_sweep(
         seeds_text = f" x {seeds} seeds" if seeds > 1 else ""
         report(f"{len(cells)} cells: " + " x ".join(f"{key} ({len(values)})" for key, values in grid)
                + f"{seeds_text}, {jobs} job(s)")
-        if dataset is not None:
-            preload_dataset(base, dataset)
         exit_code = run_cells(cells, sweep_dir, jobs, plots, report=report, progress=progress)
         files = write_sweep_outputs(cells, grid, sweep_dir, metric)
     return sweep_dir, exit_code, files

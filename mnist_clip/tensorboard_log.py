@@ -48,13 +48,20 @@ class TensorBoardLog:
         # One graph loops over the chunk's steps. tf.summary.scalar would prefix
         # its tags with the loop's name scope ("while/"); tf.summary.write with
         # the scalar plugin's metadata keeps them as given.
-        @tf.function
+        # A tf.while_loop written out: without autograph, tracing writes no converted
+        # source files into the temp folder.
+        @tf.function(autograph=False)
         def write_steps(values, first_step):
             picked = tf.gather(values, columns, axis=1)
-            for i in tf.range(tf.shape(picked)[0]):
+
+            def write_step(i):
                 step = first_step + tf.cast(i, tf.int64)
-                for j, tag in enumerate(scalar_tags):
-                    tf.summary.write(tag=tag, tensor=picked[i, j], step=step, metadata=scalar_metadata)
+                written = [tf.summary.write(tag=tag, tensor=picked[i, j], step=step, metadata=scalar_metadata)
+                           for j, tag in enumerate(scalar_tags)]
+                with tf.control_dependencies(written):
+                    return i + 1
+
+            tf.while_loop(lambda i: i < tf.shape(picked)[0], write_step, [tf.constant(0)])
 
         self._write_steps = write_steps
 

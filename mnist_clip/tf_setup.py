@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import platform
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -85,6 +86,84 @@ def compilation_cache_folder() -> Path | None:
     return root / f"xla-{fingerprint}"
 
 
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, i
+
+
+def _proto_fields(data: bytes) -> dict[int, int | bytes]:
+    """The top-level fields of a serialized protocol buffer (varints and byte strings; the
+    last one of a number wins); ValueError when the bytes are not one whole message."""
+    fields: dict[int, int | bytes] = {}
+    i = 0
+    while i < len(data):
+        tag, i = _varint(data, i)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            fields[number], i = _varint(data, i)
+        elif wire == 2:
+            size, i = _varint(data, i)
+            if i + size > len(data):
+                raise ValueError("a field runs past the end")
+            fields[number], i = data[i : i + size], i + size
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        if number == 0 or i > len(data):
+            raise ValueError("not a message")
+    return fields
+
+
+_ENTRY_NAME = re.compile(r"^(?P<prefix>[A-Za-z0-9_]+?)__(?P<signature>\d+)__(?P<cluster>\d+)__(?P<device>[A-Za-z0-9_]+)\.pb$")
+
+
+def cache_entry_is_whole(path: Path) -> bool:
+    """Whether an XLA cache entry (XlaSerializedCacheEntry: key, HLO module, executable) is a
+    whole message whose key is the one its file name promises. A truncated entry (a full
+    disk, a crash mid-write) or another program's bytes would make TensorFlow fail the
+    run ("Can't parse", "Serialized cache key does not match") instead of compiling."""
+    match = _ENTRY_NAME.match(path.name)
+    if not match:
+        return True  # not an entry (TensorFlow's temporary files while it writes one)
+    try:
+        entry = _proto_fields(path.read_bytes())
+        key = _proto_fields(entry[1]) if isinstance(entry.get(1), bytes) else {}
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(entry.get(2), bytes) and isinstance(entry.get(3), bytes) and len(entry[3]) > 0
+        and key.get(1) == int(match["signature"]) and key.get(2) == int(match["cluster"])
+        and key.get(3) == match["device"].encode() and key.get(4, b"") == match["prefix"].encode()
+    )
+
+
+def discard_damaged_entries(folder: Path) -> list[Path]:
+    """Remove the cache entries that are not whole; say so in one line. Their programs are
+    compiled again (and stored anew) when a run needs them."""
+    try:
+        entries = sorted(folder.glob("*.pb"))
+    except OSError:
+        return []
+    damaged = [path for path in entries if not cache_entry_is_whole(path)]
+    for path in damaged:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    if damaged:
+        sys.stderr.write(f"note: discarded {len(damaged)} damaged entr{'y' if len(damaged) == 1 else 'ies'} of the "
+                         f"compile cache {folder}; {'its program is' if len(damaged) == 1 else 'their programs are'} "
+                         "compiled again\n")
+    return damaged
+
+
 def enable_compilation_cache() -> None:
     """Let XLA reuse the programs compiled by earlier processes (set before TensorFlow loads).
     Its loader logs harmless complaints at the C++ error level, hence TF_CPP_MIN_LOG_LEVEL 3
@@ -96,6 +175,7 @@ def enable_compilation_cache() -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return  # no writable cache: every process compiles, as without one
+    discard_damaged_entries(folder)
     flag = f"--tf_xla_persistent_cache_directory={folder}"
     os.environ["TF_XLA_FLAGS"] = f"{os.environ.get('TF_XLA_FLAGS', '')} {flag}".strip()
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "2" and not USER_LOG_LEVEL:

@@ -140,7 +140,7 @@ def compiled_program(net: Net, clip: str, trained: tuple[bool, ...], stop_on_non
 
     # XLA fuses the element-wise work of a step (clipping, norms, the update)
     # into few passes over memory; it needs static shapes, hence [n, B, ...].
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)
     def run_chunk(variables, hyper, threshold, autoclip_state, optimizer_state, moving, xb, yb):
         autoclip = None
         if percentile is not None:
@@ -229,7 +229,7 @@ def make_evaluate(params: dict[str, tf.Variable], net: Net, loss_name: str = "ms
     names = list(params)
     key = (net, loss_name)
     if key not in _EVALUATORS:
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def evaluate_with(variables, moving_values, x, y):
             out = forward(dict(zip(names, variables)), x, net, moving_values if net.state else None).out
             return LOSS_FUNCTIONS[loss_name](y, out), accuracy(y, out)

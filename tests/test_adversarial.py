@@ -62,30 +62,30 @@ def corrupt_gz_folder(tmp_path):
 
 # (category, make train args from tmp_path, expected message)
 TRAIN_CASES = {
-    "lr inf": ("value", lambda t: ["--lr", "inf"], "lr must be a finite number"),
-    "lr nan": ("value", lambda t: ["--lr", "nan"], "lr must be a finite number"),
+    "lr inf": ("value", lambda t: ["--lr", "inf"], "--lr: must be a finite number"),
+    "lr nan": ("value", lambda t: ["--lr", "nan"], "--lr: must be a finite number"),
     "lr beyond float32": ("value", lambda t: ["--lr", "1e39"], "outside float32's range"),
-    "clip-norm inf": ("value", lambda t: ["--clip-norm", "inf"], "clip_norm must be a finite number"),
+    "clip-norm inf": ("value", lambda t: ["--clip-norm", "inf"], "--clip-norm: must be a finite number"),
     "input scale underflows float32": ("value", lambda t: ["--input-scale", "1e-46"], "outside float32's range"),
-    "input scale overflows the pixels": ("value", lambda t: ["--input-scale", "1e-37"], "255 / input_scale overflows"),
-    "seed negative": ("value", lambda t: ["--seed", "-1"], "seed must be an integer from 0 to 2147483647"),
-    "seed too large": ("value", lambda t: ["--seed", str(2**31)], "seed must be an integer from 0"),
-    "name too long": ("value", lambda t: ["--name", "n" * 300], "--name is 300 bytes long; at most 200"),
-    "name with slash": ("value", lambda t: ["--name", "a/b"], "--name must be a plain folder name"),
-    "name dot-dot": ("value", lambda t: ["--name", ".."], "--name must be a plain folder name"),
-    "empty train": ("value", lambda t: ["--train", ""], "--train: train is empty"),
-    "empty freeze": ("value", lambda t: ["--freeze", " , "], "--freeze: freeze is empty"),
+    "input scale overflows the pixels": ("value", lambda t: ["--input-scale", "1e-37"], "--input-scale: 1e-37 is too small: 255 / 1e-37 overflows"),
+    "seed negative": ("value", lambda t: ["--seed", "-1"], "--seed: must be an integer from 0 to 2147483647"),
+    "seed too large": ("value", lambda t: ["--seed", str(2**31)], "--seed: must be an integer from 0"),
+    "name too long": ("value", lambda t: ["--name", "n" * 300], "--name: 300 bytes long; at most 200"),
+    "name with slash": ("value", lambda t: ["--name", "a/b"], "--name: must be a plain folder name"),
+    "name dot-dot": ("value", lambda t: ["--name", ".."], "--name: must be a plain folder name"),
+    "empty train": ("value", lambda t: ["--train", ""], "--train: is empty; name at least one tensor"),
+    "empty freeze": ("value", lambda t: ["--freeze", " , "], "--freeze: is empty; name at least one tensor, e.g. w3,b3 (or leave --freeze out)"),
     "hidden width zero": ("value", lambda t: ["--hidden", "256,0"], "width 0 is not allowed"),
     "hidden too wide": ("value", lambda t: ["--hidden", "5000"], "widths are whole numbers from 1 to 4096"),
     "hidden too deep": ("value", lambda t: ["--hidden", "8x65"], "repeats a layer 65 times"),
     "hidden too deep in parts": ("value", lambda t: ["--hidden", "8x40,8x40"], "at most 64 hidden layers"),
-    "hidden unreadable": ("value", lambda t: ["--hidden", "wide"], "cannot read 'wide'"),
-    "tensor beyond depth": ("value", lambda t: ["--hidden", "64", "--train", "w3"], "train: unknown tensor 'w3'"),
-    "toml table value": ("toml", lambda t: ["--config", toml(t, "[lr]\nvalue = 1\n")], "lr must be a number (got dict"),
-    "toml braces in a string": ("toml", lambda t: ["--config", toml(t, "lr = '{oops}'\n")], "lr must be a number (got str '{oops}')"),
+    "hidden unreadable": ("value", lambda t: ["--hidden", "wide"], "--hidden: cannot read 'wide'"),
+    "tensor beyond depth": ("value", lambda t: ["--hidden", "64", "--train", "w3"], "--train: unknown tensor 'w3'"),
+    "toml table value": ("toml", lambda t: ["--config", toml(t, "[lr]\nvalue = 1\n")], "lr: must be a number (got dict"),
+    "toml braces in a string": ("toml", lambda t: ["--config", toml(t, "lr = '{oops}'\n")], "lr: must be a number (got str '{oops}')"),
     "toml key twice": ("toml", lambda t: ["--config", toml(t, "clip-norm = 1\nclip_norm = 2\n")],
                        "'clip-norm' and 'clip_norm' are the same key"),
-    "toml hidden as table": ("toml", lambda t: ["--config", toml(t, "[hidden]\na = 1\n")], "hidden must be a list of layer widths"),
+    "toml hidden as table": ("toml", lambda t: ["--config", toml(t, "[hidden]\na = 1\n")], "hidden: must be a list of layer widths"),
     "toml hidden bad width": ("toml", lambda t: ["--config", toml(t, "hidden = [128, -3]\n")], "width -3 is not allowed"),
     "toml not utf-8": ("toml", lambda t: ["--config", toml(t, "") and (t / "c.toml").write_bytes(b"lr = '\xff'\n") and t / "c.toml"],
                        "cannot read config file"),
@@ -115,12 +115,12 @@ def test_train_rejects(tmp_path, case):
 
 
 def test_demo_and_sweep_share_the_checks(tmp_path):
-    assert_one_line_error(invoke("demo", "--lr", "inf", "--out", tmp_path / "o"), "lr must be a finite number")
+    assert_one_line_error(invoke("demo", "--lr", "inf", "--out", tmp_path / "o"), "--lr: must be a finite number")
     assert_one_line_error(invoke("sweep", "--grid", "lr=0.1,0.1", "--out", tmp_path / "o"), "the value 0.1 is given twice")
     assert_one_line_error(invoke("sweep", "--grid", "lr=0.1,0.10", "--out", tmp_path / "o"), "the value 0.1 is given twice")
     assert_one_line_error(invoke("sweep", "--grid", "hidden=128x2,128+128", "--out", tmp_path / "o"), "given twice")
     assert_one_line_error(invoke("sweep", "--grid", "train=", "--out", tmp_path / "o"), "expected KEY=V1,V2")
-    assert_one_line_error(invoke("sweep", "--grid", "lr=0.1,inf", "--out", tmp_path / "o"), "lr must be a finite number")
+    assert_one_line_error(invoke("sweep", "--grid", "lr=0.1,inf", "--out", tmp_path / "o"), "--grid lr=inf: must be a finite number")
     assert not (tmp_path / "o").exists()
 
 
@@ -149,6 +149,11 @@ DAMAGED = {
     "summary.json without status": (damage(summary='{"steps": 3}'), "no status"),
     "plots is a file": (lambda run: (run / "plots").write_text("x"), "is a file, not a folder"),
 }
+for key, shown in (("clip_norm", "15"), ("batch_size", "128"), ("input_scale", "50"), ("lr", "0.01")):
+    DAMAGED[f"config.json {key} a string"] = (
+        lambda run, key=key, shown=shown: (run / "config.json").write_text(
+            json.dumps({**json.loads((run / "config.json").read_text()), key: shown})),
+        f"config.json: {key}: must be {'an integer' if key == 'batch_size' else 'a number'} (got str '{shown}')")
 
 
 @pytest.mark.parametrize("case", list(DAMAGED))
@@ -291,3 +296,81 @@ def test_a_sweep_over_data_paths_with_slashes_and_over_clip(tmp_path):
     assert [row["clip"] for row in rows] == ["none", "value"]  # the grid's values, not labels
     assert [row["data_path"] for row in rows] == [str(path)] * 2
     assert all(row["status"] == "completed" for row in rows)
+
+
+def test_an_empty_config_file_means_the_defaults(tmp_path):
+    from mnist_clip.cli import config_from_options, train
+    from mnist_clip.config import Config
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    for given in ("/dev/null", str(empty)):
+        with train.make_context("train", ["--config", given]) as ctx:
+            assert config_from_options(ctx, ctx.params) == Config()
+    assert_one_line_error(invoke("train", "--config", "/dev/null", "--epochs", "0", "--out", tmp_path / "o"),
+                          "--epochs: must be an integer >= 1")
+
+
+def test_a_sweep_refused_for_a_missing_data_file_leaves_no_folder(tmp_path):
+    for jobs in ("1", "2"):
+        result = invoke("sweep", "--epochs", "1", "--grid", f"data_path={tmp_path / 'none.npz'}", "--out", tmp_path / "o",
+                        "--jobs", jobs)
+        assert_one_line_error(result, f"data path not found: {tmp_path / 'none.npz'}")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "--seeds", "100000000", "--grid", "lr=0.01"],
+     "--seeds: 100,000,000 runs (100000000 seeds); at most 10,000 runs"),
+    (["sweep", "--seeds", "400", "--grid", "lr=0.01,0.02,0.03,0.04,0.05,0.06,0.07,0.08,0.09,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,2,3,4,5,6,7,8"],
+     "--seeds: 10,400 runs (400 seeds x 26); at most 10,000 runs"),
+    (["sweep", "--grid", "lr=" + ",".join(f"0.{i:03d}1" for i in range(1, 201)), "--grid",
+      "batch_size=" + ",".join(str(i) for i in range(1, 61))],
+     "--grid: 12,000 runs (lr (200) x batch_size (60)); at most 10,000 runs"),
+    (["demo", "--seeds", "5001"], "--seeds: 10,002 runs (5001 seeds x 2); at most 10,000 runs"),
+])
+def test_a_plan_beyond_reason_is_refused_before_anything_exists(tmp_path, args, message):
+    from mnist_clip.sweeps import MAX_RUNS
+
+    assert MAX_RUNS == 10_000
+    assert_one_line_error(invoke(*args, "--out", tmp_path / "o"), message)
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_largest_plan_allowed_is_planned_quickly():
+    from mnist_clip.config import Config
+    from mnist_clip.sweeps import MAX_RUNS, make_cells, parse_grid
+
+    cells = make_cells(Config(), parse_grid(["lr=0.01,0.02"]), seeds=MAX_RUNS // 2)
+    assert len(cells) == MAX_RUNS and cells[-1].config.seed == Config().seed + MAX_RUNS // 2 - 1
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--clip-norm", "none"], "Error: --clip-norm: 'none' is not a valid float; to train without clipping give --clip none"),
+    (["--hidden", "256x"], "Error: --hidden: cannot read '256x'; give widths like 256,128 or 128x10 (ten layers of 128), or none"),
+    (["--train", "w3,w9"], "Error: --train: unknown tensor 'w9'; allowed: w1, b1, w2, b2, w3, b3 (this net has 3 weight layers)"),
+    (["--clip-norm", "0"], "Error: --clip-norm: must be > 0 for --clip global_norm (got 0.0); use --clip none to train "
+                           "without clipping"),
+    (["--train", "w1", "--freeze", "w2"], "Error: --freeze: give either --train or --freeze, not both"),
+    (["--lr", "fast"], "Error: --lr: 'fast' is not a valid float"),
+    (["--clip", "sometimes"], "Error: --clip: 'sometimes' is not one of"),
+])
+def test_command_line_errors_name_the_option_as_typed(tmp_path, args, line):
+    result = invoke("train", *args, "--out", tmp_path / "o")
+    assert_one_line_error(result, line)
+    assert result.stderr.startswith(line)
+    assert "_" not in result.stderr.split(":")[1]  # --clip-norm, never clip_norm
+
+
+def test_config_file_errors_name_the_file_and_its_key(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("clip-norm = 0\n")
+    result = invoke("train", "--config", path, "--out", tmp_path / "o")
+    assert_one_line_error(result, f"Error: {path}: clip_norm: must be > 0 for clip='global_norm' (got 0.0); use "
+                                  "clip='none' to train without clipping")
+    # the option typed wins and is named as typed, even with a config file
+    assert_one_line_error(invoke("train", "--config", path, "--clip-norm", "-2", "--out", tmp_path / "o"),
+                          "Error: --clip-norm: must be > 0")
+    path.write_text("hidden = '256x'\n")
+    assert_one_line_error(invoke("train", "--config", path, "--out", tmp_path / "o"),
+                          f"Error: {path}: hidden: cannot read '256x'")

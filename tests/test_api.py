@@ -33,14 +33,15 @@ def test_the_api_and_the_cli_write_the_same_metrics(tmp_path):
     assert "api: global_norm 15, completed, 64 steps" in repr(run)
 
 
-def test_bad_arguments_raise_the_clis_input_error(tmp_path):
-    with pytest.raises(mc.InputError, match="lr must be > 0") as caught:
+def test_bad_arguments_raise_the_clis_input_error_in_pythons_words(tmp_path):
+    with pytest.raises(mc.InputError) as caught:
         mc.train(lr=-1, out=tmp_path)
+    assert str(caught.value) == "lr: must be > 0 (got -1.0)" and caught.value.key == "lr"
     cli_run = CliRunner().invoke(cli, ["train", "--lr", "-1", "--out", str(tmp_path)])
-    assert cli_run.stderr == f"Error: {caught.value}\n"
+    assert cli_run.stderr == "Error: --lr: must be > 0 (got -1.0)\n"  # the same check, named as typed
     with pytest.raises(mc.InputError, match="unknown config key 'epoch'; did you mean 'epochs'"):
         mc.train(epoch=3, out=tmp_path)
-    with pytest.raises(mc.InputError, match="train is empty"):
+    with pytest.raises(mc.InputError, match="train: is empty"):
         mc.train(train=[], out=tmp_path)
     with pytest.raises(mc.InputError, match="config file not found: nope; give a path, or a recipe name: adam_beta1_norm, .*, blog, "):
         mc.train("nope", out=tmp_path)
@@ -138,3 +139,40 @@ def test_twins_of_several_seeds_ask_to_be_indexed(tmp_path):
         runs.summary
     one = Twins(runs[:1])
     assert one.name == "clipped-seed1" and repr(one) == repr(runs[0])
+
+
+@pytest.mark.parametrize("call, key, message", [
+    (lambda: mc.train(config=42), "config", "config: must be a Config, a recipe name"),
+    (lambda: mc.train(data=[1, 2, 3]), "data", "data: must be a Dataset"),
+    (lambda: mc.train(name=7), "name", "name: must be a folder name or None (got int 7)"),
+    (lambda: mc.train(overwrite="yes"), "overwrite", "overwrite: must be True or False"),
+    (lambda: mc.compare([42]), "runs", "runs: each run is a RunResult, a Run or a run folder's path (got int 42)"),
+    (lambda: mc.compare([]), "runs", "runs: nothing to compare"),
+    (lambda: mc.sweep({"lr": 0.1}), "grid", "grid lr: give a list of values such as [0.01, 0.1] (got float 0.1)"),
+    (lambda: mc.sweep({}), "grid", "grid: empty; give at least one key"),
+    (lambda: mc.sweep({"lr": []}), "grid", "grid lr: no values"),
+    (lambda: mc.sweep({"lr": [0.1, -1]}), "grid", "grid lr=-1: must be > 0 (got -1.0)"),
+    (lambda: mc.sweep(jobs=0), "jobs", "jobs: must be a whole number >= 1"),
+    (lambda: mc.train(learning_rate=0.1), None, "unknown config key 'learning_rate'; did you mean 'lr'?"),
+    (lambda: mc.train(clip_norm=0), "clip_norm", "clip_norm: must be > 0 for clip='global_norm' (got 0.0); use "
+                                                  "clip='none' to train without clipping"),
+    (lambda: mc.demo(clip="none"), "clip", "clip: demo compares a clipping method with none"),
+    (lambda: mc.demo(seeds=10**6), "seeds", "seeds: 2,000,000 runs"),
+])
+def test_python_misuse_raises_input_error_naming_the_key(tmp_path, call, key, message):
+    os.chdir(tmp_path)
+    with pytest.raises(mc.InputError) as caught:
+        call()
+    text = str(caught.value)
+    assert text.startswith(message) or (key is None and message in text), text
+    assert caught.value.key == key
+    assert "--" not in text and "\x1e" not in repr(caught.value)  # Python's words, no CLI option, no markers
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_python_errors_say_name_and_overwrite_true(tmp_path, mnist_5k):
+    mc.train(epochs=1, hidden=(8,), out=tmp_path, name="r", plots=False, progress="quiet", data=mnist_5k)
+    with pytest.raises(mc.InputError, match=r"already exists; choose another name or add overwrite=True$"):
+        mc.train(epochs=1, out=tmp_path, name="r", progress="quiet", data=mnist_5k)
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path), "--name", "r"])
+    assert result.stderr.endswith("already exists; choose another --name or add --overwrite\n")

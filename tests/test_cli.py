@@ -1,6 +1,7 @@
 """The real `mnist-clip` command on the real bundled digits, and its answers to bad input."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,23 @@ def test_a_recipes_runs_are_named_after_it(tmp_path):
     # without a recipe, the clip setting names the run, as before
     assert re.fullmatch(r"global_norm-15-\d{8}-\d{6}", default_run_name("global_norm", 15.0))
     assert re.fullmatch(r"noclip-\d{8}-\d{6}", default_run_name("none", 15.0))
+
+
+def test_a_run_leaves_nothing_in_the_temp_folder_and_no_process_behind(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "mnist_clip", "train", "--dataset", "mnist-5k", "--epochs", "1",
+                             "--out", str(tmp_path / "out"), "--name", "r", "--tensorboard", "--quiet"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out" / "r" / "plots").iterdir())  # the pictures were drawn
+    assert list(temp.iterdir()) == []  # no __autograph_generated_file*.py, nothing else
+    stray = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"TMPDIR={temp}".encode() in (proc / "environ").read_bytes():
+                stray.append(proc.name)
+        except OSError:
+            continue
+    assert stray == []

@@ -48,7 +48,7 @@ def test_bad_grids(specs, message):
 
 def test_bad_cell_values_fail_before_anything_runs(tmp_path):
     result = CliRunner().invoke(cli, ["sweep", "--grid", "lr=0.1,-1", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and result.stderr == "Error: lr must be > 0 (got -1.0)\n"
+    assert result.exit_code == 2 and result.stderr == "Error: --grid lr=-1: must be > 0 (got -1.0)\n"
     assert not any(tmp_path.iterdir())
 
 

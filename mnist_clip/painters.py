@@ -1,0 +1,101 @@
+"""A run's pictures drawn by helper processes: each loads matplotlib while TensorFlow loads
+(on the core the import leaves idle) and draws its share of the figures once the run ends."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+PAINTERS = 2  # the figures split about evenly in two; a third would only compete for the cores
+
+
+class Painters:
+    """Started before training; draw(run_dir) has them draw the run's figures in parallel.
+    A painter that cannot start or fails leaves its share to this process, which then
+    draws it (and reports its errors) exactly as without painters."""
+
+    def __init__(self, count: int = PAINTERS):
+        import os
+
+        self.procs: list[subprocess.Popen] = []
+        for _ in range(count):
+            try:
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-c", "from mnist_clip.painters import serve; serve()", str(os.getpid())],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                ))
+            except OSError:
+                break
+
+    def draw(self, run_dir: Path) -> list[Path]:
+        count = max(1, len(self.procs))
+        asked = []
+        for share, proc in enumerate(self.procs):
+            try:
+                proc.stdin.write(json.dumps({"run": str(run_dir), "share": share, "of": count}) + "\n")
+                proc.stdin.flush()
+                asked.append((share, proc))
+            except OSError:
+                pass
+        drawn: dict[int, str] = {}
+        left = set(range(count))
+        for share, proc in asked:
+            try:
+                reply = json.loads(proc.stdout.readline() or "{}")
+            except (OSError, ValueError):
+                continue
+            if "drawn" in reply:
+                drawn.update((int(index), path) for index, path in reply["drawn"])
+                left.discard(share)
+        if left:  # this process draws what a painter could not
+            from mnist_clip.plots import RUN_FIGURES, write_run_plots
+
+            names = list(RUN_FIGURES)
+            for share in sorted(left):
+                own = names[share::count]
+                for path in write_run_plots(run_dir, own):
+                    drawn[names.index(path.name)] = str(path)
+        return [Path(drawn[index]) for index in sorted(drawn)]
+
+    def close(self) -> None:
+        for proc in self.procs:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        self.procs = []
+
+
+def serve() -> None:
+    """A painter: load matplotlib, then draw the share of figures asked for on stdin."""
+    from mnist_clip.interrupts import die_with_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle
+    die_with_parent(int(sys.argv[1]))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mnist_clip.plots import RUN_FIGURES, write_run_plots
+
+    line = sys.stdin.readline()
+    if not line:
+        return  # the run ended without pictures
+    try:
+        task = json.loads(line)
+        names = list(RUN_FIGURES)
+        paths = write_run_plots(task["run"], names[task["share"]::task["of"]])
+        reply = {"drawn": [[names.index(path.name), str(path)] for path in paths]}
+    except Exception as err:  # the run draws this share itself and reports the error
+        reply = {"error": str(err)}
+    sys.stdout.write(json.dumps(reply) + "\n")
+    sys.stdout.flush()
