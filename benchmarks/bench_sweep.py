@@ -10,6 +10,11 @@ The table gives cells per minute and their ratio. The floor is the FLOP limit: e
 3 x 2 x batch x weights FLOP at the measured throughput of a 2048x2048 matmul on both cores.
 --full also times the whole default sweep with 5 seeds (160 cells) through the command, with
 --jobs 2, in a temporary folder (about 3 minutes).
+
+--floor N instead measures a 16-cell sweep (lr x clip_norm, --jobs 2) through the command
+against its floor, N times alternating with a single `train --no-plots`: the floor is one
+run's fixed cost (its wall time minus its training) plus the training of the cells each
+worker runs (the cells' train_seconds over the workers). Prints the medians and the ratio.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+USER_CACHE = os.environ.get("MNIST_CLIP_XLA_CACHE")  # the floor is measured as a user runs
 os.environ["MNIST_CLIP_XLA_CACHE"] = "off"  # "fresh" must compile; set before TensorFlow loads
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -50,13 +56,56 @@ def train_cell(config: Config, dataset, folder: Path, fresh: bool) -> float:
     return time.perf_counter() - started
 
 
+FLOOR_GRID = ("lr=0.01,0.03,0.1,0.3", "clip_norm=none,1,5,15")
+
+
+def command_seconds(args: list[str], env: dict) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mnist_clip", *args], check=True, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def sweep_against_floor(repeats: int, jobs: int = 2) -> dict:
+    env = {key: value for key, value in os.environ.items() if key != "MNIST_CLIP_XLA_CACHE"}
+    if USER_CACHE is not None:
+        env["MNIST_CLIP_XLA_CACHE"] = USER_CACHE
+    grid = [arg for spec in FLOOR_GRID for arg in ("--grid", spec)]
+    sweeps, floors, fixed = [], [], []
+    with tempfile.TemporaryDirectory() as out:
+        command_seconds(["train", "--no-plots", "--quiet", "--out", out, "--name", "warm"], env)
+        for i in range(repeats):
+            for what in ("train", "sweep") if i % 2 == 0 else ("sweep", "train"):
+                if what == "train":
+                    wall = command_seconds(["train", "--no-plots", "--quiet", "--out", out, "--name", f"t{i}"], env)
+                    trained = json.loads((Path(out) / f"t{i}" / "summary.json").read_text())["train_seconds"]
+                    fixed.append(wall - trained)
+                else:
+                    sweeps.append(command_seconds(["sweep", *grid, "--jobs", str(jobs), "--quiet", "--out", out,
+                                                   "--name", f"s{i}"], env))
+                    cells = list((Path(out) / f"s{i}" / "cells").iterdir())
+                    floors.append(sum(json.loads((cell / "summary.json").read_text())["train_seconds"]
+                                      for cell in cells) / jobs)
+    floor = statistics.median(fixed) + statistics.median(floors)
+    sweep = statistics.median(sweeps)
+    print(f"16-cell sweep, --jobs {jobs}: median {sweep:.2f} s ({' '.join(f'{v:.1f}' for v in sweeps)})")
+    print(f"floor: one run's fixed cost {statistics.median(fixed):.2f} s + the cells' training per worker "
+          f"{statistics.median(floors):.2f} s = {floor:.2f} s")
+    print(f"ratio: {sweep / floor:.2f}x the floor")
+    return {"sweep_seconds": sweeps, "fixed_seconds": fixed, "training_per_worker": floors, "ratio": sweep / floor}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", type=int, default=8, help="cells of the default grid per variant")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--full", action="store_true", help="also time the 160-cell sweep (default grid x 5 seeds)")
     parser.add_argument("--json", default="benchmarks/results/bench_sweep.json")
+    parser.add_argument("--floor", type=int, default=0, metavar="N", help="the 16-cell sweep against its floor, N times")
     args = parser.parse_args()
+    if args.floor:
+        sweep_against_floor(args.floor)
+        return
 
     base = Config(dataset="mnist-5k", epochs=args.epochs)
     dataset = load_dataset("mnist-5k")

@@ -37,8 +37,9 @@ def fake_run(path, marker):
 def test_a_given_name_is_never_reused_without_overwrite(tmp_path):
     first = RunTarget(tmp_path, "mine", "x", False).create()
     (first / "keep.txt").write_text("result")
-    with pytest.raises(InputError, match="already exists; choose another --name or add --overwrite"):
+    with pytest.raises(InputError, match="already exists; choose another name or add overwrite=True$") as caught:
         RunTarget(tmp_path, "mine", "x", False).create()
+    assert caught.value.render("cli").endswith("already exists; choose another --name or add --overwrite")
     assert (first / "keep.txt").read_text() == "result"
 
 

@@ -33,9 +33,9 @@ def test_spread_and_paired_difference_against_numpy_and_scipy():
 
 @pytest.mark.parametrize("command", ["demo", "sweep"])
 @pytest.mark.parametrize("seeds, message", [
-    ("0", "seeds must be a whole number >= 1 (got 0)"),
-    ("-2", "seeds must be a whole number >= 1 (got -2)"),
-    ("3", "seeds: 3 seeds from seed 2147483646 go past 2147483647; at most 2 fit, or choose a smaller --seed"),
+    ("0", "--seeds: must be a whole number >= 1 (got 0)"),
+    ("-2", "--seeds: must be a whole number >= 1 (got -2)"),
+    ("3", "--seeds: 3 seeds from seed 2147483646 go past 2147483647; at most 2 fit, or choose a smaller --seed"),
 ])
 def test_bad_seed_counts_are_one_line_and_make_no_folder(tmp_path, command, seeds, message):
     args = [command, "--seeds", seeds, "--out", str(tmp_path / "o")]
