@@ -29,7 +29,7 @@ def test_the_api_and_the_cli_write_the_same_metrics(tmp_path):
     assert len(frame) == 64 and frame["step"].tolist() == list(range(64))
     np.testing.assert_array_equal(frame["w1_before"].to_numpy(), mc.load_run(tmp_path / "cli").run.metrics["w1_before"])
     assert run.config["trainable"] == ["w2", "b2", "w3", "b3"] and run.config["lr"] == 0.05
-    assert sorted(run.figures()) == ["flow", "loss", "norms", "ratio", "signals"]
+    assert sorted(run.figures()) == ["flow", "loss", "norms", "ratio", "signals", "updates"]
     assert "api: global_norm 15, completed, 64 steps" in repr(run)
 
 
