@@ -178,17 +178,17 @@ def test_moved_equals_the_distance_between_the_saved_weights(tmp_path, small):
 
 
 REFUSALS = {
-    "momentum one": (["--momentum", "1"], "momentum must be a number in [0, 1) (got 1.0)"),
-    "momentum negative": (["--momentum", "-0.1"], "momentum must be a number in [0, 1)"),
-    "beta1 one": (["--optimizer", "adam", "--beta1", "1"], "beta1 must be a number in [0, 1)"),
-    "beta2 above one": (["--optimizer", "adam", "--beta2", "1.5"], "beta2 must be a number in [0, 1)"),
-    "epsilon zero": (["--optimizer", "adam", "--epsilon", "0"], "epsilon must be > 0"),
-    "rho one": (["--optimizer", "rmsprop", "--rho", "1"], "rho must be a number in [0, 1)"),
-    "nesterov with adam": (["--optimizer", "adam", "--nesterov"], "nesterov is an option of sgd, not of optimizer adam"),
-    "nesterov off with adam": (["--optimizer", "adam", "--no-nesterov"], "nesterov is an option of sgd"),
-    "momentum with adam": (["--optimizer", "adam", "--momentum", "0.9"], "momentum is an option of sgd and rmsprop"),
-    "beta1 with sgd": (["--beta1", "0.5"], "beta1 is an option of adam, not of optimizer sgd; sgd takes momentum, nesterov"),
-    "rho with sgd at its default": (["--rho", "0.9"], "rho is an option of rmsprop, not of optimizer sgd"),
+    "momentum one": (["--momentum", "1"], "--momentum: must be a number in [0, 1) (got 1.0)"),
+    "momentum negative": (["--momentum", "-0.1"], "--momentum: must be a number in [0, 1)"),
+    "beta1 one": (["--optimizer", "adam", "--beta1", "1"], "--beta1: must be a number in [0, 1)"),
+    "beta2 above one": (["--optimizer", "adam", "--beta2", "1.5"], "--beta2: must be a number in [0, 1)"),
+    "epsilon zero": (["--optimizer", "adam", "--epsilon", "0"], "--epsilon: must be > 0"),
+    "rho one": (["--optimizer", "rmsprop", "--rho", "1"], "--rho: must be a number in [0, 1)"),
+    "nesterov with adam": (["--optimizer", "adam", "--nesterov"], "--nesterov: an option of sgd, not of --optimizer adam; adam takes --beta1, --beta2, --epsilon"),
+    "nesterov off with adam": (["--optimizer", "adam", "--no-nesterov"], "--nesterov: an option of sgd"),
+    "momentum with adam": (["--optimizer", "adam", "--momentum", "0.9"], "--momentum: an option of sgd and rmsprop"),
+    "beta1 with sgd": (["--beta1", "0.5"], "--beta1: an option of adam, not of --optimizer sgd; sgd takes --momentum, --nesterov"),
+    "rho with sgd at its default": (["--rho", "0.9"], "--rho: an option of rmsprop, not of --optimizer sgd"),
     "unknown optimizer": (["--optimizer", "adagrad"], "'adagrad' is not one of"),
     "unknown loss": (["--loss", "hinge"], "'hinge' is not one of"),
 }
@@ -208,11 +208,11 @@ def test_a_toml_option_of_another_optimizer_is_refused(tmp_path):
     recipe = tmp_path / "c.toml"
     recipe.write_text('optimizer = "rmsprop"\nbeta2 = 0.99\n')
     result = CliRunner().invoke(cli, ["train", "--config", str(recipe), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "beta2 is an option of adam, not of optimizer rmsprop" in result.stderr
+    assert result.exit_code == 2 and "beta2: an option of adam, not of optimizer='rmsprop'" in result.stderr
     from mnist_clip.api import make_config
     from mnist_clip.errors import InputError
 
-    with pytest.raises(InputError, match="nesterov is an option of sgd"):
+    with pytest.raises(InputError, match="nesterov: an option of sgd, not of optimizer='adam'"):
         make_config(None, {"optimizer": "adam", "nesterov": False})
     assert make_config(None, {"optimizer": "adam", "beta1": 0.5}).optimizer_settings == {
         "beta1": 0.5, "beta2": 0.999, "epsilon": 1e-7}

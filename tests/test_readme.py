@@ -27,7 +27,7 @@ def table_after(heading: str) -> list[list[str]]:
 
 def option_names(cell: str) -> set[str]:
     """'`--shuffle/--no-shuffle`' -> {'--shuffle', '--no-shuffle'}; '`--train w3,b3`' -> {'--train'}."""
-    return set(re.findall(r"--[a-z][a-z-]*", cell))
+    return set(re.findall(r"--[a-z][a-z0-9-]*", cell))
 
 
 def test_the_train_options_table_lists_every_option_and_every_choice():
