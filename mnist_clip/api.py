@@ -235,7 +235,7 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise InputError(f"{named('tensorboard', True)}: needs the tensorboard package: pip install 'mnist-clip[tensorboard]'",
                          "tensorboard")
-    target = RunTarget(Path(out), name, default_run_name(config.clip, config.clip_norm, recipe), overwrite)
+    target = RunTarget(Path(out), name, default_run_name(config.clip, config.clip_norm, recipe, config.optimizer), overwrite)
     target.check()  # before the data and TensorFlow load: a taken name fails at once
     data = data if data is not None else load_data(config, reporter)
     reporter.open_bar(config.epochs * config.steps_per_epoch(len(data.y_train)), "starting TensorFlow")

@@ -144,7 +144,7 @@ DAMAGED = {
     "missing column": (damage(column="w2_after"), "unexpected columns (missing w2_after)"),
     "config.json a list": (damage(config="[1, 2]"), "expected a JSON object, found list"),
     "config.json not json": (damage(config="{oops"), "cannot read run files"),
-    "config.json unknown activation": (damage(config='{"activation": "swish"}'), "activation or hidden value"),
+    "config.json unknown activation": (damage(config='{"activation": "swish"}'), "activation, hidden or norm value"),
     "summary.json a string": (damage(summary='"done"'), "expected a JSON object, found str"),
     "summary.json without status": (damage(summary='{"steps": 3}'), "no status"),
     "plots is a file": (lambda run: (run / "plots").write_text("x"), "is a file, not a folder"),

@@ -158,6 +158,7 @@ def test_a_recipes_runs_are_named_after_it(tmp_path):
     # without a recipe, the clip setting names the run, as before
     assert re.fullmatch(r"global_norm-15-\d{8}-\d{6}", default_run_name("global_norm", 15.0))
     assert re.fullmatch(r"noclip-\d{8}-\d{6}", default_run_name("none", 15.0))
+    assert re.fullmatch(r"adam-global_norm-1-\d{8}-\d{6}", default_run_name("global_norm", 1.0, None, "adam"))
 
 
 def test_a_run_leaves_nothing_in_the_temp_folder_and_no_process_behind(tmp_path):
