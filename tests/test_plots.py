@@ -14,7 +14,7 @@ from mnist_clip.runs import read_run
 from runfolders import write_run
 
 SIZES = {"norms.png": (1000, 700), "ratio.png": (1000, 700), "loss.png": (1000, 700), "signals.png": (1000, 900),
-         "flow.png": (1200, 600)}
+         "flow.png": (1200, 600), "updates.png": (1000, 700)}
 
 
 def ink(path) -> float:
@@ -46,7 +46,7 @@ def test_a_killed_run_without_summary_still_plots(tmp_path):
     run = write_run(tmp_path / "run", steps=25, summary=False)
     with open(run / "metrics.csv", "a") as file:
         file.write("25,2,0.1,0.5,3")  # a line cut by SIGKILL
-    assert len(write_run_plots(run)) == 5
+    assert len(write_run_plots(run)) == 6
 
 
 def test_moving_averages_ignore_nan_start_at_the_raw_values_and_stay_full_at_the_end():

@@ -38,7 +38,7 @@ def test_a_signal_stops_cleanly_at_the_next_chunk(tmp_path, signum, code):
     assert len(run.epochs["epoch"]) == summary["steps"] // 1000
     assert (tmp_path / "run" / "params_final.npz").is_file()
     assert sorted(p.name for p in (tmp_path / "run" / "plots").iterdir()) == [
-        "flow.png", "loss.png", "norms.png", "ratio.png", "signals.png"]
+        "flow.png", "loss.png", "norms.png", "ratio.png", "signals.png", "updates.png"]
 
 
 def test_sigkill_loses_at_most_the_chunk_in_flight(tmp_path):
