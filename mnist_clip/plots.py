@@ -297,7 +297,7 @@ def step_axis(ax, n_steps: int, per_epoch: int, label: bool = True, epochs_on_to
         top.xaxis.set_minor_locator(FixedLocator([]))
         top.set_xticklabels([str(epoch) for epoch in epochs])
         top.set_xlabel("end of epoch", fontsize=9)
-        top.tick_params(labelsize=8)
+        top.tick_params(axis="both", which="both", labelsize=TICK_SIZE)
 
 
 def epoch_axis(ax, n_epochs: int) -> None:

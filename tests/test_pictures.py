@@ -262,6 +262,6 @@ def test_log_axes_label_at_least_three_ticks_in_one_font_size(tmp_path):
                     continue
                 low, high = ax.get_ylim()
                 labels = [t for t in ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels()
-                          if t.get_text() and low <= t.get_position()[1] <= high]
+                          if t.get_text() and t.get_visible() and low <= t.get_position()[1] <= high]
                 assert len(labels) >= 3, (make.__name__, ax.get_title(), [t.get_text() for t in labels])
                 assert {t.get_fontsize() for t in labels} == {8}, make.__name__
