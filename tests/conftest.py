@@ -17,6 +17,12 @@ def mnist_5k() -> Dataset:
     return load_mnist_5k("test fixture")
 
 
+def first_digits(dataset: Dataset, n_train: int, n_test: int) -> Dataset:
+    """The first n_train training and n_test test digits of a real data set: short runs on real data."""
+    return Dataset(f"{dataset.name}-part", "the first digits, for a test", "test", dataset.x_train[:n_train],
+                   dataset.y_train[:n_train], dataset.x_test[:n_test], dataset.y_test[:n_test])
+
+
 def small_dataset(n_train: int = 300, n_test: int = 100, seed: int = 0) -> Dataset:
     """Random 28x28 'images' with pixel values 0..255: enough to exercise the loop quickly."""
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
-from mnist_clip.data import Dataset
+from conftest import first_digits
 from mnist_clip.experiment import run_experiment
 from mnist_clip.model import forward, init_params, one_hot, prepare_inputs
 from mnist_clip.net import Net
@@ -83,8 +83,7 @@ CASES = [
 def test_first_steps_match_float64_numpy(mnist_5k, hidden, activation, norm, residual):
     config = Config(hidden=hidden, activation=activation, norm=norm, residual=residual, clip="global_norm",
                     clip_norm=0.5, lr=0.5, epochs=1, init="glorot")
-    data = Dataset("part", "test", "test", mnist_5k.x_train[:384], mnist_5k.y_train[:384], mnist_5k.x_test[:50],
-                   mnist_5k.y_test[:50])
+    data = first_digits(mnist_5k, 384, 50)
     trainer = Trainer(config, data)
     values = trainer.run_epoch(0).values
     col = {name: values[:, i].astype(np.float64) for i, name in enumerate(trainer.columns)}
@@ -135,8 +134,7 @@ def test_each_norm_is_keras_layer_on_the_same_input(norm):
 
 def test_batch_norm_test_accuracy_is_that_of_the_saved_moving_statistics(tmp_path, mnist_5k):
     config = Config(hidden=(32, 32), activation="sigmoid", norm="batch", epochs=2, lr=0.5, init="glorot")
-    data = Dataset("part", "test", "test", mnist_5k.x_train[:640], mnist_5k.y_train[:640], mnist_5k.x_test[:300],
-                   mnist_5k.y_test[:300])
+    data = first_digits(mnist_5k, 640, 300)
     run_dir = tmp_path / "bn"
     run_dir.mkdir()
     run_experiment(config, data, run_dir, draw_plots=False)

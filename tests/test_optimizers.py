@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
+from conftest import first_digits
 from mnist_clip.experiment import run_experiment
 from mnist_clip.model import init_params, one_hot, prepare_inputs
 from mnist_clip.runs import read_run
@@ -133,8 +134,7 @@ def numpy_step(p: dict, x: np.ndarray, y: np.ndarray, loss: str) -> dict:
 @pytest.mark.parametrize("loss", ["mse", "crossentropy"])
 def test_adam_run_first_steps_match_float64_numpy(mnist_5k, loss):
     config = Config(optimizer="adam", lr=0.001, loss=loss, clip="global_norm", clip_norm=1.0, epochs=1)
-    data = Dataset("5k-part", "test", "test", mnist_5k.x_train[:512], mnist_5k.y_train[:512], mnist_5k.x_test[:64],
-                   mnist_5k.y_test[:64])
+    data = first_digits(mnist_5k, 512, 64)
     trainer = Trainer(config, data)
     values = trainer.run_epoch(0).values
     col = {name: values[:, i].astype(np.float64) for i, name in enumerate(trainer.columns)}
