@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from mnist_clip.errors import InputError, name as named
-from mnist_clip.net import Net
+from mnist_clip.net import N_CLASSES, N_INPUTS, Net  # noqa: F401  (N_CLASSES: re-exported)
 
 CLIP_METHODS = ("global_norm", "norm", "value", "average_norm", "agc", "autoclip", "none")
 ADAPTIVE_CLIP_METHODS = ("agc", "autoclip")  # their threshold is not a fixed number
@@ -44,8 +44,6 @@ def tensor_names(n_layers: int) -> tuple[str, ...]:
 
 # The reference net's tensors; a Config's own are Config.param_names.
 PARAM_NAMES = tensor_names(len(REFERENCE_HIDDEN) + 1)
-N_INPUTS = 784
-N_CLASSES = 10
 
 
 def layer_sizes(hidden: tuple[int, ...] = REFERENCE_HIDDEN) -> tuple[int, ...]:

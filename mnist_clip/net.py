@@ -6,7 +6,6 @@ folder, the pictures and the tests all read the same value.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -114,14 +113,6 @@ class Net:
 
     def tensor(self, name: str) -> Tensor:
         return next(tensor for tensor in self.tensors if tensor.name == name)
-
-
-_LAYER_OF = re.compile(r"(\d+)$")
-
-
-def layer_of(name: str) -> int:
-    """The layer a tensor or column prefix belongs to: w3 -> 3, gamma12 -> 12."""
-    return int(_LAYER_OF.search(name).group(1))
 
 
 def role_of(name: str) -> str:
