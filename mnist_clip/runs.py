@@ -44,6 +44,7 @@ METRICS_FILE = "metrics.csv"
 EPOCHS_FILE = "epochs.csv"
 SUMMARY_FILE = "summary.json"
 SWEEP_FILE = "sweep.json"
+DIRTY_FILE = "dirty_examples.npy"  # only in runs with dirty data
 PLOTS_DIR = "plots"
 MAX_NAME_BYTES = 200  # leaves room under the file system's 255 for the temporary siblings' prefixes
 
@@ -307,6 +308,12 @@ class RunWriter:
 
     def write_params(self, which: str, arrays: dict[str, np.ndarray]) -> None:
         write_npz(self.path / f"params_{which}.npz", arrays)
+
+    def write_dirty(self, indices: np.ndarray) -> None:
+        """The training examples made dirty, as indices into the training set."""
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(indices, dtype=np.int64))
+        write_atomic(self.path / DIRTY_FILE, buffer.getvalue())
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.path / SUMMARY_FILE, summary)

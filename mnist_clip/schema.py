@@ -83,10 +83,19 @@ def config_tensors(config: Mapping[str, Any]) -> tuple[str, ...]:
     return Net.of(config).names
 
 
+DIRTY_COLUMN = "dirty_in_batch"
+
+
+def data_columns(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """Last, in runs with dirty data only (the others keep their columns): how many dirty
+    examples the step's batch held."""
+    return (DIRTY_COLUMN,) if config.get("dirty_fraction", 0) else ()
+
+
 def metric_columns_for(config: Mapping[str, Any]) -> tuple[str, ...]:
     """metrics.csv's header for a config."""
     return ("step", "epoch", *step_value_columns(config_tensors(config), config.get("activation", "relu"),
-                                                 config.get("clip", "global_norm")))
+                                                 config.get("clip", "global_norm")), *data_columns(config))
 
 
 def epoch_columns_for(config: Mapping[str, Any]) -> tuple[str, ...]:

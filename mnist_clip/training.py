@@ -12,6 +12,7 @@ import tensorflow as tf
 from mnist_clip.clipping import AutoClipHistory, agc_clip, clip_fired, clip_only, clip_with_norms, clipped_norms
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
+from mnist_clip.dirt import batch_members, dirty_examples, dirty_per_batch, make_dirty
 from mnist_clip.model import (
     LOSS_FUNCTIONS,
     accuracy,
@@ -25,7 +26,7 @@ from mnist_clip.model import (
 )
 from mnist_clip.net import Net
 from mnist_clip.optimizers import OptimizerState, UpdateRule, apply_updates, hyperparameters
-from mnist_clip.schema import gradient_columns, step_value_columns
+from mnist_clip.schema import data_columns, gradient_columns, step_value_columns
 
 
 def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip: str, threshold,
@@ -270,9 +271,15 @@ class Trainer:
         self.config = config
         self.params = init_params(config.seed, config.hidden, config.init, config.net)
         self.moving = init_state(config.net)
-        self.columns = step_value_columns(config.param_names, config.activation, config.clip)
+        self.columns = (*step_value_columns(config.param_names, config.activation, config.clip),
+                        *data_columns(config.to_dict()))
         self.initial_params = {name: v.numpy() for name, v in self.params.items()}
-        self.x_train = tf.constant(prepare_inputs(dataset.x_train, config.input_scale))
+        x_train = prepare_inputs(dataset.x_train, config.input_scale)
+        self.dirty = dirty_examples(len(x_train), config.dirty_fraction, config.seed)
+        self.clean_largest_input = float(np.abs(x_train).max()) if len(x_train) else 0.0
+        x_train = make_dirty(x_train, self.dirty, config.dirty_scale)
+        self.largest_input = np.abs(x_train).max(axis=1)  # per example, for the diagnosis of a failing batch
+        self.x_train = tf.constant(x_train)
         self.y_train = tf.constant(one_hot(dataset.y_train))
         self.x_test = tf.constant(prepare_inputs(dataset.x_test, config.input_scale))
         self.y_test = tf.constant(one_hot(dataset.y_test))
@@ -305,6 +312,18 @@ class Trainer:
             x, y = tf.gather(x, order), tf.gather(y, order)
         return list(zip(batched(x, self.config.batch_size), batched(y, self.config.batch_size)))
 
+    def epoch_examples(self, epoch: int) -> np.ndarray:
+        """The training examples (indices) in the order the epoch trains them."""
+        n_train = len(self.largest_input)
+        return epoch_order(n_train, self.config.seed, epoch) if self.config.shuffle else np.arange(n_train)
+
+    def batch_facts(self, step: int) -> dict:
+        """What the step's batch held: its size, its largest |input| and its dirty examples."""
+        batches = batch_members(self.epoch_examples(step // self.steps_per_epoch), self.config.batch_size)
+        members = batches[step % self.steps_per_epoch]
+        return {"step": step, "batch_size": len(members), "largest_abs_input": float(self.largest_input[members].max()),
+                "dirty_in_batch": int(np.isin(members, self.dirty).sum())}
+
     def train_chunks(self, epoch: int) -> tuple[np.ndarray, bool]:
         """Run one epoch's steps: the values of the steps actually run, and whether a
         non-finite step stopped them."""
@@ -320,6 +339,9 @@ class Trainer:
         started = time.perf_counter()
         values, stopped = self.train_chunks(epoch)
         train_seconds = time.perf_counter() - started
+        if data_columns(self.config.to_dict()):
+            dirty = dirty_per_batch(self.epoch_examples(epoch), self.config.batch_size, self.dirty)
+            values = np.column_stack([values, dirty[: len(values)].astype(values.dtype)])
         test_loss, test_accuracy = self.evaluate(self.x_test, self.y_test)
         return EpochResult(
             epoch=epoch,
