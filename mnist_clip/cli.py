@@ -293,16 +293,19 @@ def plot(run_dir: str) -> None:
 def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
     """Overlay runs on shared axes and tabulate them (runs may differ in length or depth, or have diverged)."""
     from mnist_clip.comparison import compare_runs, table_text
+    from mnist_clip.diagnosis import describe
     from mnist_clip.runs import RunTarget, check_out_folder, read_run
 
-    for path in run_dirs:
-        read_run(path)  # a folder that is not a run fails here, before anything is written
+    runs = [read_run(path) for path in run_dirs]  # a folder that is not a run fails here, before anything is written
     if out:
         check_out_folder(Path(out))
     out_dir = Path(out) if out else RunTarget(Path(run_dirs[0]).resolve().parent, None,
                                               f"compare-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
     rows, files = compare_runs(list(run_dirs), out_dir)
     click.echo(table_text(rows))
+    for run in runs:
+        for line in describe(run.summary):
+            click.echo(f"{run.name}: {line}")
     for path in files:
         click.echo(f"wrote {path}")
 

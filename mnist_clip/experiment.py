@@ -25,12 +25,6 @@ from mnist_clip.runs import (
     nonfinite_steps,
 )
 
-NONFINITE_ADVICE = (
-    "exploding gradients; the usual cures are a lower --lr, inputs scaled to 0..1 "
-    "(--input-scale 255) or clipping (--clip global_norm --clip-norm 15)"
-)
-
-
 @dataclass
 class Progress:
     """What the caller is told while a run goes on (all optional): the number of steps to
@@ -130,6 +124,15 @@ def steady_ms_per_step(epochs: list) -> float | None:
     return round(1000 * sum(e.train_seconds for e in timed) / steps, 4) if steps else None
 
 
+def diagnose_run(trainer, values: np.ndarray, step: int) -> dict:
+    """The diagnosis of the run's first non-finite step, with the facts of the batches it inspects."""
+    from mnist_clip.diagnosis import diagnose, steps_to_inspect
+
+    metrics = dict(zip(trainer.columns, values.T))
+    batches = {inspected: trainer.batch_facts(inspected) for inspected in steps_to_inspect(metrics, step)}
+    return diagnose(metrics, trainer.config, step, batches, trainer.clean_largest_input)
+
+
 def first_nonfinite(result) -> int | None:
     bad = nonfinite_steps(result.column("loss"), result.column("global_norm_before"))
     return result.first_step + int(np.argmax(bad)) if bad.any() else None
@@ -200,6 +203,8 @@ def run_experiment(
         summary = summarize(
             config, trainer.columns, values, epochs, status, nonfinite_step, time.perf_counter() - started, train_seconds
         )
+        if nonfinite_step is not None:
+            summary["diagnosis"] = diagnose_run(trainer, values, nonfinite_step)
         writer.write_summary(summary)
     finally:
         progress.on_end()

@@ -12,7 +12,8 @@ from typing import Callable
 import numpy as np
 
 from mnist_clip.config import Config
-from mnist_clip.experiment import NONFINITE_ADVICE, Progress, never_acted_line
+from mnist_clip.diagnosis import describe
+from mnist_clip.experiment import Progress, never_acted_line
 from mnist_clip.runs import clip_label, training_label
 
 MODES = ("auto", "bar", "lines", "quiet")
@@ -169,7 +170,8 @@ class Reporter:
     def run_finished(self, config: Config, outcome, kept_earlier: Path | None = None) -> None:
         summary = outcome.summary
         if summary["status"] == "diverged":
-            self.line(f"diverged at step {summary['first_nonfinite_step']}: loss or gradients became NaN/Inf: {NONFINITE_ADVICE}")
+            for text in describe(summary) or [f"diverged at step {summary['first_nonfinite_step']}"]:
+                self.line(text)
         elif summary["status"] == "interrupted":
             self.line(f"interrupted after {summary['steps']} steps; everything so far is saved")
             if kept_earlier is not None:

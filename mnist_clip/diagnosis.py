@@ -1,0 +1,246 @@
+"""Why a run diverged, from what it recorded: the first non-finite quantity, how the global norm
+got there, what the batch held, the likely cause in the material's words and the cures worth
+trying. Pure functions of the metrics, the config and the facts of a few batches; no TensorFlow."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from mnist_clip.config import Config, CONFIG_KEYS
+from mnist_clip.cures import BY_NAME, apply_cure
+
+EXPLODING, BAD_INPUT, MODEL_DESIGN = "exploding gradients", "bad input", "model design"
+JUMP_FACTOR = 10.0  # one step multiplying the global norm by this much, after calmer steps, is a jump
+CALM_STEPS = 8  # the steps before a run-up whose median global norm is "before it"
+OUTLIER_INPUT = 3.0  # a batch whose largest |input| is this many times the clean data's holds bad input
+DESIGN_GAIN = 10.0  # |delta_1| / |delta_L| at the start: the net multiplies the signal this much on its way back
+SCALED_INPUT = 1.0  # inputs beyond this are not scaled to 0..1
+SHOWN_TENSORS = 5  # the tensors named after the first non-finite one; more are counted
+# The cures worth trying for each cause, in the order the material gives them.
+CURES_FOR = {
+    EXPLODING: ("lower_lr", "batchnorm", "clipping", "scaled_inputs"),
+    BAD_INPUT: ("clean_data", "clipping", "scaled_inputs", "lower_lr"),
+    MODEL_DESIGN: ("he_relu", "glorot", "batchnorm", "layernorm", "residual", "lower_lr"),
+}
+
+
+def column(metrics: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    return np.asarray(metrics[name], dtype=float)
+
+
+def tensors_of(metrics: Mapping[str, Any]) -> list[str]:
+    """The tensors, from the metrics' columns (w1 b1 ... wL bL), in forward order."""
+    return [c[: -len("_before")] for c in metrics if c.endswith("_before") and c != "global_norm_before"]
+
+
+def layer_of(tensor: str) -> int:
+    return int("".join(ch for ch in tensor if ch.isdigit()))
+
+
+def run_up(global_norm: np.ndarray, step: int) -> dict:
+    """How the global norm got to the failing step: the streak of growing steps just before it
+    (from the step before the streak, `from_step`, to the step before the failure), its growth
+    factor per step, its largest single-step factor, and the median norm before the streak."""
+    if step == 0:
+        return {"pattern": "first step", "steps": 0}
+    norms = global_norm[:step]
+    start = step - 1  # the streak's first growing step
+    while start >= 1 and norms[start] > norms[start - 1]:
+        start -= 1
+    base = start  # the last step before the norm started to grow
+    growing = step - 1 - base
+    calm = norms[max(0, base - CALM_STEPS + 1): base + 1]
+    result = {"from_step": base, "from_norm": float(norms[base]), "to_step": step - 1, "to_norm": float(norms[-1]),
+              "steps": growing, "calm_norm": float(np.median(calm)) if base >= 1 else None}
+    if not growing:
+        return {**result, "pattern": "at once", "per_step": None, "jump_step": step, "jump_factor": None}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factors = norms[base + 1: step] / norms[base: step - 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_step = float((norms[-1] / norms[base]) ** (1 / growing))
+    # a jump: the streak opens with one large factor after steps that were not growing; else
+    # the largest factor of a steady growth
+    jumped = factors[0] >= JUMP_FACTOR and base >= 1
+    jump = 0 if jumped else int(np.argmax(factors))
+    return {**result, "pattern": "jump" if jumped else "growth", "per_step": per_step, "jump_step": base + 1 + jump,
+            "jump_factor": float(factors[jump])}
+
+
+def steps_to_inspect(metrics: Mapping[str, np.ndarray], step: int) -> list[int]:
+    """The steps whose batches the diagnosis looks at: the failing one, and where the run-up
+    began and jumped."""
+    growth = run_up(column(metrics, "global_norm_before"), step)
+    steps = {step, growth.get("from_step", step), growth.get("jump_step", step)}
+    if growth.get("steps"):
+        steps.add(growth["from_step"] + 1)
+    return sorted(steps)
+
+
+def first_nonfinite(metrics: Mapping[str, np.ndarray], step: int) -> dict:
+    """What turned NaN/Inf at the step, in the order the step computes it: the loss, then the
+    gradients from the output layer back to the first."""
+    loss = float(column(metrics, "loss")[step])
+    tensors = tensors_of(metrics)
+    backward = sorted(tensors, key=lambda name: -layer_of(name))  # stable: w before b within a layer
+    bad = [name for name in backward if not math.isfinite(float(column(metrics, f"{name}_before")[step]))]
+    kinds = {name: "NaN" if math.isnan(float(column(metrics, f"{name}_before")[step])) else "Inf" for name in bad}
+    if not math.isfinite(loss):
+        return {"first_nonfinite": "loss", "value": "NaN" if math.isnan(loss) else "Inf", "loss": None,
+                "nonfinite_gradients": bad}
+    if not bad:  # the global norm alone overflowed: every norm finite, their sum of squares not
+        return {"first_nonfinite": "global_norm", "value": "Inf", "loss": loss, "nonfinite_gradients": []}
+    return {"first_nonfinite": bad[0], "value": kinds[bad[0]], "loss": loss, "nonfinite_gradients": bad}
+
+
+def signal_gain(metrics: Mapping[str, np.ndarray], step: int) -> float | None:
+    """|delta_1| / |delta_L| at a step: how much the net multiplies the signal on its way back."""
+    layers = sorted(int(c[len("delta"):]) for c in metrics if c.startswith("delta") and c[len("delta"):].isdigit())
+    if not layers or step < 0:
+        return None
+    first, last = float(column(metrics, f"delta{layers[0]}")[step]), float(column(metrics, f"delta{layers[-1]}")[step])
+    return first / last if math.isfinite(first) and math.isfinite(last) and last > 0 else None
+
+
+def as_config(config: Mapping[str, Any] | Config) -> Config | None:
+    """The run's Config, from a Config or config.json (None if it is not one this version reads)."""
+    if isinstance(config, Config):
+        return config
+    try:
+        return Config(**{key: tuple(value) if isinstance(value, list) else value
+                         for key, value in config.items() if key in CONFIG_KEYS})
+    except (TypeError, ValueError):
+        return None
+
+
+def cures_worth_trying(cause: str, config: Mapping[str, Any] | Config, largest_clean_input: float) -> list[str]:
+    """The cause's cures that would change this setup and that its config accepts."""
+    setup = as_config(config)
+    names = [name for name in CURES_FOR[cause]
+             if name != "scaled_inputs" or largest_clean_input > SCALED_INPUT]
+    if setup is None:
+        return names
+    return [name for name in names if isinstance(apply_cure(BY_NAME[name], setup), Config)]
+
+
+def diagnose(metrics: Mapping[str, np.ndarray], config: Mapping[str, Any] | Config, step: int,
+             batches: Mapping[int, Mapping[str, Any]], largest_clean_input: float) -> dict:
+    """The diagnosis of a run that turned non-finite at `step`.
+
+    metrics: the recorded columns (metrics.csv's, as arrays) up to that step at least;
+    batches: per inspected step (steps_to_inspect), its batch's batch_size, largest_abs_input
+    and dirty_in_batch; largest_clean_input: the largest |input| of the training set without
+    its dirty examples (as they were before the dirt). Returns a dict of numbers and the words that follow from them."""
+    norms = column(metrics, "global_norm_before")
+    growth = run_up(norms, step)
+    inspected = sorted(batches)
+    outliers = [s for s in inspected if batches[s]["dirty_in_batch"] > 0
+                or batches[s]["largest_abs_input"] > OUTLIER_INPUT * largest_clean_input]
+    gains = [gain for gain in (signal_gain(metrics, 0), signal_gain(metrics, growth.get("from_step", -1)))
+             if gain is not None]
+    gain = max(gains) if gains else None
+    if outliers:
+        cause = BAD_INPUT
+    elif gain is not None and gain >= DESIGN_GAIN or (step == 0 and not outliers):
+        cause = MODEL_DESIGN
+    else:
+        cause = EXPLODING
+    result = {
+        "step": step,
+        **first_nonfinite(metrics, step),
+        "growth": growth,
+        "batch": dict(batches[step]) if step in batches else None,
+        "bad_batches": [dict(batches[s]) for s in outliers],
+        "largest_clean_input": largest_clean_input,
+        "signal_gain": gain,
+        "cause": cause,
+        "cures": cures_worth_trying(cause, config, largest_clean_input),
+    }
+    result["text"] = diagnosis_lines(result)
+    return result
+
+
+def number(value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return str(value)
+    return f"{value:.3g}"
+
+
+def what_failed(d: dict) -> str:
+    if d["first_nonfinite"] == "loss":
+        return f"the loss became {d['value']}"
+    if d["first_nonfinite"] == "global_norm":
+        return "the global gradient norm overflowed float32 (Inf) while each tensor's stayed finite"
+    others = [name for name in d["nonfinite_gradients"] if name != d["first_nonfinite"]]
+    shown = ", ".join(others[:SHOWN_TENSORS]) + (f" and {len(others) - SHOWN_TENSORS} more"
+                                                 if len(others) > SHOWN_TENSORS else "")
+    also = f" (then {shown})" if others else ""
+    return f"the gradient of {d['first_nonfinite']} became {d['value']}{also}, the loss still finite ({number(d['loss'])})"
+
+
+def growth_words(growth: dict) -> str:
+    pattern = growth["pattern"]
+    if pattern == "first step":
+        return "at the very first step, before any update"
+    if pattern == "at once":
+        calm = f" (median {number(growth['calm_norm'])} before)" if growth.get("calm_norm") else ""
+        return f"in one step from a global norm of {number(growth['to_norm'])} at step {growth['to_step']}{calm}"
+    span = (f"{number(growth['from_norm'])} at step {growth['from_step']} -> {number(growth['to_norm'])} "
+            f"at step {growth['to_step']}")
+    if pattern == "jump":
+        then = ""
+        if growth["steps"] > 1:
+            later = (growth["to_norm"] / growth["from_norm"] / growth["jump_factor"]) ** (1 / (growth["steps"] - 1))
+            then = f", then x{number(later)} per step"
+        return (f"after a sudden jump: the global norm rose x{number(growth['jump_factor'])} in one step at step "
+                f"{growth['jump_step']} (median {number(growth['calm_norm'])} before){then} ({span})")
+    steps = "step" if growth["steps"] == 1 else f"{growth['steps']} steps"
+    return f"the global norm grew x{number(growth['per_step'])} per step over the {steps} before ({span})"
+
+
+def batch_words(d: dict) -> str:
+    batch = d["batch"]
+    words = []
+    if batch is not None:
+        dirty = batch["dirty_in_batch"]
+        words.append(f"its batch: largest |input| {number(batch['largest_abs_input'])}, "
+                     f"{dirty if dirty else 'no'} dirty example{'' if dirty == 1 else 's'}")
+    earlier = [b for b in d["bad_batches"] if batch is None or b["step"] != batch["step"]]
+    for bad in earlier:
+        words.append(f"step {bad['step']}'s batch: {bad['dirty_in_batch']} dirty "
+                     f"(largest |input| {number(bad['largest_abs_input'])})")
+    words.append(f"clean data at most {number(d['largest_clean_input'])}")
+    return "; ".join(words)
+
+
+def cause_words(d: dict) -> str:
+    cause = d["cause"]
+    if cause == BAD_INPUT:
+        steps = ", ".join(str(b["step"]) for b in d["bad_batches"])
+        why = f"the batch{'es' if len(d['bad_batches']) > 1 else ''} of step {steps} held inputs far beyond the clean data's"
+    elif cause == MODEL_DESIGN:
+        why = (f"the net multiplies the back-propagated signal x{number(d['signal_gain'])} from the output layer to the "
+               "first" if d["signal_gain"] is not None and d["signal_gain"] >= DESIGN_GAIN
+               else "the net's first step, from its initial weights, is already non-finite")
+    else:
+        why = "the updates themselves made the gradients grow"
+    if cause != BAD_INPUT and d["largest_clean_input"] > SCALED_INPUT:
+        why += f"; the inputs reach {number(d['largest_clean_input'])}, not scaled to 0..1"
+    return f"likely cause: {cause} ({why})"
+
+
+def diagnosis_lines(d: dict) -> list[str]:
+    """One or two lines, every word from the diagnosis' numbers."""
+    first = f"diverged at step {d['step']}: {what_failed(d)}, {growth_words(d['growth'])}; {batch_words(d)}."
+    cures = (f"; cures worth trying: {', '.join(d['cures'])}: `mnist-clip cures` (mc.cures in Python) with this "
+             "run's options trains each beside it" if d["cures"] else "; none of the listed cures applies to this setup")
+    return [first, cause_words(d) + cures + "."]
+
+
+def describe(summary: Mapping[str, Any] | None) -> list[str]:
+    """A run's diagnosis lines from its summary.json (none for a run that did not diverge, or
+    one written before runs were diagnosed)."""
+    diagnosis = (summary or {}).get("diagnosis")
+    return list(diagnosis.get("text", [])) if isinstance(diagnosis, dict) else []
