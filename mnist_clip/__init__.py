@@ -8,10 +8,12 @@
 __version__ = "0.3.0"
 
 from mnist_clip.api import (  # noqa: E402
+    CuresResult,
     DemoResult,
     RunResult,
     SweepResult,
     compare,
+    cures,
     demo,
     load_run,
     make_config,
@@ -22,5 +24,5 @@ from mnist_clip.api import (  # noqa: E402
 from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.errors import InputError  # noqa: E402
 
-__all__ = ["Config", "InputError", "RunResult", "DemoResult", "SweepResult", "train", "demo", "compare", "sweep",
-           "load_run", "recipes", "make_config"]
+__all__ = ["Config", "InputError", "RunResult", "DemoResult", "SweepResult", "CuresResult", "train", "demo", "compare",
+           "sweep", "cures", "load_run", "recipes", "make_config"]

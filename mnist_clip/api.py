@@ -159,6 +159,35 @@ class SweepResult:
         return f"<SweepResult {self.path}: {len(self.table)} rows>"
 
 
+@dataclass
+class CuresResult:
+    """A setup beside each cure: cures.csv as a table, the cures skipped, the report's lines."""
+
+    path: Path
+    table: Any  # pandas DataFrame: cures.csv
+    skipped: list  # [(cure, why)]
+    notes: list[str]  # the report's lines
+    title: str
+    rows: list[dict]
+    exit_code: int = 0
+
+    def figure(self):
+        """cures.png, as a matplotlib Figure."""
+        from mnist_clip.cure_runs import cures_figure
+
+        show_figures_inline()
+        return cures_figure(self.rows, self.title)
+
+    @property
+    def runs(self) -> dict[str, RunResult]:
+        """{folder name: its run read back} for every run of the cures."""
+        return {row["name"]: RunResult(read_run(self.path / row["name"])) for row in self.rows
+                if not row["statistic"] and (self.path / str(row["name"]) / "config.json").is_file()}
+
+    def __repr__(self) -> str:
+        return f"<CuresResult {self.path}: {len(self.table)} rows>"
+
+
 def make_config(config: Config | str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
     """A Config from a Config, a recipe name or TOML path (or the defaults), with keyword
     overrides checked like config-file keys (names, types, ranges)."""
@@ -470,3 +499,52 @@ def recipes() -> dict[str, str]:
     from mnist_clip.recipe_files import recipes as listed
 
     return listed()
+
+
+def cures(config: Config | str | Path | None = None, *, cure: Iterable[str] | str | None = None, seeds: int = 1,
+          out: str | Path = "outputs", name: str | None = None, jobs: int = 1, plots: bool = False,
+          progress: str = "auto", data=None, **overrides) -> CuresResult:
+    """Train the setup (a Config, a recipe name or a TOML path, with keyword overrides) beside
+    each cure that applies to it, from the same weights and data for each of `seeds` seeds, into
+    <out>/<name>/<cure>[-seed<N>]/, and report each cure against the setup (`base`). `cure`:
+    the cures to train (names from mnist_clip.cure_table.CURE_NAMES), all by default. A folder of
+    the same name is resumed."""
+    check_arguments(data, out, name, plots=plots, jobs=jobs, seeds=seeds)
+    recipe = given_recipe(config)
+    config = make_config(config, overrides)
+    names = [cure] if isinstance(cure, str) else list(cure or [])
+    if not all(isinstance(item, str) for item in names):
+        raise InputError(f"{named('cure')}: give cure names such as 'lower_lr' (got {_shown(cure)})", "cure")
+    reporter = _reporter(progress)
+    result = run_cures_reported(config, names, reporter, out, name, seeds, jobs, plots, data, recipe)
+    for note in result.notes:
+        reporter.line(note)
+    return result
+
+
+def run_cures_reported(config: Config, names: list[str], reporter, out, name, seeds: int, jobs: int, plots: bool,
+                       data=None, recipe: str | None = None, language: str = "python") -> CuresResult:
+    """`cures` with its progress and closing lines: the one path behind the command and mc.cures."""
+    import pandas as pd
+
+    from mnist_clip.cure_runs import cures_text, diagnosis_lines, plan_cures, run_cures, setup_title
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"{named('jobs')}: must be a whole number >= 1 (got {jobs!r})", "jobs")
+    check_out_folder(Path(out))
+    plan_cures(config, names, seeds)  # every run's config is valid before anything loads
+    data = data if data is not None else load_data(config, reporter)
+    outcome = run_cures(config, names, out, name, seeds, jobs, plots, report=reporter.line, dataset=data,
+                        progress=reporter.sweep_progress, recipe=recipe, language=language)
+    reporter.close_bar()
+    title = setup_title(config, outcome.cells)
+    notes = [title] + cures_text(outcome.rows, outcome.skipped, language)
+    notes += diagnosis_lines(outcome.cells, outcome.folder) + [f"wrote {path}" for path in outcome.files]
+    again = render(f"run the same command with {named('name', outcome.folder.name)}" if language == "cli"
+                   else f"call cures again with {named('name', outcome.folder.name)}", language)
+    if outcome.exit_code and outcome.exit_code != 1:
+        notes.append(f"interrupted; {again} to resume")
+    elif outcome.exit_code:
+        notes.append(f"some runs failed (see above); {again} to try them again")
+    return CuresResult(outcome.folder, pd.read_csv(outcome.folder / "cures.csv"), outcome.skipped, notes, title,
+                       outcome.rows, outcome.exit_code)

@@ -30,6 +30,7 @@ from mnist_clip.config import (
     resolve,
 )
 from mnist_clip.errors import InputError, Interrupted
+from mnist_clip.cure_runs import CURES_STOP_NOTICE
 from mnist_clip.interrupts import STOP_NOTICE, SWEEP_STOP_NOTICE, catch_stop_signals
 from mnist_clip.sweeps import DEFAULT_GRID
 
@@ -340,6 +341,50 @@ def sweep(ctx: click.Context, grid_specs: tuple[str, ...], out: str, name: str |
     base = config_from_options(ctx, params)
     result = run_sweep_reported(base, list(grid_specs), reporter(quiet), out, name, jobs, plots, metric, seeds=seeds,
                                 language="cli")
+    return result.exit_code
+
+
+@cli.command(short_help="Train a setup beside each cure for a NaN loss or vanishing gradients.")
+@config_options
+@click.option("--cure", "cure_names", multiple=True, metavar="NAME",
+              help="A cure to train beside the setup (repeatable; default: every cure; see --list).")
+@click.option("--list", "list_cures", is_flag=True, help="List the cures, what each sets, and exit.")
+@click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True,
+              help="Folder that gets the cures folder.")
+@click.option("--name", type=str, default=None, help="Cures folder name; an existing one of that name is resumed.")
+@click.option("--jobs", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,
+              help="Runs trained in parallel worker processes.")
+@click.option("--plots/--no-plots", default=False, show_default=True, help="Draw each run's own PNGs too.")
+@click.option("--quiet", is_flag=True, help="No progress bar or line per run; the closing lines only.")
+@SEEDS_OPTION
+@click.pass_context
+@stoppable(CURES_STOP_NOTICE)
+def cures(ctx: click.Context, cure_names: tuple[str, ...], list_cures: bool, out: str, name: str | None, jobs: int,
+          plots: bool, quiet: bool, seeds: int, **params) -> int:
+    """Train the setup (the options, or --config) beside each cure that applies to it.
+
+    The cures are those the material lists for a NaN loss: a lower learning rate,
+    normalisation, clipping, clean data, and a look at the net's design (input scale,
+    initialisation, activation, residual paths, optimizer). Each is applied alone, from
+    the same initial weights and data for each seed. Every run is a normal run folder
+    under <out>/<name>/<cure>[-seed<N>]/; the folder gets cures.csv and cures.png. An
+    interrupted run of cures resumes with the same --name.
+    """
+    from mnist_clip.api import run_cures_reported
+    from mnist_clip.cure_table import CURES, changes_text
+    from mnist_clip.recipe_files import recipe_name
+
+    if list_cures:
+        width = max(len(cure.name) for cure in CURES)
+        for cure in CURES:
+            click.echo(f"{cure.name:<{width}}  {changes_text(cure) or '(nothing)'}: {cure.words}")
+        return 0
+    base = config_from_options(ctx, params)
+    report = reporter(quiet)
+    result = run_cures_reported(base, list(cure_names), report, out, name, seeds, jobs, plots,
+                                recipe=recipe_name(params.get("config_file")), language="cli")
+    for line in result.notes:
+        click.echo(line)
     return result.exit_code
 
 

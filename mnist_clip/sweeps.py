@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -22,7 +23,7 @@ import numpy as np
 
 from mnist_clip.config import MAX_SEED, CONFIG_KEYS, Config, format_hidden, normalize_key, parse_hidden, unknown_key_message
 from mnist_clip.errors import InputError, name as named
-from mnist_clip.runs import MAX_NAME_BYTES, SUMMARY_FILE, format_value, read_run, write_atomic
+from mnist_clip.runs import MAX_NAME_BYTES, SUMMARY_FILE, SWEEP_FILE, format_value, read_run, write_atomic
 from mnist_clip.stats import spread
 
 DEFAULT_GRID = ("lr=0.01,0.03,0.1,0.3", "clip_norm=none,1,5,15", "input_scale=50,255")
@@ -243,20 +244,23 @@ def _worker_main(tasks, results, parent_pid: int) -> None:
 
 
 def run_cells(
-    cells: list[Cell],
-    sweep_dir: Path,
+    cells: list,
+    cells_dir: Path,
     jobs: int,
     plots: bool,
     report: Callable[[str], None] = print,
     progress: Callable[[int], Callable[[str], None]] | None = None,
+    unit: str = "cells",
+    notice: str | None = None,
 ) -> int:
-    """Run the cells not finished yet. Returns 0, or 128 + the signal that stopped the
-    sweep (cells cut short run again on resuming), or 1 if a cell failed."""
+    """Run the cells (anything with a name, folder_name and config) not finished yet, each
+    into cells_dir/<folder_name>. Returns 0, or 128 + the signal that stopped them (cells cut
+    short run again on resuming), or 1 if a cell failed."""
     from mnist_clip.interrupts import SWEEP_STOP_NOTICE, catch_stop_signals
 
     todo = []
     for cell in cells:
-        cell_dir = sweep_dir / "cells" / cell.folder_name
+        cell_dir = cells_dir / cell.folder_name
         if cell_finished(cell_dir):
             continue
         if cell_dir.exists():
@@ -264,8 +268,8 @@ def run_cells(
         todo.append((cell, cell_dir))
     done_before = len(cells) - len(todo)
     if done_before:
-        report(f"{done_before} of {len(cells)} cells finished earlier; running the other {len(todo)}")
-    (sweep_dir / "cells").mkdir(parents=True, exist_ok=True)
+        report(f"{done_before} of {len(cells)} {unit} finished earlier; running the other {len(todo)}")
+    cells_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     cell_done = progress(len(todo)) if progress else report
     names = {str(cell_dir): cell for cell, cell_dir in todo}
@@ -286,7 +290,7 @@ def run_cells(
             result = f"{summary['status']}, test acc {100 * summary['test_accuracy']:.1f}%"
         cell_done(f"[{next(counter)}/{len(todo)}] {cell.name}: {result}  ({time.perf_counter() - started:.0f} s)")
 
-    with catch_stop_signals(SWEEP_STOP_NOTICE) as stop:
+    with catch_stop_signals(notice or SWEEP_STOP_NOTICE) as stop:
         if jobs <= 1 or len(todo) <= 1:
             for cell, cell_dir in todo:
                 if stop.requested:
@@ -509,16 +513,16 @@ def changed_base_keys(stored: dict, base: Config, grid: list[tuple[str, list]]) 
     return [key for key in current if key not in swept and stored.get(key, defaults[key]) != current[key]]
 
 
-def open_sweep_folder(out: Path, name: str | None) -> tuple[Path, bool]:
-    """The sweep folder: made new (True), or an existing one to resume (False)."""
+def open_sweep_folder(out: Path, name: str | None, prefix: str = "sweep", kind: str = "sweep") -> tuple[Path, bool]:
+    """The sweep (or other resumable plan's) folder: made new (True), or an existing one to resume (False)."""
     from mnist_clip.runs import RunTarget, check_name
 
     if name is None:
-        return RunTarget(out, None, f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", False).create(), True
+        return RunTarget(out, None, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}", False).create(), True
     check_name(name)
     path = out / name
     if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise InputError(f"{path} exists and is not a sweep folder; choose another {named('name')}")
+        raise InputError(f"{path} exists and is not a {kind} folder; choose another {named('name')}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         path.mkdir()
@@ -547,7 +551,7 @@ def run_sweep(
     The folder is locked while the sweep runs: a second sweep of the same name is
     refused, not mixed in. Resuming with other base options is refused too; resuming
     with another --seeds trains the seeds that are missing and maps the ones asked for."""
-    from mnist_clip.runs import check_out_folder
+    from mnist_clip.runs import check_out_folder, write_json
 
     out = Path(out)
     check_out_folder(out)
@@ -555,13 +559,16 @@ def run_sweep(
     if dataset is not None:
         preload_dataset(base, dataset)
     load_cell_datasets(cells, keep=jobs <= 1)  # a missing --grid data_path file is refused before the folder exists
-    sweep_dir, new = open_sweep_folder(out, name)
-    try:
-        return _run_sweep_in(sweep_dir, new, base, grid, cells, jobs, plots, metric, report, progress, seeds)
-    except BaseException:
-        if new and not any(cell_finished(sweep_dir / "cells" / cell.folder_name) for cell in cells):
-            shutil.rmtree(sweep_dir, ignore_errors=True)  # refused or failed before any result: leave nothing
-        raise
+    plan = ResumablePlan("sweep", SWEEP_FILE, "cells", cells, "cells")
+    with plan.open(out, name, base, seeds, grid, report) as sweep_dir:
+        write_json(sweep_dir / SWEEP_FILE, {"grid": [[k, [format_setting(v) for v in vs]] for k, vs in grid],
+                                            "base": base.to_dict(), "seeds": seeds})
+        seeds_text = f" x {seeds} seeds" if seeds > 1 else ""
+        report(f"{len(cells)} cells: " + " x ".join(f"{key} ({len(values)})" for key, values in grid)
+               + f"{seeds_text}, {jobs} job(s)")
+        exit_code = run_cells(cells, sweep_dir / "cells", jobs, plots, report=report, progress=progress)
+        files = write_sweep_outputs(cells, grid, sweep_dir, metric)
+    return sweep_dir, exit_code, files
 
 
 def load_cell_datasets(cells: list[Cell], keep: bool) -> None:
@@ -576,44 +583,66 @@ def load_cell_datasets(cells: list[Cell], keep: bool) -> None:
                 _DATASETS[key] = dataset
 
 
-def _run_sweep_in(sweep_dir: Path, new: bool, base: Config, grid, cells: list[Cell], jobs: int, plots: bool,
-                  metric: str, report, progress, seeds: int) -> tuple[Path, int, list[Path]]:
-    from mnist_clip.runs import folder_lock, write_json
+@dataclass(frozen=True)
+class ResumablePlan:
+    """A folder of runs that a second command of the same name resumes (a sweep, cures): its
+    kind, its record file, where its runs go (a subfolder, or "" for the folder itself), the
+    runs (with folder_name) and what they are called in messages."""
 
-    with folder_lock(sweep_dir, f"sweep {sweep_dir} is being run by another mnist-clip process; wait for it or choose another {named('name')}"):
-        record = sweep_dir / "sweep.json"
-        if not new:
-            if not record.is_file():
-                raise InputError(f"{sweep_dir} exists and is not a sweep folder; choose another {named('name')}")
-            try:
-                recorded = json.loads(record.read_text())
-                stored, stored_seeds = recorded.get("base", {}), int(recorded.get("seeds", 1))
-            except (OSError, ValueError, AttributeError, TypeError):
-                raise InputError(f"{record} cannot be read; choose another {named('name')}") from None
-            if (stored_seeds > 1) != (seeds > 1):
-                raise InputError(
-                    f"sweep {sweep_dir.name} was run with {stored_seeds} seed(s) and its cells are named "
-                    f"{'with' if stored_seeds > 1 else 'without'} their seed; resume it with "
-                    f"{named('seeds', 2) + ' or more' if stored_seeds > 1 else named('seeds', 1)}, or choose another {named('name')}"
-                )
-            changed = changed_base_keys(stored, base, grid)
-            if changed:
-                shown = ", ".join(f"{key} {stored.get(key)!r} -> {getattr(base, key)!r}" for key in changed[:4])
-                raise InputError(
-                    f"sweep {sweep_dir.name} was run with other options ({shown}); resuming would mix "
-                    f"incomparable cells: give the same options, or another {named('name')}"
-                )
-            report(f"sweep: {sweep_dir} (resuming)")
-            if seeds != stored_seeds:
-                more = "trains the missing ones" if seeds > stored_seeds else "maps only these"
-                report(f"seeds: {seeds} asked for, {stored_seeds} before; the sweep {more}")
-        else:
-            report(f"sweep: {sweep_dir}")
-        write_json(record, {"grid": [[k, [format_setting(v) for v in vs]] for k, vs in grid], "base": base.to_dict(),
-                            "seeds": seeds})
-        seeds_text = f" x {seeds} seeds" if seeds > 1 else ""
-        report(f"{len(cells)} cells: " + " x ".join(f"{key} ({len(values)})" for key, values in grid)
-               + f"{seeds_text}, {jobs} job(s)")
-        exit_code = run_cells(cells, sweep_dir, jobs, plots, report=report, progress=progress)
-        files = write_sweep_outputs(cells, grid, sweep_dir, metric)
-    return sweep_dir, exit_code, files
+    kind: str
+    record: str
+    runs_folder: str
+    cells: list
+    unit: str
+    more_seeds: str = "the sweep trains the missing ones"
+    fewer_seeds: str = "the sweep maps only these"
+
+    @contextlib.contextmanager
+    def open(self, out: Path, name: str | None, base: Config, seeds: int, grid: list, report: Callable[[str], None],
+             prefix: str | None = None):
+        """The plan's folder, new or resumed, locked for the block. A folder of another kind, or
+        one recorded with other base options, is refused; a new folder refused or failed before
+        any run finished is removed."""
+        from mnist_clip.runs import folder_lock
+
+        folder, new = open_sweep_folder(out, name, prefix or self.kind, self.kind)
+        try:
+            with folder_lock(folder, f"{self.kind} {folder} is being run by another mnist-clip process; wait for it or "
+                                     f"choose another {named('name')}"):
+                if new:
+                    report(f"{self.kind}: {folder}")
+                else:
+                    self.check_resumable(folder, base, seeds, grid, report)
+                yield folder
+        except BaseException:
+            runs = folder / self.runs_folder
+            if new and not any(cell_finished(runs / cell.folder_name) for cell in self.cells):
+                shutil.rmtree(folder, ignore_errors=True)  # refused or failed before any result: leave nothing
+            raise
+
+    def check_resumable(self, folder: Path, base: Config, seeds: int, grid: list, report: Callable[[str], None]) -> None:
+        record = folder / self.record
+        if not record.is_file():
+            raise InputError(f"{folder} exists and is not a {self.kind} folder; choose another {named('name')}")
+        try:
+            recorded = json.loads(record.read_text())
+            stored, stored_seeds = recorded.get("base", {}), int(recorded.get("seeds", 1))
+        except (OSError, ValueError, AttributeError, TypeError):
+            raise InputError(f"{record} cannot be read; choose another {named('name')}") from None
+        if (stored_seeds > 1) != (seeds > 1):
+            raise InputError(
+                f"{self.kind} {folder.name} was run with {stored_seeds} seed(s) and its {self.unit} are named "
+                f"{'with' if stored_seeds > 1 else 'without'} their seed; resume it with "
+                f"{named('seeds', 2) + ' or more' if stored_seeds > 1 else named('seeds', 1)}, or choose another {named('name')}"
+            )
+        changed = changed_base_keys(stored, base, grid)
+        if changed:
+            shown = ", ".join(f"{key} {stored.get(key)!r} -> {getattr(base, key)!r}" for key in changed[:4])
+            raise InputError(
+                f"{self.kind} {folder.name} was run with other options ({shown}); resuming would mix "
+                f"incomparable {self.unit}: give the same options, or another {named('name')}"
+            )
+        report(f"{self.kind}: {folder} (resuming)")
+        if seeds != stored_seeds:
+            report(f"seeds: {seeds} asked for, {stored_seeds} before; "
+                   f"{self.more_seeds if seeds > stored_seeds else self.fewer_seeds}")

@@ -63,8 +63,8 @@ def shown(value: Any) -> str:
 
 
 def changes_text(cure: Cure) -> str:
-    """'lr / 10', 'clip global_norm, clip_norm 15': what the cure sets, in config keys."""
-    return ", ".join(f"{key} {shown(value)}" for key, value in cure.changes.items()) or "nothing"
+    """'lr / 10', 'clip global_norm, clip_norm 15': what the cure sets, in config keys ('' for base)."""
+    return ", ".join(f"{key} {shown(value)}" for key, value in cure.changes.items())
 
 
 def resolved_changes(cure: Cure, base: Config) -> dict[str, Any]:

@@ -1,0 +1,354 @@
+"""`mnist-clip cures`: a setup trained beside each cure that applies to it, from the same weights
+and data per seed, on the sweep's machinery (its workers, lock and resume); then cures.csv,
+cures.png and the paired report against the setup itself."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mnist_clip.config import Config
+from mnist_clip.cure_table import BY_NAME, apply_cure, changes_text, check_cure_names
+from mnist_clip.errors import render
+from mnist_clip.stats import paired_difference, spread
+
+CURES_FILE = "cures.json"
+CURES_STOP_NOTICE = ("stopping the cures: no new runs, the runs in flight stop after their epoch "
+                     "(Ctrl-C again to quit at once)")
+ROW_COLUMNS = ("cure", "seed", "name", "status", "diverged", "first_nonfinite_step", "test_accuracy", "final_loss",
+               "clipped_steps", "median_w1_wL_first_epoch", "median_w1_wL_last_epoch",
+               "median_delta1_deltaL_first_epoch", "median_delta1_deltaL_last_epoch", "w1_moved", "cause", "changes",
+               "note", "statistic")
+STATISTIC_COLUMNS = ("diverged", "test_accuracy", "final_loss", "clipped_steps", "median_w1_wL_first_epoch",
+                     "median_w1_wL_last_epoch", "median_delta1_deltaL_first_epoch", "median_delta1_deltaL_last_epoch",
+                     "w1_moved")
+
+
+@dataclass(frozen=True)
+class CureCell:
+    """One cure for one seed: a run folder <cure> or, with several seeds, <cure>-seed<N>."""
+
+    cure: str
+    config: Config
+    seeded: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.cure}-seed{self.config.seed}" if self.seeded else self.cure
+
+    @property
+    def folder_name(self) -> str:
+        return self.name
+
+
+def plan_cures(base: Config, names: tuple[str, ...] | list[str] = (), seeds: int = 1
+               ) -> tuple[list[CureCell], list[tuple[str, str]]]:
+    """The runs (per seed, every cure that applies) and the cures skipped, each with why."""
+    from mnist_clip.sweeps import check_seeds
+
+    cured, skipped = [], []
+    for cure_name in check_cure_names(list(names)):
+        result = apply_cure(BY_NAME[cure_name], base)
+        if isinstance(result, Config):
+            cured.append((cure_name, result))
+        else:
+            skipped.append((cure_name, result))
+    check_seeds(base, seeds, runs_per_seed=len(cured))
+    cells = [CureCell(cure_name, config.replace(seed=base.seed + offset), seeds > 1)
+             for offset in range(seeds) for cure_name, config in cured]
+    return cells, skipped
+
+
+def skipped_lines(skipped: list[tuple[str, str]], language: str = "python") -> list[str]:
+    return [f"skipped {cure}: {render(reason, language)}" for cure, reason in skipped]
+
+
+@dataclass
+class CuresOutcome:
+    folder: Path
+    exit_code: int  # 0, 128 + the signal that stopped it, or 1 if a run failed
+    files: list[Path]
+    rows: list[dict]  # cures.csv's
+    cells: list[CureCell]
+    skipped: list[tuple[str, str]]
+
+
+def run_cures(base: Config, names, out: str | Path, name: str | None = None, seeds: int = 1, jobs: int = 1,
+              plots: bool = False, report: Callable[[str], None] = print, dataset=None,
+              progress: Callable[[int], Callable[[str], None]] | None = None, recipe: str | None = None,
+              language: str = "python") -> CuresOutcome:
+    """Train every planned run not finished yet into <out>/<name>/, then write cures.csv and
+    cures.png.
+
+    The folder is locked while it runs; resuming it with another setup is refused, with more
+    cures or seeds trains the missing runs."""
+    from mnist_clip.runs import check_out_folder, write_json
+    from mnist_clip.sweeps import ResumablePlan, load_cell_datasets, preload_dataset, run_cells
+
+    out = Path(out)
+    check_out_folder(out)
+    cells, skipped = plan_cures(base, names, seeds)
+    if dataset is not None:
+        preload_dataset(base, dataset)
+    load_cell_datasets(cells, keep=jobs <= 1)
+    plan = ResumablePlan("cures", CURES_FILE, "", cells, "runs", "the missing runs are trained",
+                         "only these are reported")
+    with plan.open(out, name, base, seeds, [], report, f"cures-{recipe}" if recipe else "cures") as folder:
+        runs_per_seed = len(cells) // seeds
+        write_json(folder / CURES_FILE, {"base": base.to_dict(), "seeds": seeds,
+                                         "cures": [cell.cure for cell in cells[:runs_per_seed]]})
+        for line in skipped_lines(skipped, language):
+            report(line)
+        report(f"{len(cells)} runs: {runs_per_seed} cures" + (f" x {seeds} seeds" if seeds > 1 else "")
+               + f", {jobs} job(s)")
+        exit_code = run_cells(cells, folder, jobs, plots, report=report, progress=progress, unit="runs",
+                              notice=CURES_STOP_NOTICE)
+        rows = cure_rows(cells, skipped, folder)
+        files = write_cure_outputs(rows, folder, setup_title(base, cells))
+    return CuresOutcome(folder, exit_code, files, rows, cells, skipped)
+
+
+def cure_rows(cells: list[CureCell], skipped: list[tuple[str, str]], folder: Path) -> list[dict]:
+    """cures.csv: a row per cure and seed (cure by cure), a row per skipped cure, and with
+    several seeds per cure its mean, std, min and max over the seeds that finished."""
+    from mnist_clip.comparison import STATISTICS, table_row
+    from mnist_clip.runs import read_run
+
+    rows = []
+    for cell in sorted(cells, key=lambda c: (list(BY_NAME).index(c.cure), c.config.seed)):
+        row = {column: "" for column in ROW_COLUMNS}
+        row.update(cure=cell.cure, seed=cell.config.seed, name=cell.name, changes=changes_text(BY_NAME[cell.cure]))
+        path = folder / cell.folder_name
+        if (path / "config.json").is_file():
+            run = read_run(path)
+            compared = table_row(run)
+            summary = run.summary or {}
+            diagnosis = summary.get("diagnosis") or {}
+            moved = run.epochs.get("w1_moved", np.zeros(0))
+            row.update(status=run.status, diverged=compared["diverged"],
+                       first_nonfinite_step=summary.get("first_nonfinite_step"),
+                       test_accuracy=compared["test_accuracy"], final_loss=compared["final_loss"],
+                       clipped_steps=compared["steps_clipped"], w1_moved=float(moved[-1]) if moved.size else math.nan,
+                       cause=diagnosis.get("cause", ""),
+                       **{key: compared[key] for key in ROW_COLUMNS if key.startswith("median_")})
+        else:
+            row["status"] = "not run"
+        rows.append(row)
+    for cure, reason in skipped:
+        rows.append({**{column: "" for column in ROW_COLUMNS}, "cure": cure, "status": "skipped",
+                     "changes": changes_text(BY_NAME[cure]), "note": render(reason)})
+    if not any(cell.seeded for cell in cells):
+        return rows
+    for cure in dict.fromkeys(cell.cure for cell in cells):
+        members = [row for row in rows if row["cure"] == cure and row["status"] != "skipped"]
+        finished = [row for row in members if row["status"] in ("completed", "diverged")]
+        diverged = sum(row["status"] == "diverged" for row in members)
+        for statistic in STATISTICS:
+            row = {column: "" for column in ROW_COLUMNS}
+            row.update(cure=cure, status=f"{diverged}/{len(members)} diverged", changes=members[0]["changes"],
+                       statistic=statistic, name=cure)
+            for column in STATISTIC_COLUMNS:
+                row[column] = spread([r[column] for r in finished])[statistic]
+            rows.append(row)
+    return rows
+
+
+def write_cure_outputs(rows: list[dict], folder: Path, title: str) -> list[Path]:
+    from mnist_clip.plots import save_figure
+    from mnist_clip.runs import write_atomic
+    from mnist_clip.sweeps import rows_csv
+
+    csv_path = folder / "cures.csv"
+    write_atomic(csv_path, rows_csv(rows).encode())
+    png_path = save_figure(cures_figure(rows, title), folder / "cures.png")
+    return [png_path, csv_path]
+
+
+def setup_title(base: Config, cells: list[CureCell]) -> str:
+    from mnist_clip.reporting import settings_text
+
+    seeds = sorted({cell.config.seed for cell in cells})
+    seed_words = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+    return f"Cures for: {settings_text(base).replace(f'seed {base.seed}', seed_words)}"
+
+
+def by_cure(rows: list[dict]) -> dict[str, list[dict]]:
+    """The run rows (not skipped, not statistics) of each cure, in the table's order."""
+    grouped: dict[str, list[dict]] = {}
+    for row in rows:
+        if not row.get("statistic") and row.get("status") not in ("skipped", "not run", ""):
+            grouped.setdefault(row["cure"], []).append(row)
+    return grouped
+
+
+def number(value: float, percent: bool = False, signed: bool = False) -> str:
+    if value is None or value == "" or not np.isfinite(value):
+        return "-"
+    if percent:
+        return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}%"
+    return f"{value:+.2g}" if signed else f"{value:.2g}"
+
+
+def paired_with_base(rows: list[dict], cure: str, column: str, higher_is_better: bool = True) -> dict:
+    """The cure minus base, seed by seed."""
+    grouped = by_cure(rows)
+    base = {row["seed"]: row[column] for row in grouped.get("base", [])}
+    pairs = [(row[column], base[row["seed"]]) for row in grouped.get(cure, []) if row["seed"] in base]
+    if not pairs:
+        return paired_difference([], [], higher_is_better)
+    first, second = zip(*pairs)
+    return paired_difference(first, second, higher_is_better)
+
+
+def cures_text(rows: list[dict], skipped: list[tuple[str, str]] = (), language: str = "python") -> list[str]:
+    """The report in the style of `demo --seeds`: per cure, how many seeds diverged, the test
+    accuracy's spread, its paired difference from base with a 95% interval and in how many seeds
+    the cure came out ahead, and the gradient flow it leaves; then the skipped cures."""
+    grouped = by_cure(rows)
+    n = max((len(members) for members in grouped.values()), default=0)
+    headers = ["cure", "changes", "diverged", "test accuracy", "minus base, 95% interval", "ahead of base",
+               "|δ1|/|δL| first -> last epoch", "w1 moved"]
+    table = []
+    for cure, members in grouped.items():
+        accuracy = spread([row["test_accuracy"] for row in members])
+        diverged = sum(row["status"] == "diverged" for row in members)
+        steps = sorted({int(row["first_nonfinite_step"]) for row in members if row["status"] == "diverged"})
+        where = "" if not steps else f" (step {steps[0]})" if len(steps) == 1 else f" (steps {steps[0]}-{steps[-1]})"
+        shown = number(accuracy["mean"], True)
+        if len(members) > 1:
+            shown += f" ± {100 * accuracy['std']:.1f} ({number(accuracy['min'], True)}-{number(accuracy['max'], True)})"
+        if cure == "base":
+            versus, ahead = "", ""
+        else:
+            difference = paired_with_base(rows, cure, "test_accuracy")
+            versus = number(difference["mean"], True, True) + " points"
+            if difference["n"] > 1:
+                versus += f" [{number(difference['low'], True, True)}, {number(difference['high'], True, True)}]"
+            ahead = (f"{difference['ahead']} of {difference['n']}"
+                     + (f" ({difference['ties']} tied)" if difference["ties"] else ""))
+        flow = " -> ".join(number(float(np.median([row[f"median_delta1_deltaL_{which}_epoch"] for row in members])))
+                           for which in ("first", "last"))
+        moved = number(float(np.median([row["w1_moved"] for row in members])))
+        table.append([cure, members[0]["changes"] or "(the setup)", f"{diverged} of {len(members)}{where}", shown, versus,
+                      ahead, flow, moved])
+    lines = []
+    if n > 1:
+        lines.append(f"over {n} seeds (paired: each cure against base with the same seed; 95% interval: mean "
+                     f"difference ± t(0.975, {n - 1}) x sd / sqrt({n}); ratios and w1 moved: medians):")
+    if table:
+        widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
+        lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    return lines + skipped_lines(list(skipped), language)
+
+
+def diagnosis_lines(cells: list[CureCell], folder: Path) -> list[str]:
+    """Each diverged run's diagnosis: its likely cause and what happened."""
+    from mnist_clip.diagnosis import describe
+
+    lines = []
+    for cell in sorted(cells, key=lambda c: (list(BY_NAME).index(c.cure), c.config.seed)):
+        try:
+            summary = json.loads((folder / cell.folder_name / "summary.json").read_text())
+        except (OSError, ValueError):
+            continue
+        described = describe(summary)
+        if described:
+            cause = summary["diagnosis"]["cause"]
+            lines.append(f"{cell.name}: {cause}: {described[0]}")
+    return lines
+
+
+def cures_figure(rows: list[dict], title: str = "Cures"):
+    """Per cure, one row across three panels: the test accuracy of each seed (diverged seeds as
+    red crosses) with the mean ± sd and how many diverged; the back-propagated signal that
+    reaches the first layer, |δ1| / |δL| (first epoch hollow, last epoch filled); and how far w1
+    moved from its start. The flow panels show the seeds that completed: a diverged run's last
+    steps are its explosion, not the flow the cure leaves. A skipped cure's row says why."""
+    from matplotlib.lines import Line2D
+
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+
+    from mnist_clip.plots import DIVERGED_COLOR, PlainLogFormatter, positive, subplots
+
+    grouped = by_cure(rows)
+    skipped = {row["cure"]: row["note"] for row in rows if row.get("status") == "skipped"}
+    cures = [cure for cure in BY_NAME if cure in grouped or cure in skipped]
+    fig, axes = subplots(1, 3, figsize=(13, 1.9 + 0.45 * max(len(cures), 1)), sharey=True, width_ratios=(1.5, 1, 1),
+                         layout="constrained")
+    accuracy_ax, signal_ax, moved_ax = axes
+    rng = np.random.default_rng(0)  # a fixed jitter keeps seeds of equal value apart
+    for index, cure in enumerate(cures):
+        y = len(cures) - 1 - index
+        if cure in skipped:
+            accuracy_ax.text(1, y, textwrap.fill(textwrap.shorten(f"skipped: {skipped[cure]}", 190), 100),
+                             va="center", fontsize=7, color="0.45")
+            continue
+        members = grouped[cure]
+        jitter = (rng.random(len(members)) - 0.5) * 0.3 if len(members) > 1 else np.zeros(1)
+        diverged = np.array([row["status"] == "diverged" for row in members])
+        accuracy = np.array([row["test_accuracy"] for row in members], dtype=float) * 100
+        accuracy_ax.scatter(accuracy[~diverged], y + jitter[~diverged], s=22, color="0.35", zorder=3)
+        accuracy_ax.scatter(accuracy[diverged], y + jitter[diverged], s=34, marker="x", color=DIVERGED_COLOR, zorder=3)
+        values = spread(accuracy)
+        if values["n"] > 1:
+            accuracy_ax.errorbar(values["mean"], y, xerr=values["std"], fmt="|", markersize=16, color="black",
+                                 capsize=4, linewidth=1.5, zorder=4)
+        elif values["n"]:
+            accuracy_ax.plot(values["mean"], y, "|", markersize=16, color="black", zorder=4)
+        accuracy_ax.text(99, y, f"{int(diverged.sum())} of {len(members)} diverged", va="center", ha="right",
+                         fontsize=8, color=DIVERGED_COLOR if diverged.any() else "0.35")
+        completed = [row for row, bad in zip(members, diverged) if not bad]
+        shift = jitter[~diverged]
+        for ax, first, last in ((signal_ax, "median_delta1_deltaL_first_epoch", "median_delta1_deltaL_last_epoch"),
+                                (moved_ax, None, "w1_moved")):
+            ends = positive([row[last] for row in completed])
+            if not np.isfinite(ends).any():
+                words = "every seed diverged" if not completed else "0 (no signal left)" if \
+                    any(row[last] == 0 for row in completed) else "not recorded"
+                ax.text(0.5, y, words, transform=ax.get_yaxis_transform(), ha="center", va="center", fontsize=7,
+                        color="0.45")
+                continue
+            ax.scatter(ends, y + shift, s=22, color="tab:blue", zorder=3)
+            if first:
+                starts = positive([row[first] for row in completed])
+                ax.scatter(starts, y + shift, s=22, facecolors="none", edgecolors="tab:blue", zorder=3)
+                if np.isfinite(starts).any():
+                    ax.annotate("", (np.nanmedian(ends), y), (np.nanmedian(starts), y),
+                                arrowprops={"arrowstyle": "->", "color": "0.55", "lw": 1})
+    labels = [f"{cure}\n{changes_text(BY_NAME[cure]) or '(the setup)'}" for cure in cures]
+    accuracy_ax.set_yticks(range(len(cures) - 1, -1, -1), labels, fontsize=8)
+    accuracy_ax.set_ylim(-0.6, len(cures) - 0.4)
+    accuracy_ax.set_xlim(0, 100)
+    accuracy_ax.axvline(10, color="0.8", linewidth=0.8, zorder=1)
+    accuracy_ax.set_xlabel("test accuracy after the last epoch (%); grey line: chance", fontsize=9)
+    accuracy_ax.set_title("Outcome: each seed, and mean ± sd", fontsize=10)
+    for ax in (signal_ax, moved_ax):
+        ax.set_xscale("log")
+        # at most about six labelled powers of ten, as 10^-3: the ranges span from a few to many decades
+        ax.xaxis.set_major_locator(LogLocator(numticks=6))
+        ax.xaxis.set_major_formatter(LogFormatterSciNotation())
+        ax.xaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+        ax.tick_params(axis="x", which="both", labelsize=8)
+        ax.grid(axis="x", alpha=0.3, which="major")
+    signal_ax.axvline(1.0, color="0.6", linewidth=0.8)
+    signal_ax.set_title("Signal reaching the first layer\n|δ1| / |δL|", fontsize=10)
+    signal_ax.set_xlabel("median, first epoch (hollow) -> last (filled)\n(the seeds that completed)", fontsize=9)
+    moved_ax.set_title("How far w1 moved from its start\n||w1 - w1_init|| / ||w1_init||", fontsize=10)
+    moved_ax.set_xlabel("at the end of training\n(the seeds that completed)", fontsize=9)
+    for ax in axes:
+        ax.tick_params(axis="y", length=0)
+        for y in range(len(cures) - 1):
+            ax.axhline(y + 0.5, color="0.92", linewidth=0.8, zorder=0)
+    handles = [Line2D([], [], linestyle="none", marker="o", color="0.35", label="a seed that completed"),
+               Line2D([], [], linestyle="none", marker="x", color=DIVERGED_COLOR, label="a seed that diverged (NaN/Inf)"),
+               Line2D([], [], linestyle="none", marker="|", markersize=12, color="black", label="mean ± sd over the seeds")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(textwrap.fill(title, 150), fontsize=10)
+    return fig
