@@ -311,21 +311,35 @@ def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
         click.echo(f"wrote {path}")
 
 
+def plan_options(kind: str, run: str):
+    """The options of a command that trains many runs into one folder that it resumes (sweep, cures)."""
+    def decorate(func):
+        options = [
+            click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True,
+                         help=f"Folder that gets the {kind} folder."),
+            click.option("--name", type=str, default=None,
+                         help=f"{kind.capitalize()} folder name; an existing {kind} folder of that name is resumed."),
+            click.option("--jobs", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,
+                         help=f"{run.capitalize()}s trained in parallel worker processes."),
+            click.option("--plots/--no-plots", default=False, show_default=True, help=f"Draw each {run}'s own PNGs too."),
+            click.option("--quiet", is_flag=True, help=f"No progress bar or line per {run}; the closing lines only."),
+            SEEDS_OPTION,
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return decorate
+
+
 @cli.command(short_help="Train a grid of settings and map where training blows up.")
 @config_options
 @click.option("--grid", "grid_specs", multiple=True, metavar="KEY=V1,V2,...",
               help="A config key and its values (repeatable, up to 4 keys). clip_norm=none means no clipping; "
                    "train/freeze values join tensors with +, hidden widths too. Default: "
                    + " ".join(f"--grid {g}" for g in DEFAULT_GRID))
-@click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True, help="Folder that gets the sweep folder.")
-@click.option("--name", type=str, default=None, help="Sweep folder name; an existing sweep of that name is resumed.")
-@click.option("--jobs", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,
-              help="Cells trained in parallel worker processes.")
 @click.option("--metric", type=click.Choice(["test_accuracy", "final_loss"]), default="test_accuracy", show_default=True,
               help="What the stability map colours.")
-@click.option("--plots/--no-plots", default=False, show_default=True, help="Draw each cell's own PNGs too.")
-@click.option("--quiet", is_flag=True, help="No progress bar or line per cell; the closing lines only.")
-@SEEDS_OPTION
+@plan_options("sweep", "cell")
 @click.pass_context
 @stoppable(SWEEP_STOP_NOTICE)
 def sweep(ctx: click.Context, grid_specs: tuple[str, ...], out: str, name: str | None, jobs: int, metric: str,
@@ -349,14 +363,7 @@ def sweep(ctx: click.Context, grid_specs: tuple[str, ...], out: str, name: str |
 @click.option("--cure", "cure_names", multiple=True, metavar="NAME",
               help="A cure to train beside the setup (repeatable; default: every cure; see --list).")
 @click.option("--list", "list_cures", is_flag=True, help="List the cures, what each sets, and exit.")
-@click.option("--out", type=click.Path(file_okay=False), default="outputs", show_default=True,
-              help="Folder that gets the cures folder.")
-@click.option("--name", type=str, default=None, help="Cures folder name; an existing one of that name is resumed.")
-@click.option("--jobs", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,
-              help="Runs trained in parallel worker processes.")
-@click.option("--plots/--no-plots", default=False, show_default=True, help="Draw each run's own PNGs too.")
-@click.option("--quiet", is_flag=True, help="No progress bar or line per run; the closing lines only.")
-@SEEDS_OPTION
+@plan_options("cures", "run")
 @click.pass_context
 @stoppable(CURES_STOP_NOTICE)
 def cures(ctx: click.Context, cure_names: tuple[str, ...], list_cures: bool, out: str, name: str | None, jobs: int,

@@ -280,9 +280,9 @@ def cures_figure(rows: list[dict], title: str = "Cures"):
     grouped = by_cure(rows)
     skipped = {row["cure"]: row["note"] for row in rows if row.get("status") == "skipped"}
     cures = [cure for cure in BY_NAME if cure in grouped or cure in skipped]
-    fig, axes = subplots(1, 3, figsize=(13, 1.9 + 0.45 * max(len(cures), 1)), sharey=True, width_ratios=(1.5, 1, 1),
-                         layout="constrained")
-    accuracy_ax, signal_ax, moved_ax = axes
+    fig, axes = subplots(1, 4, figsize=(14, 1.9 + 0.45 * max(len(cures), 1)), sharey=True,
+                         width_ratios=(1.5, 0.38, 1, 1), layout="constrained")
+    accuracy_ax, diverged_ax, signal_ax, moved_ax = axes
     rng = np.random.default_rng(0)  # a fixed jitter keeps seeds of equal value apart
     for index, cure in enumerate(cures):
         y = len(cures) - 1 - index
@@ -302,7 +302,9 @@ def cures_figure(rows: list[dict], title: str = "Cures"):
                                  capsize=4, linewidth=1.5, zorder=4)
         elif values["n"]:
             accuracy_ax.plot(values["mean"], y, "|", markersize=16, color="black", zorder=4)
-        accuracy_ax.text(99, y, f"{int(diverged.sum())} of {len(members)} diverged", va="center", ha="right",
+        steps = sorted({int(row["first_nonfinite_step"]) for row in members if row["status"] == "diverged"})
+        where = "" if not steps else f"\nat step {steps[0]}" if len(steps) == 1 else f"\nat steps {steps[0]}-{steps[-1]}"
+        diverged_ax.text(0.5, y, f"{int(diverged.sum())} of {len(members)}{where}", va="center", ha="center",
                          fontsize=8, color=DIVERGED_COLOR if diverged.any() else "0.35")
         completed = [row for row, bad in zip(members, diverged) if not bad]
         shift = jitter[~diverged]
@@ -329,6 +331,9 @@ def cures_figure(rows: list[dict], title: str = "Cures"):
     accuracy_ax.axvline(10, color="0.8", linewidth=0.8, zorder=1)
     accuracy_ax.set_xlabel("test accuracy after the last epoch (%); grey line: chance", fontsize=9)
     accuracy_ax.set_title("Outcome: each seed, and mean ± sd", fontsize=10)
+    diverged_ax.set_xlim(0, 1)
+    diverged_ax.set_xticks([])
+    diverged_ax.set_title("diverged", fontsize=10)
     for ax in (signal_ax, moved_ax):
         ax.set_xscale("log")
         # at most about six labelled powers of ten, as 10^-3: the ranges span from a few to many decades

@@ -19,6 +19,8 @@ OUTLIER_INPUT = 3.0  # a batch whose largest |input| is this many times the clea
 DESIGN_GAIN = 10.0  # |delta_1| / |delta_L| at the start: the net multiplies the signal this much on its way back
 SCALED_INPUT = 1.0  # inputs beyond this are not scaled to 0..1
 SHOWN_TENSORS = 5  # the tensors named after the first non-finite one; more are counted
+SHOWN_BATCHES = 3  # the bad batches named; more are counted
+INSPECTED_STEPS = 64  # at most this many batches before a failure are looked at
 # The cures worth trying for each cause, in the order the material gives them.
 CURES_FOR = {
     EXPLODING: ("lower_lr", "batchnorm", "clipping", "scaled_inputs"),
@@ -70,13 +72,10 @@ def run_up(global_norm: np.ndarray, step: int) -> dict:
 
 
 def steps_to_inspect(metrics: Mapping[str, np.ndarray], step: int) -> list[int]:
-    """The steps whose batches the diagnosis looks at: the failing one, and where the run-up
-    began and jumped."""
-    growth = run_up(column(metrics, "global_norm_before"), step)
-    steps = {step, growth.get("from_step", step), growth.get("jump_step", step)}
-    if growth.get("steps"):
-        steps.add(growth["from_step"] + 1)
-    return sorted(steps)
+    """The steps whose batches the diagnosis looks at: from the step before the run-up to the
+    failing one (the last INSPECTED_STEPS of a long run-up, and the step it began from)."""
+    start = run_up(column(metrics, "global_norm_before"), step).get("from_step", step)
+    return sorted({start, *range(max(start, step - INSPECTED_STEPS + 1), step + 1)})
 
 
 def first_nonfinite(metrics: Mapping[str, np.ndarray], step: int) -> dict:
@@ -208,9 +207,11 @@ def batch_words(d: dict) -> str:
         words.append(f"its batch: largest |input| {number(batch['largest_abs_input'])}, "
                      f"{dirty if dirty else 'no'} dirty example{'' if dirty == 1 else 's'}")
     earlier = [b for b in d["bad_batches"] if batch is None or b["step"] != batch["step"]]
-    for bad in earlier:
+    for bad in earlier[:SHOWN_BATCHES]:
         words.append(f"step {bad['step']}'s batch: {bad['dirty_in_batch']} dirty "
                      f"(largest |input| {number(bad['largest_abs_input'])})")
+    if len(earlier) > SHOWN_BATCHES:
+        words.append(f"{len(earlier) - SHOWN_BATCHES} more such batches")
     words.append(f"clean data at most {number(d['largest_clean_input'])}")
     return "; ".join(words)
 
@@ -218,8 +219,9 @@ def batch_words(d: dict) -> str:
 def cause_words(d: dict) -> str:
     cause = d["cause"]
     if cause == BAD_INPUT:
-        steps = ", ".join(str(b["step"]) for b in d["bad_batches"])
-        why = f"the batch{'es' if len(d['bad_batches']) > 1 else ''} of step {steps} held inputs far beyond the clean data's"
+        bad = [str(b["step"]) for b in d["bad_batches"]]
+        steps = ", ".join(bad[:SHOWN_BATCHES]) + (f" and {len(bad) - SHOWN_BATCHES} more" if len(bad) > SHOWN_BATCHES else "")
+        why = f"the batch{'es' if len(bad) > 1 else ''} of step{'s' if len(bad) > 1 else ''} {steps} held inputs far beyond the clean data's"
     elif cause == MODEL_DESIGN:
         why = (f"the net multiplies the back-propagated signal x{number(d['signal_gain'])} from the output layer to the "
                "first" if d["signal_gain"] is not None and d["signal_gain"] >= DESIGN_GAIN

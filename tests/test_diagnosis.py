@@ -54,7 +54,8 @@ def test_steady_growth_is_exploding_gradients():
 
 def test_a_jump_at_a_dirty_batch_is_bad_input():
     table = metrics([3, 2.5, 2.8, 2.6, 2.4, 2400, 1e5, 1e8])
-    assert steps_to_inspect(table, 8) == [4, 5, 8]
+    assert steps_to_inspect(table, 8) == [4, 5, 6, 7, 8]
+    assert steps_to_inspect(metrics(list(np.arange(1.0, 101.0))), 100) == [0, *range(37, 101)]  # a long run-up's last 64
     d = diagnosed(table, Config(clip="none", dirty_fraction=0.01), {5: {"dirty_in_batch": 2, "largest_abs_input": 510}})
     growth = d["growth"]
     assert growth["pattern"] == "jump" and growth["jump_step"] == 5 and np.isclose(growth["jump_factor"], 1000)
