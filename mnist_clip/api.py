@@ -535,7 +535,8 @@ def run_cures_reported(config: Config, names: list[str], reporter, out, name, se
     plan_cures(config, names, seeds)  # every run's config is valid before anything loads
     data = data if data is not None else load_data(config, reporter)
     outcome = run_cures(config, names, out, name, seeds, jobs, plots, report=reporter.line, dataset=data,
-                        progress=reporter.sweep_progress, recipe=recipe, language=language)
+                        progress=lambda total: reporter.sweep_progress(total, "run", "cures"), recipe=recipe,
+                        language=language)
     reporter.close_bar()
     title = setup_title(config, outcome.cells)
     notes = [title] + cures_text(outcome.rows, outcome.skipped, language)

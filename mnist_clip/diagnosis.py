@@ -38,8 +38,14 @@ def tensors_of(metrics: Mapping[str, Any]) -> list[str]:
     return [c[: -len("_before")] for c in metrics if c.endswith("_before") and c != "global_norm_before"]
 
 
-def layer_of(tensor: str) -> int:
-    return int("".join(ch for ch in tensor if ch.isdigit()))
+def backward_order(tensors: list[str]) -> list[str]:
+    """The tensors from the output layer back to the input, a layer's weight before its bias:
+    the order back-propagation reaches them (tensors named without a layer number, reversed)."""
+    def layer(position: int) -> int:
+        digits = "".join(ch for ch in tensors[position] if ch.isdigit())
+        return int(digits) if digits else position
+
+    return [tensors[i] for i in sorted(range(len(tensors)), key=lambda i: (-layer(i), i))]
 
 
 def run_up(global_norm: np.ndarray, step: int) -> dict:
@@ -83,8 +89,7 @@ def first_nonfinite(metrics: Mapping[str, np.ndarray], step: int) -> dict:
     gradients from the output layer back to the first."""
     loss = float(column(metrics, "loss")[step])
     tensors = tensors_of(metrics)
-    backward = sorted(tensors, key=lambda name: -layer_of(name))  # stable: w before b within a layer
-    bad = [name for name in backward if not math.isfinite(float(column(metrics, f"{name}_before")[step]))]
+    bad = [name for name in backward_order(tensors) if not math.isfinite(float(column(metrics, f"{name}_before")[step]))]
     kinds = {name: "NaN" if math.isnan(float(column(metrics, f"{name}_before")[step])) else "Inf" for name in bad}
     if not math.isfinite(loss):
         return {"first_nonfinite": "loss", "value": "NaN" if math.isnan(loss) else "Inf", "loss": None,

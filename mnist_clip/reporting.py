@@ -185,10 +185,10 @@ class Reporter:
 
     # --- a sweep ---
 
-    def sweep_progress(self, total_cells: int) -> Callable[[str], None]:
-        """A bar of cells done (with its ETA) in bar mode; each finished cell as a line."""
+    def sweep_progress(self, total_cells: int, unit: str = "cell", label: str = "sweep") -> Callable[[str], None]:
+        """A bar of cells (or runs) done (with its ETA) in bar mode; each finished one as a line."""
         if self.mode == "bar" and total_cells:
-            self.bar = new_bar(total=total_cells, unit="cell", desc="sweep", leave=True)
+            self.bar = new_bar(total=total_cells, unit=unit, desc=label, leave=True)
 
         def cell_done(text: str) -> None:
             if self.bar is not None:

@@ -9,7 +9,7 @@ import pytest
 import mnist_clip as mc
 from conftest import first_digits
 from mnist_clip.config import PARAM_NAMES, Config
-from mnist_clip.diagnosis import BAD_INPUT, EXPLODING, MODEL_DESIGN, diagnose, run_up, steps_to_inspect
+from mnist_clip.diagnosis import BAD_INPUT, EXPLODING, MODEL_DESIGN, backward_order, diagnose, run_up, steps_to_inspect
 
 CLEAN = {"batch_size": 128, "largest_abs_input": 5.1, "dirty_in_batch": 0}
 
@@ -104,6 +104,11 @@ def test_the_cures_named_are_those_that_change_the_setup():
     assert diagnosed(metrics([3, 2, 6, 18]), Config())["cures"] == ["lower_lr", "batchnorm", "scaled_inputs"]
     scaled = diagnosed(metrics([3, 2, 6, 18]), Config(clip="none", input_scale=255, norm="batch"), clean=1.0)
     assert scaled["cures"] == ["lower_lr", "clipping"] and "not scaled" not in scaled["text"][1]
+
+
+def test_gradients_are_named_in_the_order_back_propagation_reaches_them():
+    assert backward_order(["w1", "gamma1", "beta1", "w2", "b2"]) == ["w2", "b2", "w1", "gamma1", "beta1"]
+    assert backward_order(["wx", "wh", "bh", "wo", "bo"]) == ["bo", "wo", "bh", "wh", "wx"]  # no layer numbers
 
 
 def test_run_up_against_a_loop():
