@@ -886,5 +886,13 @@ def write_run_plots(run_dir: str | Path, names: list[str] | None = None) -> list
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file, not a folder; move it away to draw the pictures")
     out.mkdir(exist_ok=True)
-    return [save_figure(make(run) if run.steps else empty_figure(run), out / filename)
-            for filename, make in RUN_FIGURES.items() if names is None or filename in names]
+    from mnist_clip.interrupts import drawing_stopped
+
+    written = []
+    for filename, make in RUN_FIGURES.items():
+        if names is not None and filename not in names:
+            continue
+        if drawing_stopped():  # Ctrl-C while drawing: the run is kept, `mnist-clip plot` draws the rest
+            break
+        written.append(save_figure(make(run) if run.steps else empty_figure(run), out / filename))
+    return written

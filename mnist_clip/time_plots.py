@@ -141,7 +141,8 @@ def time_signals_figure(run: Run) -> Figure:
                     label=f"hidden units {'dead' if dead else 'saturated'}")
     bottom.set_title(f"Hidden units {kind}, raw per step", fontsize=9)
     bottom.set_ylabel("units (%)")
-    bottom.set_ylim(bottom=0)
+    largest = max((np.nanmax(100 * run.metrics[column], initial=0.0) for column in run.activity_columns), default=0.0)
+    bottom.set_ylim(0, max(5.0, 1.1 * largest))  # a line at 0 stays in sight above the axis
     for ax in (top, middle, bottom):
         mark_divergence(ax, run)
     run_step_axis(bottom, run)
