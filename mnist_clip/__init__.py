@@ -7,10 +7,6 @@
 
 __version__ = "0.3.0"
 
-from mnist_clip.xla_flags import choose_xla_cpu_runtime  # noqa: E402
-
-choose_xla_cpu_runtime()  # before anything loads TensorFlow
-
 from mnist_clip.api import (  # noqa: E402
     DemoResult,
     RunResult,
