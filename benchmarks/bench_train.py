@@ -1,6 +1,7 @@
 """Milliseconds per training step: the tutorial's eager loop, Keras fit, and mnist-clip's
 compiled loop with and without logging, against the machine's FLOP limit, for the
-reference net (with SGD, and with Adam) and a deep one (10 sigmoid layers of 128).
+reference net (with SGD, and with Adam), a deep one (10 sigmoid layers of 128) and the
+recurrent net of the `rnn` recipe (28 time steps of width 128, Keras's SimpleRNN in (b)).
 
     python benchmarks/bench_train.py [--dataset mnist-5k | --data-path PATH] [--repeats 5] [--case reference]
 
@@ -34,7 +35,8 @@ tf = import_tensorflow()
 
 from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
-from mnist_clip.model import ACTIVATION_FUNCTIONS, init_params, layer_sizes, one_hot, prepare_inputs  # noqa: E402
+from mnist_clip.model import ACTIVATION_FUNCTIONS, config_params, layer_sizes, one_hot, prepare_inputs  # noqa: E402
+from mnist_clip.net import N_ROWS, ROW_WIDTH  # noqa: E402
 from mnist_clip.training import Trainer  # noqa: E402
 
 # name -> (config changes, variants timed). The adaptive clipping methods have no
@@ -45,10 +47,16 @@ CASES = {
     "deep-sigmoid-10x128": ({"hidden": (128,) * 10, "activation": "sigmoid"}, "abcd"),
     "reference-agc": ({"clip": "agc", "clip_norm": 0.05}, "cd"),
     "reference-autoclip": ({"clip": "autoclip"}, "cd"),
+    "rnn": ({"model": "rnn", "hidden": (128,), "activation": "tanh", "input_scale": 255.0, "lr": 0.1,
+             "clip_norm": 1.0}, "abcde"),
 }
 
 
 def n_weights(config: Config) -> int:
+    """Multiply-adds per example of the forward pass (for the MLP, its number of weights)."""
+    if config.model == "rnn":
+        width = config.hidden[0]
+        return N_ROWS * (ROW_WIDTH * width + width * width) + width * 10
     sizes = layer_sizes(config.hidden)
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
@@ -81,7 +89,7 @@ def eager_reference(config: Config, dataset):
     """(a) The tutorial's loop as written: a tape per step, clip_by_global_norm, and
     each of the six norms turned into a Python float before and after, every step;
     plain SGD by hand, Adam by the Keras optimizer's apply_gradients."""
-    params = init_params(config.seed, config.hidden, config.init)
+    params = config_params(config)
     variables = list(params.values())
     act = ACTIVATION_FUNCTIONS[config.activation]
     n_layers = config.n_layers
@@ -95,10 +103,17 @@ def eager_reference(config: Config, dataset):
         for _ in range(n_epochs):
             for x, y in batches:
                 with tf.GradientTape() as tape:
-                    h = x
-                    for layer in range(1, n_layers + 1):
-                        z = h @ params[f"w{layer}"] + params[f"b{layer}"]
-                        h = act(z) if layer < n_layers else z
+                    if config.model == "rnn":
+                        rows = tf.reshape(x, [-1, N_ROWS, ROW_WIDTH])
+                        state = tf.zeros([tf.shape(x)[0], config.hidden[0]])
+                        for t in range(N_ROWS):
+                            state = act(rows[:, t] @ params["wx"] + state @ params["wh"] + params["bh"])
+                        h = state @ params["wo"] + params["bo"]
+                    else:
+                        h = x
+                        for layer in range(1, n_layers + 1):
+                            z = h @ params[f"w{layer}"] + params[f"b{layer}"]
+                            h = act(z) if layer < n_layers else z
                     loss = tf.reduce_mean(tf.reduce_mean(tf.square(y - h), axis=1))
                 grads = tape.gradient(loss, variables)
                 before = [float(tf.norm(g)) for g in grads]
@@ -115,17 +130,20 @@ def eager_reference(config: Config, dataset):
 
 
 def keras_fit(config: Config, dataset):
-    """(b) keras.Sequential with the same layers and weights, fit() with SGD or Adam(global_clipnorm=15)."""
+    """(b) keras.Sequential with the same layers and weights (for the rnn: SimpleRNN, then Dense),
+    fit() with SGD or Adam(global_clipnorm=clip_norm)."""
     import keras
 
-    model = keras.Sequential(
-        [keras.Input((784,))]
-        + [keras.layers.Dense(width, activation=config.activation) for width in config.hidden]
-        + [keras.layers.Dense(10)]
-    )
-    model.set_weights([v.numpy() for v in init_params(config.seed, config.hidden, config.init).values()])
+    if config.model == "rnn":
+        layers = [keras.Input((N_ROWS, ROW_WIDTH)), keras.layers.SimpleRNN(config.hidden[0], activation=config.activation)]
+    else:
+        layers = [keras.Input((784,))] + [keras.layers.Dense(width, activation=config.activation) for width in config.hidden]
+    model = keras.Sequential(layers + [keras.layers.Dense(10)])
+    model.set_weights([v.numpy() for v in config_params(config).values()])
     model.compile(optimizer=keras_optimizer(config, global_clipnorm=config.clip_norm), loss="mse")
     x = prepare_inputs(dataset.x_train, config.input_scale)
+    if config.model == "rnn":
+        x = x.reshape(-1, N_ROWS, ROW_WIDTH)
     y = one_hot(dataset.y_train)
 
     def run(n_epochs: int) -> None:
@@ -186,7 +204,7 @@ def peak_rss_of_train(args: argparse.Namespace, with_plots: bool = True) -> floa
 
 def bench_case(name: str, config: Config, variants: str, dataset, args: argparse.Namespace) -> dict:
     """Time the variants of one net; return its figures and ratios."""
-    print(f"\n{name}: {n_weights(config):,} weights, clip {config.clip}, {config.optimizer}", flush=True)
+    print(f"\n{name}: {n_weights(config):,} multiply-adds per example, clip {config.clip}, {config.optimizer}", flush=True)
     labels = {
         "a": "eager loop (tutorial)",
         "b": "Keras fit, global_clipnorm",
@@ -226,7 +244,7 @@ def bench_case(name: str, config: Config, variants: str, dataset, args: argparse
     if "a" in variants:
         ratios = {"a/c": paired("a", "c"), "b/c": paired("b", "c"), **ratios}
     print(f"  matmul throughput: {flops / 1e9:.1f} GFLOP/s fp32 (2048x2048)")
-    print(f"  FLOP limit per step: 3 x 2 x {config.batch_size} x {n_weights(config):,} weights = "
+    print(f"  FLOP limit per step: 3 x 2 x {config.batch_size} x {n_weights(config):,} multiply-adds = "
           f"{flop_per_step / 1e6:.1f} MFLOP -> {limit_ms:.3f} ms/step")
     print("  ratio     measured  target")
     for ratio, value in ratios.items():
@@ -234,8 +252,8 @@ def bench_case(name: str, config: Config, variants: str, dataset, args: argparse
         met = value >= target if op == ">=" else value <= target
         print(f"  {ratio:<8} {value:9.2f}  {op} {target:<5} {'met' if met else 'MISSED'}")
     return {
-        "config": {"hidden": list(config.hidden), "activation": config.activation, "clip": config.clip,
-                   "optimizer": config.optimizer},
+        "config": {"model": config.model, "hidden": list(config.hidden), "activation": config.activation,
+                   "clip": config.clip, "optimizer": config.optimizer},
         "variants": results,
         "matmul_gflops": flops / 1e9,
         "flop_per_step": flop_per_step,

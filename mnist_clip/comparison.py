@@ -152,7 +152,7 @@ def median_ratio_in_epoch(run: Run, which: str, signal: bool = False) -> float:
     if not run.steps:
         return float("nan")
     epoch = run.metrics["epoch"][0] if which == "first" else run.metrics["epoch"][-1]
-    ratio = (signal_ratio(run) if signal else norm_ratio(run, "w1"))[run.metrics["epoch"] == epoch]
+    ratio = (signal_ratio(run) if signal else norm_ratio(run))[run.metrics["epoch"] == epoch]
     ratio = ratio[np.isfinite(ratio)]
     return float(np.median(ratio)) if ratio.size else float("nan")
 
@@ -289,7 +289,7 @@ def compare_figure(runs: list[Run]) -> Figure:
 
     def step_series(run: Run):
         return ((loss_ax, run.metrics["loss"]), (norm_ax, run.metrics["global_norm_before"]),
-                (ratio_ax, norm_ratio(run, "w1")), (signal_ax, signal_ratio(run)))
+                (ratio_ax, norm_ratio(run)), (signal_ax, signal_ratio(run)))
 
     if grouped:
         for (label, members), color in zip(groups, colors):
@@ -311,10 +311,9 @@ def compare_figure(runs: list[Run]) -> Figure:
             band(acc_ax, np.arange(1, accuracy.shape[1] + 1), accuracy, color, label, log=False, marker="o")
             profiled = [(run, last_complete_epoch(run)) for run in members if last_complete_epoch(run) is not None]
             if profiled:
-                layers = np.arange(1, profiled[0][0].n_layers + 1)
                 for ax, prefix in ((profile_ax, "w"), (depth_ax, "delta")):
                     table = stacked([layer_profile(run, epoch, prefix) for run, epoch in profiled])
-                    band(ax, layers[: table.shape[1]], table, color, label, marker="o")
+                    band(ax, np.arange(1, table.shape[1] + 1), table, color, label, marker="o")
             for run in members:
                 if run.config.get("clip") == "global_norm":
                     thresholds.setdefault(float(run.config.get("clip_norm")), []).append(names[id(run)])
@@ -337,9 +336,10 @@ def compare_figure(runs: list[Run]) -> Figure:
         last_epoch = last_complete_epoch(run)
         if last_epoch is not None:
             layers = np.arange(1, run.n_layers + 1)
+            signal = layer_profile(run, last_epoch, "delta")
             profile_ax.plot(layers, positive(layer_profile(run, last_epoch, "w")), "o", linestyle=style, color=color,
                             markersize=4, label=label)
-            depth_ax.plot(layers, positive(layer_profile(run, last_epoch, "delta")), "s", linestyle=style,
+            depth_ax.plot(np.arange(1, len(signal) + 1), positive(signal), "s", linestyle=style,
                           color=color, markersize=3, label=label)
         clip = run.config.get("clip")
         if clip == "global_norm":
@@ -370,6 +370,23 @@ def compare_figure(runs: list[Run]) -> Figure:
         profile_ax: ("weight-gradient norm per layer, median over the last complete epoch", "|g_w| (log)", "layer"),
         depth_ax: ("back-propagated signal |δ| per layer, median over the last complete epoch", "|δ| (log)", "layer"),
     }
+    recurrent = [run.net.is_recurrent for run in runs]
+    if all(recurrent):
+        titles.update({
+            ratio_ax: ("|g_wx| / |g_wo| before clipping (input over output weight)", "ratio", "step"),
+            signal_ax: ("signal through time |dL/dh1| / |dL/dh28|", "ratio", "step"),
+            profile_ax: ("weight-gradient norm per layer (wx, wo), median over the last complete epoch",
+                         "|g_w| (log)", "layer"),
+            depth_ax: ("signal |dL/dh_t| per time step, median over the last complete epoch", "|dL/dh_t| (log)",
+                       "time step t"),
+        })
+    elif any(recurrent):
+        titles.update({
+            ratio_ax: ("first layer's weight gradient over the last's (w1 / wL; the rnn's wx / wo)", "ratio", "step"),
+            signal_ax: ("signal first over last (dz1 / dzL; the rnn's dh1 / dh28)", "ratio", "step"),
+            depth_ax: ("signal per layer (the rnn's: per time step), median over the last complete epoch",
+                       "signal (log)", "layer, or time step"),
+        })
     for ax, (title, ylabel, xlabel) in titles.items():
         log_y(ax)
         ax.set_title(title, fontsize=10)

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from mnist_clip.errors import InputError, name as named
-from mnist_clip.net import N_CLASSES, N_INPUTS, Net  # noqa: F401  (N_CLASSES: re-exported)
+from mnist_clip.net import N_CLASSES, N_INPUTS, RNN_HIDDEN, Net  # noqa: F401  (N_CLASSES: re-exported)
 
 CLIP_METHODS = ("global_norm", "norm", "value", "average_norm", "agc", "autoclip", "none")
 ADAPTIVE_CLIP_METHODS = ("agc", "autoclip")  # their threshold is not a fixed number
@@ -25,13 +25,18 @@ INITS = ("reference", "glorot", "he")
 NORMS = ("none", "batch", "layer")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 LOSSES = ("mse", "crossentropy")
+REFERENCE_HIDDEN = (256, 128)
+MODELS = ("mlp", "rnn")
+# Each model's defaults for the keys a user does not give: the tutorial's net, and for the
+# recurrent net one width of 128 with tanh, the natural activation of a recurrence
+MODEL_DEFAULTS = {"mlp": {"hidden": REFERENCE_HIDDEN, "activation": "relu"},
+                  "rnn": {"hidden": (RNN_HIDDEN,), "activation": "tanh"}}
 # The options each optimizer reads (Keras 3's names: beta1 is beta_1); the others' are refused.
 OPTIMIZER_KEYS = {
     "sgd": ("momentum", "nesterov"),
     "adam": ("beta1", "beta2", "epsilon"),
     "rmsprop": ("rho", "momentum", "epsilon"),
 }
-REFERENCE_HIDDEN = (256, 128)
 MAX_HIDDEN_LAYERS = 64
 MAX_WIDTH = 4096
 MAX_SEED = 2**31 - 1
@@ -67,8 +72,8 @@ class Config:
     train: tuple[str, ...] = ()
     freeze: tuple[str, ...] = ()
     on_nonfinite: str = "stop"
-    hidden: tuple[int, ...] = REFERENCE_HIDDEN
-    activation: str = "relu"
+    hidden: tuple[int, ...] = None  # type: ignore[assignment]  # None: the model's default (MODEL_DEFAULTS)
+    activation: str = None  # type: ignore[assignment]  # None: the model's default
     init: str = "reference"
     clip_percentile: float = 10.0
     optimizer: str = "sgd"
@@ -81,10 +86,16 @@ class Config:
     loss: str = "mse"
     norm: str = "none"
     residual: bool = False
+    model: str = "mlp"
+    recurrent_gain: float = 1.0
     dirty_fraction: float = 0.0
     dirty_scale: float = 100.0
 
     def __post_init__(self) -> None:
+        _check_choice("model", self.model, MODELS)
+        for key, value in MODEL_DEFAULTS[self.model].items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
         _check_choice("clip", self.clip, CLIP_METHODS)
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("on_nonfinite", self.on_nonfinite, ON_NONFINITE)
@@ -113,6 +124,7 @@ class Config:
         if not 0 <= self.seed <= MAX_SEED:
             raise InputError(f"{named('seed')}: must be an integer from 0 to {MAX_SEED} (got {self.seed})", "seed")
         check_hidden(self.hidden)
+        self._check_model()
         self._check_dirt()
         if self.residual and not self.net.has_residual:
             sizes = "-".join(map(str, layer_sizes(self.hidden)))
@@ -157,6 +169,21 @@ class Config:
         if foreign:
             raise InputError(foreign_option_message(foreign[0], self.optimizer), foreign[0])
 
+    def _check_model(self) -> None:
+        _check_float32_positive("recurrent_gain", self.recurrent_gain)
+        if self.model != "rnn":
+            if self.recurrent_gain != 1.0:
+                raise InputError(model_option_message("recurrent_gain"), "recurrent_gain")
+            return
+        if len(self.hidden) != 1:
+            given = format_hidden(self.hidden)
+            raise InputError(f"{named('hidden')}: the recurrent net has one hidden width (got {given}); "
+                             f"e.g. {named('hidden', '128')}", "hidden")
+        for name, off in (("norm", "none"), ("residual", False)):
+            if getattr(self, name) != off:
+                raise InputError(f"{named(name)}: applies to the MLP's dense hidden layers, not to "
+                                 f"{named('model', 'rnn')}", name)
+
     @property
     def optimizer_settings(self) -> dict[str, Any]:
         """The options the optimizer reads, e.g. {'beta1': 0.9, 'beta2': 0.999, 'epsilon': 1e-07}."""
@@ -188,6 +215,12 @@ class Config:
         return tuple(name for name in self.param_names if name not in self.freeze)
 
     def replace(self, **changes: Any) -> "Config":
+        """A copy with these changes. Another model brings its own defaults for the hidden
+        widths and the activation, unless they are given or were changed from this model's."""
+        model = changes.get("model", self.model)
+        if model != self.model and model in MODEL_DEFAULTS:
+            changes = {**{key: None for key, value in MODEL_DEFAULTS[self.model].items()
+                          if key not in changes and getattr(self, key) == value}, **changes}
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,11 +245,18 @@ def foreign_option_message(name: str, optimizer: str) -> str:
             f"{optimizer} takes {', '.join(named(key) for key in OPTIMIZER_KEYS[optimizer])}")
 
 
-def check_optimizer_keys(given: Mapping[str, Any], optimizer: str) -> None:
-    """Refuse an option given for another optimizer even at its default value (--nesterov with adam)."""
+def model_option_message(name: str) -> str:
+    return f"{named(name)}: an option of {named('model', 'rnn')}; the MLP has no recurrent weight"
+
+
+def check_given_keys(given: Mapping[str, Any], optimizer: str, model: str) -> None:
+    """Refuse an option given for another optimizer or model even at its default value
+    (--nesterov with adam, --recurrent-gain without --model rnn)."""
     for name in given:
         if name in optimizer_option_keys() and name not in OPTIMIZER_KEYS[optimizer]:
             raise InputError(foreign_option_message(name, optimizer), name)
+        if name == "recurrent_gain" and model != "rnn":
+            raise InputError(model_option_message(name), name)
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -415,7 +455,7 @@ def resolve(file_values: Mapping[str, Any], cli_values: Mapping[str, Any], file:
     that came from the file names the file and the key as the file spells it."""
     merged = {**file_values, **cli_values}
     try:
-        check_optimizer_keys(merged, merged.get("optimizer", Config.optimizer))
+        check_given_keys(merged, merged.get("optimizer", Config.optimizer), merged.get("model", Config.model))
         return Config(**merged)
     except InputError as err:
         if file is not None and err.key in file_values and err.key not in cli_values:

@@ -130,7 +130,7 @@ def cure_rows(cells: list[CureCell], skipped: list[tuple[str, str]], folder: Pat
             compared = table_row(run)
             summary = run.summary or {}
             diagnosis = summary.get("diagnosis") or {}
-            moved = run.epochs.get("w1_moved", np.zeros(0))
+            moved = run.epochs.get(f"{run.net.layer_weights[0]}_moved", np.zeros(0))  # w1, or the rnn's wx
             row.update(status=run.status, diverged=compared["diverged"],
                        first_nonfinite_step=summary.get("first_nonfinite_step"),
                        test_accuracy=compared["test_accuracy"], final_loss=compared["final_loss"],

@@ -11,6 +11,7 @@ import numpy as np
 
 from mnist_clip.config import Config, CONFIG_KEYS
 from mnist_clip.cure_table import BY_NAME, apply_cure
+from mnist_clip.net import Net
 
 EXPLODING, BAD_INPUT, MODEL_DESIGN = "exploding gradients", "bad input", "model design"
 JUMP_FACTOR = 10.0  # one step multiplying the global norm by this much, after calmer steps, is a jump
@@ -25,7 +26,7 @@ INSPECTED_STEPS = 64  # at most this many batches before a failure are looked at
 CURES_FOR = {
     EXPLODING: ("lower_lr", "batchnorm", "clipping", "scaled_inputs"),
     BAD_INPUT: ("clean_data", "clipping", "scaled_inputs", "lower_lr"),
-    MODEL_DESIGN: ("he_relu", "glorot", "batchnorm", "layernorm", "residual", "lower_lr"),
+    MODEL_DESIGN: ("he_relu", "glorot", "batchnorm", "layernorm", "residual", "clipping", "lower_lr"),
 }
 
 
@@ -99,12 +100,12 @@ def first_nonfinite(metrics: Mapping[str, np.ndarray], step: int) -> dict:
     return {"first_nonfinite": bad[0], "value": kinds[bad[0]], "loss": loss, "nonfinite_gradients": bad}
 
 
-def signal_gain(metrics: Mapping[str, np.ndarray], step: int) -> float | None:
-    """|delta_1| / |delta_L| at a step: how much the net multiplies the signal on its way back."""
-    layers = sorted(int(c[len("delta"):]) for c in metrics if c.startswith("delta") and c[len("delta"):].isdigit())
-    if not layers or step < 0:
+def signal_gain(metrics: Mapping[str, np.ndarray], step: int, signals: tuple[str, ...]) -> float | None:
+    """The first signal column over the last at a step (|delta_1| / |delta_L|, or the recurrent
+    net's |dh_1| / |dh_28|): how much the net multiplies the signal on its way back."""
+    if len(signals) < 2 or step < 0 or signals[0] not in metrics or signals[-1] not in metrics:
         return None
-    first, last = float(column(metrics, f"delta{layers[0]}")[step]), float(column(metrics, f"delta{layers[-1]}")[step])
+    first, last = float(column(metrics, signals[0])[step]), float(column(metrics, signals[-1])[step])
     return first / last if math.isfinite(first) and math.isfinite(last) and last > 0 else None
 
 
@@ -139,15 +140,18 @@ def diagnose(metrics: Mapping[str, np.ndarray], config: Mapping[str, Any] | Conf
     its dirty examples (as they were before the dirt). Returns a dict of numbers and the words that follow from them."""
     norms = column(metrics, "global_norm_before")
     growth = run_up(norms, step)
-    inspected = sorted(batches)
-    outliers = [s for s in inspected if batches[s]["dirty_in_batch"] > 0
+    outliers = [s for s in sorted(batches) if batches[s]["dirty_in_batch"] > 0
                 or batches[s]["largest_abs_input"] > OUTLIER_INPUT * largest_clean_input]
-    gains = [gain for gain in (signal_gain(metrics, 0), signal_gain(metrics, growth.get("from_step", -1)))
-             if gain is not None]
+    # a bad batch is to blame where the norm jumped on it, where it failed right after a calm step, or
+    # where the run-up began at step 0; bad batches within a steady growth are not
+    decisive = [s for s in outliers if jumped_at(norms, s, step, growth)]
+    net = Net.of(config.to_dict() if isinstance(config, Config) else config)
+    gains = [gain for gain in (signal_gain(metrics, 0, net.signals),
+                               signal_gain(metrics, growth.get("from_step", -1), net.signals)) if gain is not None]
     gain = max(gains) if gains else None
-    if outliers:
+    if decisive:
         cause = BAD_INPUT
-    elif gain is not None and gain >= DESIGN_GAIN or (step == 0 and not outliers):
+    elif gain is not None and gain >= DESIGN_GAIN or step == 0:
         cause = MODEL_DESIGN
     else:
         cause = EXPLODING
@@ -156,14 +160,28 @@ def diagnose(metrics: Mapping[str, np.ndarray], config: Mapping[str, Any] | Conf
         **first_nonfinite(metrics, step),
         "growth": growth,
         "batch": dict(batches[step]) if step in batches else None,
-        "bad_batches": [dict(batches[s]) for s in outliers],
+        "bad_batches": [dict(batches[s]) for s in decisive],
+        "other_bad_batches": len(outliers) - len(decisive),
         "largest_clean_input": largest_clean_input,
         "signal_gain": gain,
+        "signal_path": "the last time step back to the first" if net.is_recurrent else "the output layer to the first",
         "cause": cause,
         "cures": cures_worth_trying(cause, config, largest_clean_input),
     }
     result["text"] = diagnosis_lines(result)
     return result
+
+
+def jumped_at(norms: np.ndarray, at: int, step: int, growth: dict) -> bool:
+    """Whether the global norm jumped on the batch of step `at` (x JUMP_FACTOR or more from the
+    step before), or that batch is the failing one after a calm step, or the first one of a
+    run-up that began at step 0 (nothing before it to compare with)."""
+    if at == step:
+        return growth["pattern"] in ("at once", "first step")
+    if at == 0:
+        return growth.get("from_step") == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return bool(norms[at] / norms[at - 1] >= JUMP_FACTOR)
 
 
 def number(value: float) -> str:
@@ -217,6 +235,10 @@ def batch_words(d: dict) -> str:
                      f"(largest |input| {number(bad['largest_abs_input'])})")
     if len(earlier) > SHOWN_BATCHES:
         words.append(f"{len(earlier) - SHOWN_BATCHES} more such batches")
+    others = d.get("other_bad_batches", 0)
+    if others:
+        words.append(f"{others} other batch{'es' if others > 1 else ''} of the run-up held bad input, with no jump in "
+                     "the global norm")
     words.append(f"clean data at most {number(d['largest_clean_input'])}")
     return "; ".join(words)
 
@@ -228,8 +250,9 @@ def cause_words(d: dict) -> str:
         steps = ", ".join(bad[:SHOWN_BATCHES]) + (f" and {len(bad) - SHOWN_BATCHES} more" if len(bad) > SHOWN_BATCHES else "")
         why = f"the batch{'es' if len(bad) > 1 else ''} of step{'s' if len(bad) > 1 else ''} {steps} held inputs far beyond the clean data's"
     elif cause == MODEL_DESIGN:
-        why = (f"the net multiplies the back-propagated signal x{number(d['signal_gain'])} from the output layer to the "
-               "first" if d["signal_gain"] is not None and d["signal_gain"] >= DESIGN_GAIN
+        why = (f"the net multiplies the back-propagated signal x{number(d['signal_gain'])} from "
+               f"{d.get('signal_path', 'the output layer to the first')}"
+               if d["signal_gain"] is not None and d["signal_gain"] >= DESIGN_GAIN
                else "the net's first step, from its initial weights, is already non-finite")
     else:
         why = "the updates themselves made the gradients grow"

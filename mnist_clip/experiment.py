@@ -13,7 +13,14 @@ from mnist_clip import __version__
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
 from mnist_clip.errors import Interrupted
-from mnist_clip.interrupts import STOP_NOTICE, catch_stop_signals, in_worker_thread
+from mnist_clip.interrupts import (
+    STOP_NOTICE,
+    begin_drawing,
+    catch_stop_signals,
+    drawing_stopped,
+    end_drawing,
+    in_worker_thread,
+)
 from mnist_clip.runs import (
     PLOTS_DIR,
     RunTarget,
@@ -42,6 +49,7 @@ class Outcome:
     summary: dict
     exit_code: int
     plot_paths: list = field(default_factory=list)
+    pictures_stopped: bool = False  # a stop came while the pictures were drawn: some are missing
 
 
 def run_config(config: Config, dataset: Dataset) -> dict:
@@ -153,6 +161,7 @@ def run_experiment(
 
     progress = progress or Progress()
     started = time.perf_counter()
+    end_drawing()  # an earlier run's pictures are done: a stop now stops this run's training
     writer = RunWriter(run_dir, metric_columns_for(config.to_dict()), epoch_columns_for(config.to_dict()))
     board = None
     try:
@@ -207,6 +216,8 @@ def run_experiment(
             summary["diagnosis"] = diagnose_run(trainer, values, nonfinite_step)
         writer.write_summary(summary)
     finally:
+        if draw_plots:
+            begin_drawing()  # before on_end announces the pictures: a Ctrl-C from then on stops the drawing
         progress.on_end()
         writer.close()
         if board is not None:
@@ -218,7 +229,7 @@ def run_experiment(
         from mnist_clip.plots import write_run_plots
 
         plot_paths = write_run_plots(run_dir)
-    return Outcome(run_dir, summary, stop.exit_code, plot_paths)
+    return Outcome(run_dir, summary, stop.exit_code, plot_paths, drawing_stopped())
 
 
 def train_into(

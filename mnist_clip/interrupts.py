@@ -17,6 +17,7 @@ class StopRequest:
     """Set by SIGINT/SIGTERM; whoever runs work checks it at its next boundary."""
 
     signum: int | None = None
+    stops_drawing: bool = False  # set by begin_drawing when no stop was asked for before
 
     @property
     def requested(self) -> bool:
@@ -62,6 +63,25 @@ def catch_stop_signals(notice: str | None = None, signals: tuple[int, ...] = WAT
         _active = None
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def begin_drawing() -> None:
+    """The run's training is over and its pictures come next. The pictures of a run stopped
+    during training are still drawn (a second Ctrl-C quits at once); a first Ctrl-C from here
+    on stops the drawing instead, and the run is kept as it is."""
+    if _active is not None and not _active.requested:
+        _active.stops_drawing = True
+
+
+def end_drawing() -> None:
+    """A new run begins (a demo's or a sweep's next): a stop stops its training again."""
+    if _active is not None:
+        _active.stops_drawing = False
+
+
+def drawing_stopped() -> bool:
+    """Whether a first stop came after begin_drawing: the pictures still to draw are left out."""
+    return _active is not None and _active.stops_drawing and _active.requested
 
 
 STOP_NOTICE = "stopping after the epoch in flight; everything so far is kept (Ctrl-C again to quit at once)"

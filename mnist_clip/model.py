@@ -1,4 +1,5 @@
-"""The MLP of any depth, as its Net value describes it: parameters, initialisers, forward pass and loss."""
+"""The net its Net value describes (an MLP of any depth, or the recurrent net): parameters,
+initialisers, forward pass and loss."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_clip.config import N_CLASSES, REFERENCE_HIDDEN, layer_sizes
-from mnist_clip.net import BATCH_NORM_MOMENTUM, NORM_EPSILON, Net
+from mnist_clip.net import BATCH_NORM_MOMENTUM, N_ROWS, NORM_EPSILON, ROW_WIDTH, Net
 
 INIT_STDDEV = 0.1
 LAYER_SIZES = layer_sizes()  # the reference net
@@ -20,21 +21,30 @@ def layer_seed(seed: int, layer: int) -> int:
     return int(np.random.SeedSequence([seed, layer]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def keras_initializer(init: str, seed: int):
-    """Keras's GlorotNormal or HeNormal with this seed."""
+def keras_initializer(init: str, seed: int, gain: float = 1.0):
+    """Keras's GlorotNormal, HeNormal or Orthogonal(gain) with this seed."""
     import keras
 
+    if init == "orthogonal":
+        return keras.initializers.Orthogonal(gain=gain, seed=seed)
     kinds = {"glorot": keras.initializers.GlorotNormal, "he": keras.initializers.HeNormal}
     return kinds[init](seed=seed)
 
 
+# The seed "layer" of the recurrent weight's draw: apart from every layer's own
+RECURRENT_SEED_LAYER = 0
+
+
 def init_params(seed: int, hidden: tuple[int, ...] = REFERENCE_HIDDEN, init: str = "reference",
-                net: Net | None = None) -> dict[str, tf.Variable]:
-    """Weights in the order w1, w2, ...; biases and shifts (beta) zero, gains (gamma) one.
+                net: Net | None = None, recurrent_gain: float = 1.0) -> dict[str, tf.Variable]:
+    """Weights in the net's order (w1, w2, ... or wx, wh, wo); biases and shifts (beta) zero,
+    gains (gamma) one.
 
     reference: the tutorial's draw, value for value: after `tf.random.set_seed(seed)`,
     truncated_normal(stddev=0.1) for each weight in turn.
     glorot / he: Keras's GlorotNormal / HeNormal, layer l seeded with layer_seed(seed, l).
+    The recurrent weight wh, whatever `init`: recurrent_gain x Keras's Orthogonal, seeded with
+    layer_seed(seed, 0), so that every singular value is the gain.
     """
     net = net or Net.of({"hidden": hidden})
     tf.random.set_seed(seed)
@@ -42,6 +52,9 @@ def init_params(seed: int, hidden: tuple[int, ...] = REFERENCE_HIDDEN, init: str
     for tensor in net.tensors:
         if tensor.role == "gain":
             initial = tf.ones(tensor.shape)
+        elif tensor.role == "recurrent":
+            draw = keras_initializer("orthogonal", layer_seed(seed, RECURRENT_SEED_LAYER), recurrent_gain)
+            initial = tf.convert_to_tensor(draw(tensor.shape, dtype="float32"))
         elif tensor.role != "weight":
             initial = tf.zeros(tensor.shape)
         elif init == "reference":
@@ -51,6 +64,11 @@ def init_params(seed: int, hidden: tuple[int, ...] = REFERENCE_HIDDEN, init: str
             initial = tf.convert_to_tensor(draw)
         params[tensor.name] = tf.Variable(initial, name=tensor.name)
     return params
+
+
+def config_params(config) -> dict[str, tf.Variable]:
+    """A Config's initial parameters."""
+    return init_params(config.seed, config.hidden, config.init, config.net, config.recurrent_gain)
 
 
 def init_state(net: Net) -> dict[str, tf.Variable]:
@@ -90,11 +108,15 @@ def inactive_fraction(activation: str, h: tf.Tensor) -> tf.Tensor:
 
 class Forward(NamedTuple):
     """Matmul outputs z_1..z_L (z_L is the output; for a normalised layer, before the norm),
-    hidden activations a_1..a_{L-1}, and batch norm's batch statistics {layer: (mean, variance)}."""
+    hidden activations a_1..a_{L-1} (the recurrent net's: h_1..h_28), batch norm's batch
+    statistics {layer: (mean, variance)}, the tensors whose gradients are the logged signal
+    (z_l, or h_t) and the hidden units whose inactive share is logged, one tensor per column."""
 
     zs: list
     hs: list
     batch_stats: dict
+    signals: list
+    units: list
 
     @property
     def out(self) -> tf.Tensor:
@@ -113,6 +135,8 @@ def forward(params: dict[str, tf.Variable], x: tf.Tensor, net: Net | str = "relu
         n_layers = sum(1 for name in params if name.startswith("w"))
         hidden = tuple(int(params[f"w{layer}"].shape[1]) for layer in range(1, n_layers))
         net = Net.of({"hidden": hidden, "activation": net})
+    if net.is_recurrent:
+        return recurrent_forward(params, x, net.activation)
     zs, hs, stats, h = [], [], {}, x
     for layer in net.layers:
         z = h @ params[layer.weight]
@@ -135,7 +159,24 @@ def forward(params: dict[str, tf.Variable], x: tf.Tensor, net: Net | str = "relu
         a = ACTIVATION_FUNCTIONS[layer.activation](u)
         hs.append(a)
         h = a + h if layer.residual else a
-    return Forward(zs, hs, stats)
+    return Forward(zs, hs, stats, zs, hs)
+
+
+def recurrent_forward(params: dict[str, tf.Variable], x: tf.Tensor, activation: str) -> Forward:
+    """h_0 = 0; h_t = act(x_t @ wx + h_(t-1) @ wh + bh) for the image's rows t = 1..28;
+    out = h_28 @ wo + bo (Keras's SimpleRNN, then Dense). The loop over time is unrolled:
+    28 static steps that XLA compiles with the rest of the training step."""
+    act = ACTIVATION_FUNCTIONS[activation]
+    rows = tf.reshape(x, [-1, N_ROWS, ROW_WIDTH])
+    inputs = tf.einsum("btr,rh->bth", rows, params["wx"])  # every row's x_t @ wx in one matmul
+    h = act(inputs[:, 0] + params["bh"])  # h_0 = 0 adds nothing
+    hs = [h]
+    for t in range(1, N_ROWS):
+        h = act(inputs[:, t] + h @ params["wh"] + params["bh"])
+        hs.append(h)
+    out = h @ params["wo"] + params["bo"]
+    # a unit is inactive when it is for every example at every time step
+    return Forward([out], hs, {}, hs, [tf.concat(hs, axis=0)])
 
 
 def update_moving_stats(state: dict[str, tf.Variable], batch_stats: dict) -> None:

@@ -4,10 +4,15 @@
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from mnist_clip.interrupts import drawing_stopped
+
+REPLY_POLL_SECONDS = 0.05  # how often a wait for a painter looks for a stop request
 
 PAINTERS = 2  # the figures split about evenly in two; a third would only compete for the cores
 
@@ -44,12 +49,15 @@ class Painters:
         left = set(range(count))
         for share, proc in asked:
             try:
-                reply = json.loads(proc.stdout.readline() or "{}")
+                reply = json.loads(self.reply(proc) or "{}")
             except (OSError, ValueError):
                 continue
             if "drawn" in reply:
                 drawn.update((int(index), path) for index, path in reply["drawn"])
                 left.discard(share)
+        if drawing_stopped():  # Ctrl-C while drawing: keep what is drawn, stop the rest at once
+            self.stop()
+            return [Path(drawn[index]) for index in sorted(drawn)]
         if left:  # this process draws what a painter could not
             from mnist_clip.plots import RUN_FIGURES, write_run_plots
 
@@ -59,6 +67,20 @@ class Painters:
                 for path in write_run_plots(run_dir, own):
                     drawn[names.index(path.name)] = str(path)
         return [Path(drawn[index]) for index in sorted(drawn)]
+
+    @staticmethod
+    def reply(proc: subprocess.Popen) -> str:
+        """A painter's one line of reply, or "" once a stop is asked for while waiting."""
+        while not drawing_stopped():
+            ready, _, _ = select.select([proc.stdout], [], [], REPLY_POLL_SECONDS)
+            if ready:
+                return proc.stdout.readline()
+        return ""
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+        self.close()
 
     def close(self) -> None:
         for proc in self.procs:

@@ -15,6 +15,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, MaxNLoc
 
 from mnist_clip.config import REFERENCE_HIDDEN, format_hidden
 from mnist_clip.errors import InputError
+from mnist_clip.net import N_ROWS, ROW_WIDTH
 from mnist_clip.runs import PLOTS_DIR, Run, compared_with_threshold, read_run, training_label, write_atomic
 
 
@@ -97,17 +98,22 @@ def log_moving_average(values: np.ndarray, window: int, keep: np.ndarray | None 
     return np.exp(moving_average(np.log(positive(values)), window, keep))
 
 
-def norm_ratio(run: Run, numerator: str, denominator: str | None = None, when: str = "before") -> np.ndarray:
-    """|g_numerator| / |g_denominator| per step; the denominator defaults to the last layer's weights."""
-    denominator = denominator or f"w{run.n_layers}"
+def norm_ratio(run: Run, numerator: str | None = None, denominator: str | None = None,
+               when: str = "before") -> np.ndarray:
+    """|g_numerator| / |g_denominator| per step; by default the first layer's weights over the
+    last layer's (w1 / wL, or the recurrent net's wx / wo)."""
+    numerator = numerator or run.net.layer_weights[0]
+    denominator = denominator or run.net.layer_weights[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return run.metrics[f"{numerator}_{when}"] / run.metrics[f"{denominator}_{when}"]
 
 
-def signal_ratio(run: Run) -> np.ndarray:
-    """|dL/dz_1| / |dL/dz_L|: the back-propagated signal at the first layer over the last."""
+def signal_ratio(run: Run, first: str | None = None) -> np.ndarray:
+    """|dL/dz_1| / |dL/dz_L|: the back-propagated signal at the first layer over the last
+    (the recurrent net's: |dL/dh_1| / |dL/dh_28|, or from the time step `first`)."""
+    signals = run.net.signals
     with np.errstate(invalid="ignore", divide="ignore"):
-        return run.metrics["delta1"] / run.metrics[f"delta{run.n_layers}"]
+        return run.metrics[first or signals[0]] / run.metrics[signals[-1]]
 
 
 def steps_per_epoch(run: Run) -> int:
@@ -363,10 +369,15 @@ def finish_figure(fig: Figure, run: Run, note: str | None = None, legend_axes=()
 
 
 def architecture_label(config: dict) -> str:
-    """'784-256-128-10 relu' for the reference; the init is named when it is not the reference's."""
+    """'784-256-128-10 relu' for the reference, 'rnn 28x28-128-10 tanh, gain 1' for the recurrent
+    net; the init is named when it is not the reference's."""
     hidden = tuple(config.get("hidden", (256, 128)))
     layers = f"784-{format_hidden(hidden).replace(',', '-')}-10" if hidden else "784-10 (linear)"
     init = config.get("init", "reference")
+    if config.get("model", "mlp") == "rnn":
+        layers = f"rnn {N_ROWS}x{ROW_WIDTH}-{hidden[0]}-10"
+        return (f"{layers} {config.get('activation', 'tanh')}, gain {config.get('recurrent_gain', 1.0):g}"
+                + ("" if init == "reference" else f", {init} init"))
     norm = {"batch": ", batch norm", "layer": ", layer norm"}.get(config.get("norm", "none"), "")
     residual = ", residual" if config.get("residual") else ""
     return (f"{layers} {config.get('activation', 'relu')}" + ("" if init == "reference" else f", {init} init")
@@ -426,6 +437,7 @@ ROLE_STYLES = {
     "bias": {"linewidth": 0.6, "alpha": 0.55},
     "gain": {"linewidth": 0.8, "alpha": 0.8, "linestyle": "--"},
     "shift": {"linewidth": 0.8, "alpha": 0.8, "linestyle": ":"},
+    "recurrent": {"linewidth": 1.4, "alpha": 1.0, "linestyle": "-."},
 }
 
 
@@ -561,6 +573,10 @@ def smoothed_lines(ax, steps, values, smoothing: Smoothing, color, label: str, *
 
 def ratio_figure(run: Run) -> Figure:
     """|g_w1|/|g_wL| (and a middle layer's) before clipping, raw and smoothed."""
+    if run.net.is_recurrent:
+        from mnist_clip.time_plots import time_ratio_figure
+
+        return time_ratio_figure(run)
     fig, ax = subplots(figsize=FIGSIZE)
     steps = run.metrics["step"]
     smoothing = run_smoothing(run)
@@ -623,6 +639,10 @@ def loss_figure(run: Run) -> Figure:
 
 def signals_figure(run: Run) -> Figure:
     """Back-propagated signal |dL/dz_l| per layer beside the weight-gradient norms, and inactive units."""
+    if run.net.is_recurrent:
+        from mnist_clip.time_plots import time_signals_figure
+
+        return time_signals_figure(run)
     fig, (top, middle, bottom) = subplots(3, 1, figsize=(10, 9), sharex=True, height_ratios=(3, 2, 1.3))
     steps = run.metrics["step"]
     smoothing = run_smoothing(run)
@@ -685,11 +705,12 @@ def last_complete_epoch(run: Run) -> int | None:
 
 
 def layer_profile(run: Run, epoch: int, prefix: str) -> np.ndarray:
-    """Per layer, the median over the epoch's finite steps of w{l}_before (prefix 'w') or delta{l}."""
+    """Per layer, the median over the epoch's finite steps of w{l}_before (prefix 'w') or of the
+    signal delta{l} (the recurrent net's: wx, wo; and dh_t per time step)."""
     rows = run.metrics["epoch"] == epoch
     profile = []
-    for layer in range(1, run.n_layers + 1):
-        column = f"w{layer}_before" if prefix == "w" else f"delta{layer}"
+    columns = [f"{name}_before" for name in run.net.layer_weights] if prefix == "w" else run.net.signals
+    for column in columns:
         values = run.metrics[column][rows]
         values = values[np.isfinite(values)]
         profile.append(float(np.median(values)) if values.size else np.nan)
@@ -727,6 +748,10 @@ def flow_figure(run: Run) -> Figure:
     and the back-propagated signal, one line per chosen epoch; and a layer x step map."""
     from matplotlib.lines import Line2D
 
+    if run.net.is_recurrent:
+        from mnist_clip.time_plots import time_flow_figure
+
+        return time_flow_figure(run)
     fig, (left, right) = subplots(1, 2, figsize=(12, 6), width_ratios=(1, 1.1))
     layers = np.arange(1, run.n_layers + 1)
     epochs = profile_epochs(run)
@@ -788,7 +813,7 @@ def update_ratio(run: Run, weight: str) -> np.ndarray:
 def updates_figure(run: Run) -> Figure:
     """How far each layer's weights really move: the update-to-weight ratio per step, and each
     weight's distance from its initial value per epoch."""
-    weights = [name for name in run.tensors if name.startswith("w")]
+    weights = list(run.net.weights)
     if f"{weights[0]}_update" not in run.metrics:
         return note_figure(run, f"{run.name} was written before mnist-clip logged each step's update;\n"
                                 "train it again to see how far its weights move.")
@@ -798,10 +823,12 @@ def updates_figure(run: Run) -> Figure:
     colors = layer_colors(run.n_layers)
     labelled = run.n_layers <= MAX_LEGEND_LAYERS
     trained = set(run.config.get("trainable", run.tensors))
-    for layer, name in enumerate(weights, start=1):
+    for name in weights:
         frozen = "" if name in trained else " (frozen: no step)"
-        smoothed_lines(top, steps, update_ratio(run, name), smoothing, colors[layer - 1],
-                       f"||Δ{name}|| / ||{name}||{frozen}" if labelled else None)
+        tensor = run.net.tensor(name)
+        smoothed_lines(top, steps, update_ratio(run, name), smoothing, colors[tensor.layer - 1],
+                       f"||Δ{name}|| / ||{name}||{frozen}" if labelled else None,
+                       **({"linestyle": "-."} if tensor.role == "recurrent" else {}))
     top.axhline(UPDATE_RATIO_RULE, color="0.35", linestyle=":", linewidth=1.2,
                 label=f"rule of thumb {UPDATE_RATIO_RULE:g}")
     log_y(top)
@@ -814,9 +841,11 @@ def updates_figure(run: Run) -> Figure:
     moved = [f"{name}_moved" for name in weights]
     epochs = run.epochs["epoch"] + 1
     if moved[0] in run.epochs and len(epochs):
-        for layer, (name, column) in enumerate(zip(weights, moved), start=1):
-            bottom.plot(epochs, positive(run.epochs[column]), "o-", color=colors[layer - 1], markersize=3,
-                        linewidth=1.5, label=name if labelled else None)
+        for name, column in zip(weights, moved):
+            tensor = run.net.tensor(name)
+            bottom.plot(epochs, positive(run.epochs[column]), marker="o", color=colors[tensor.layer - 1], markersize=3,
+                        linewidth=1.5, label=name if labelled else None,
+                        linestyle="-." if tensor.role == "recurrent" else "-")
         log_y(bottom)
     epoch_axis(bottom, len(epochs))
     bottom.set_ylabel("||w - w_init|| / ||w_init|| (log)")
@@ -869,5 +898,13 @@ def write_run_plots(run_dir: str | Path, names: list[str] | None = None) -> list
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file, not a folder; move it away to draw the pictures")
     out.mkdir(exist_ok=True)
-    return [save_figure(make(run) if run.steps else empty_figure(run), out / filename)
-            for filename, make in RUN_FIGURES.items() if names is None or filename in names]
+    from mnist_clip.interrupts import drawing_stopped
+
+    written = []
+    for filename, make in RUN_FIGURES.items():
+        if names is not None and filename not in names:
+            continue
+        if drawing_stopped():  # Ctrl-C while drawing: the run is kept, `mnist-clip plot` draws the rest
+            break
+        written.append(save_figure(make(run) if run.steps else empty_figure(run), out / filename))
+    return written

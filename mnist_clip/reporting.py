@@ -177,7 +177,7 @@ class Reporter:
             if kept_earlier is not None:
                 self.line(f"the earlier run in {kept_earlier} is kept; this one is in {outcome.path}")
         total = self.total_seconds() if self.total_seconds else summary["wall_seconds"]
-        for text in summary_lines(summary, outcome.path, outcome.plot_paths, total):
+        for text in summary_lines(summary, outcome.path, outcome.plot_paths, total, outcome.pictures_stopped):
             self.line(text)
         note = never_acted_line(summary, config)
         if note:
@@ -213,7 +213,8 @@ def epoch_line(config: Config, result) -> str:
     )
 
 
-def summary_lines(summary: dict, run_dir: Path, plot_paths: list, total_seconds: float) -> list[str]:
+def summary_lines(summary: dict, run_dir: Path, plot_paths: list, total_seconds: float,
+                  pictures_stopped: bool = False) -> list[str]:
     lines = [
         f"status: {summary['status']}  steps: {summary['steps']}"
         f"  clipped: {summary['clipped_steps']} ({100 * summary['clipped_fraction']:.1f}%)"
@@ -230,4 +231,6 @@ def summary_lines(summary: dict, run_dir: Path, plot_paths: list, total_seconds:
     lines.append(f"files: {run_dir}/ (metrics.csv, epochs.csv, summary.json, config.json)")
     if plot_paths:
         lines.append(f"plots: {plot_paths[0].parent}/ ({', '.join(p.name for p in plot_paths)})")
+    if pictures_stopped:
+        lines.append(f"pictures: stopped while drawing them; `mnist-clip plot {run_dir}` draws them")
     return lines

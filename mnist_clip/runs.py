@@ -49,13 +49,14 @@ PLOTS_DIR = "plots"
 MAX_NAME_BYTES = 200  # leaves room under the file system's 255 for the temporary siblings' prefixes
 
 
-def default_run_name(clip: str, clip_norm: float, recipe: str | None = None, optimizer: str = "sgd") -> str:
+def default_run_name(config: Any, recipe: str | None = None) -> str:
     """<recipe>-<time> for a run of a recipe or TOML file (deep_sigmoid-20260101-120000),
-    else the clip setting that differs between the default runs (and the optimizer when it is
-    not sgd: adam-global_norm-15-...) and the time."""
-    setting = recipe or ("noclip" if clip == "none" else f"{clip}-{clip_norm:g}")
-    if not recipe and optimizer != "sgd":
-        setting = f"{optimizer}-{setting}"
+    else the clip setting that differs between the default runs, after the model and the
+    optimizer when they are not the default (rnn-adam-global_norm-15-...), and the time."""
+    setting = recipe or ("noclip" if config.clip == "none" else f"{config.clip}-{config.clip_norm:g}")
+    if not recipe:
+        setting = "-".join([*(value for value, default in ((config.model, "mlp"), (config.optimizer, "sgd"))
+                              if value != default), setting])
     return f"{setting}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 

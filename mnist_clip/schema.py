@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from mnist_clip.config import PARAM_NAMES
 from mnist_clip.net import Net, role_of
+
+REFERENCE_NET = Net.of({})
 
 
 def activity_column_prefix(activation: str) -> str:
@@ -17,28 +18,28 @@ def activity_column_prefix(activation: str) -> str:
 
 
 def weight_tensors(tensors: Sequence[str]) -> tuple[str, ...]:
-    """The weight matrices among a net's tensors (w1 ... wL), one per layer."""
-    return tuple(name for name in tensors if role_of(name) == "weight")
+    """The weight matrices among a net's tensors (w1 ... wL, or wx wh wo)."""
+    return tuple(name for name in tensors if role_of(name) in ("weight", "recurrent"))
 
 
-def step_value_columns(tensors: Sequence[str] = PARAM_NAMES, activation: str = "relu",
-                       clip: str = "global_norm") -> tuple[str, ...]:
-    """metrics.csv's value columns for a net with these tensors (w1 b1 ... wL bL).
+def step_value_columns(net: Net = REFERENCE_NET, clip: str = "global_norm") -> tuple[str, ...]:
+    """metrics.csv's value columns for a net (tensors w1 b1 ... wL bL, or wx wh bh wo bo).
 
     For the reference net they are exactly the reference's logging (loss to
     b3_after), then which tensors clipping acted on, the back-propagated signal
-    per layer and the share of inactive units per hidden layer. Some clipping
-    methods add the quantity their threshold is compared with. Last, the L2 norm
-    of the step each tensor took, ||theta_after - theta_before||, and each weight's
-    L2 norm when the step began (their ratio is the update-to-weight ratio).
+    per layer (the recurrent net's: per time step) and the share of inactive units
+    per hidden layer. Some clipping methods add the quantity their threshold is
+    compared with. Last, the L2 norm of the step each tensor took,
+    ||theta_after - theta_before||, and each weight's L2 norm when the step began
+    (their ratio is the update-to-weight ratio).
     """
-    return (*gradient_columns(tensors, activation, clip), *update_columns(tensors))
+    return (*gradient_columns(net, clip), *update_columns(net.names))
 
 
-def gradient_columns(tensors: Sequence[str], activation: str, clip: str) -> tuple[str, ...]:
+def gradient_columns(net: Net, clip: str) -> tuple[str, ...]:
     """The columns known before the update: everything but the steps taken."""
-    n_layers = len(weight_tensors(tensors))
-    activity = activity_column_prefix(activation)
+    tensors = net.names
+    activity = activity_column_prefix(net.activation)
     return (
         "loss",
         "accuracy",
@@ -47,8 +48,8 @@ def gradient_columns(tensors: Sequence[str], activation: str, clip: str) -> tupl
         "clipped",
         *(f"{name}_{when}" for name in tensors for when in ("before", "after")),
         *(f"{name}_clipped" for name in tensors),
-        *(f"delta{layer}" for layer in range(1, n_layers + 1)),
-        *(f"{activity}_h{layer}" for layer in range(1, n_layers)),
+        *net.signals,
+        *(f"{activity}_h{layer.index}" for layer in net.hidden_layers),
         *clip_columns(tensors, clip),
     )
 
@@ -94,8 +95,8 @@ def data_columns(config: Mapping[str, Any]) -> tuple[str, ...]:
 
 def metric_columns_for(config: Mapping[str, Any]) -> tuple[str, ...]:
     """metrics.csv's header for a config."""
-    return ("step", "epoch", *step_value_columns(config_tensors(config), config.get("activation", "relu"),
-                                                 config.get("clip", "global_norm")), *data_columns(config))
+    return ("step", "epoch", *step_value_columns(Net.of(config), config.get("clip", "global_norm")),
+            *data_columns(config))
 
 
 def epoch_columns_for(config: Mapping[str, Any]) -> tuple[str, ...]:

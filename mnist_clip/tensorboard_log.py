@@ -20,7 +20,7 @@ def scalar_tag(column: str) -> str:
             return f"global_norm/{when}" if name == "global_norm" else f"grad_norm_{when}/{name}"
     if column.endswith("_update"):
         return f"update/{column[: -len('_update')]}"
-    if column.startswith("delta"):
+    if column.startswith("delta") or (column.startswith("dh") and column[2:].isdigit()):
         return f"signal/{column}"
     if column.startswith("dead_"):
         return f"dead_relu/{column[5:]}"

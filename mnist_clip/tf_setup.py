@@ -66,7 +66,8 @@ def hidden_modules(names: tuple[str, ...]) -> Iterator[None]:
 def compilation_cache_folder() -> Path | None:
     """Where XLA keeps compiled training programs between processes, or None when
     MNIST_CLIP_XLA_CACHE is "off". One folder per TensorFlow version and CPU (its model and
-    instruction-set flags), so that a program compiled for one machine never runs on another."""
+    instruction-set flags) and XLA flags, so that a program compiled for one machine or runtime
+    never runs on another."""
     setting = os.environ.get("MNIST_CLIP_XLA_CACHE", "")
     if setting.lower() in ("0", "off", "no", "false"):
         return None
@@ -82,7 +83,9 @@ def compilation_cache_folder() -> Path | None:
         tensorflow_version = version("tensorflow")
     except PackageNotFoundError:
         tensorflow_version = "unknown"
-    fingerprint = hashlib.sha1(f"{tensorflow_version}|{platform.machine()}|{cpu}".encode()).hexdigest()[:16]
+    # the XLA flags too: a program compiled for one CPU runtime is not loaded by the other
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    fingerprint = hashlib.sha1(f"{tensorflow_version}|{platform.machine()}|{cpu}|{xla_flags}".encode()).hexdigest()[:16]
     return root / f"xla-{fingerprint}"
 
 

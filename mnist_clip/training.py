@@ -18,7 +18,7 @@ from mnist_clip.model import (
     accuracy,
     forward,
     inactive_fraction,
-    init_params,
+    config_params,
     init_state,
     one_hot,
     prepare_inputs,
@@ -41,13 +41,13 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
     """
     names = list(params)
     variables = [params[name] for name in names]
-    activation = net if isinstance(net, str) else net.layers[0].activation
+    activation = net if isinstance(net, str) else net.activation
     with tf.GradientTape() as tape:
         fwd = forward(params, x, net)
         loss = LOSS_FUNCTIONS[loss_name](y, fwd.out)
-    # Gradients w.r.t. the pre-activations z_1..z_L are the back-propagated
-    # signals delta_l; asking for them with the weights costs one backward pass.
-    gradients = tape.gradient(loss, variables + fwd.zs)
+    # Gradients w.r.t. the pre-activations z_1..z_L (the recurrent net's states h_1..h_28) are
+    # the back-propagated signals; asking for them with the weights costs one backward pass.
+    gradients = tape.gradient(loss, variables + fwd.signals)
     grads, deltas = gradients[: len(names)], gradients[len(names) :]
     extra = []
     if clip == "agc":  # its unit norms give the tensors' norms too
@@ -70,7 +70,7 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
     global_after = tf.norm(tf.stack(norms_after))
     finite = tf.math.is_finite(loss) & tf.math.is_finite(global_before)
     interleaved = [n for pair in zip(norms_before, norms_after) for n in pair]
-    activity = [inactive_fraction(activation, h) for h in fwd.hs]
+    activity = [inactive_fraction(activation, h) for h in fwd.units]
     values = tf.stack(
         [
             loss,
@@ -101,11 +101,9 @@ def compiled_program(net: Net, clip: str, trained: tuple[bool, ...], stop_on_non
     if key in _PROGRAMS:
         return _PROGRAMS[key]
     names, weights = net.names, net.weights
-    activation = net.layers[0].activation
-    n_values = len(step_value_columns(names, activation, clip) if log_updates else
-                   gradient_columns(names, activation, clip))
+    n_values = len(step_value_columns(net, clip) if log_updates else gradient_columns(net, clip))
     loss_function = LOSS_FUNCTIONS[loss_name]
-    after_columns = [gradient_columns(names, activation, clip).index(f"{name}_after") for name in names]
+    after_columns = [gradient_columns(net, clip).index(f"{name}_after") for name in names]
 
     def one_step(variables, hyper, threshold, autoclip, optimizer_state, moving, x, y):
         params = dict(zip(names, variables))
@@ -269,10 +267,9 @@ class Trainer:
 
     def __init__(self, config: Config, dataset: Dataset, log_norms: bool = True, log_updates: bool = True):
         self.config = config
-        self.params = init_params(config.seed, config.hidden, config.init, config.net)
+        self.params = config_params(config)
         self.moving = init_state(config.net)
-        self.columns = (*step_value_columns(config.param_names, config.activation, config.clip),
-                        *data_columns(config.to_dict()))
+        self.columns = (*step_value_columns(config.net, config.clip), *data_columns(config.to_dict()))
         self.initial_params = {name: v.numpy() for name, v in self.params.items()}
         x_train = prepare_inputs(dataset.x_train, config.input_scale)
         self.dirty = dirty_examples(len(x_train), config.dirty_fraction, config.seed)

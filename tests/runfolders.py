@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_clip.config import PARAM_NAMES
+from mnist_clip.net import Net
 from mnist_clip.runs import RunWriter, metric_columns_for, step_value_columns
 
 
@@ -15,7 +16,7 @@ def write_run(path: Path, steps: int, steps_per_epoch: int = 10, clip: str = "gl
     `first_step_scale` multiplies step 0's norms and loss (a large first step, as real runs have)."""
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True)
-    columns = step_value_columns(PARAM_NAMES, "relu", clip)
+    columns = step_value_columns(Net.of({}), clip)
     t = np.arange(steps)
     values = np.zeros((steps, len(columns)))
     column = {name: i for i, name in enumerate(columns)}

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mnist_clip.cli import cli
-from mnist_clip.config import PARAM_NAMES
+from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.model import init_params
 from mnist_clip.runs import METRIC_COLUMNS
 
@@ -156,9 +156,11 @@ def test_a_recipes_runs_are_named_after_it(tmp_path):
     run = train(str(own), out=tmp_path / "api", plots=False, progress="quiet", dataset="mnist-5k")
     assert re.fullmatch(r"mine-\d{8}-\d{6}", run.name), run.name
     # without a recipe, the clip setting names the run, as before
-    assert re.fullmatch(r"global_norm-15-\d{8}-\d{6}", default_run_name("global_norm", 15.0))
-    assert re.fullmatch(r"noclip-\d{8}-\d{6}", default_run_name("none", 15.0))
-    assert re.fullmatch(r"adam-global_norm-1-\d{8}-\d{6}", default_run_name("global_norm", 1.0, None, "adam"))
+    assert re.fullmatch(r"global_norm-15-\d{8}-\d{6}", default_run_name(Config()))
+    assert re.fullmatch(r"noclip-\d{8}-\d{6}", default_run_name(Config(clip="none")))
+    assert re.fullmatch(r"adam-global_norm-1-\d{8}-\d{6}", default_run_name(Config(clip_norm=1.0, optimizer="adam")))
+    assert re.fullmatch(r"rnn-adam-noclip-\d{8}-\d{6}",
+                        default_run_name(Config().replace(model="rnn", optimizer="adam", clip="none")))
 
 
 def test_a_run_leaves_nothing_in_the_temp_folder_and_no_process_behind(tmp_path):

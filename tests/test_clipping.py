@@ -204,7 +204,7 @@ def test_autoclip_threshold_is_the_numpy_percentile_of_the_history(small):
     config = Config(clip="autoclip", clip_percentile=25.0, epochs=6, lr=0.01, batch_size=50, input_scale=255.0)
     trainer = Trainer(config, small)
     values = np.concatenate([r.values for r in train_epochs(trainer)]).astype(np.float64)
-    columns = step_value_columns(config.param_names, "relu", "autoclip")
+    columns = step_value_columns(config.net, "autoclip")
     col = {name: values[:, columns.index(name)] for name in columns}
     history = col["global_norm_before"]
     assert len(history) == 36 and np.isfinite(history).all()

@@ -68,6 +68,16 @@ def test_a_jump_at_a_dirty_batch_is_bad_input():
                                    "data's); cures worth trying: clean_data, clipping, scaled_inputs, lower_lr")
 
 
+def test_a_dirty_batch_within_a_steady_growth_is_not_blamed():
+    d = diagnosed(metrics([3, 2, 6, 18, 54, 162]), Config(clip="none", dirty_fraction=0.01),
+                  {3: {"dirty_in_batch": 1, "largest_abs_input": 510}})
+    assert d["cause"] == EXPLODING and d["bad_batches"] == [] and d["other_bad_batches"] == 1
+    assert "1 other batch of the run-up held bad input, with no jump in the global norm" in d["text"][0]
+    first = diagnosed(metrics([6600, 9e7]), Config(clip="none", dirty_fraction=0.01),
+                      {0: {"dirty_in_batch": 1, "largest_abs_input": 510}})
+    assert first["cause"] == BAD_INPUT  # the run-up began at step 0, on the dirty batch
+
+
 def test_inputs_far_beyond_the_clean_data_are_bad_input_without_dirt():
     d = diagnosed(metrics([1, 1.2, 0.9, 900, 9e5]), Config(clip="none", input_scale=255),
                   {3: {"largest_abs_input": 100.0}}, clean=1.0)
@@ -75,12 +85,12 @@ def test_inputs_far_beyond_the_clean_data_are_bad_input_without_dirt():
 
 
 def test_a_net_that_multiplies_its_signal_is_model_design():
-    d = diagnosed(metrics([4e6], gain=50.0), Config(clip="none", hidden=(512,) * 8))
+    d = diagnosed(metrics([4e6], gain=50.0), Config(clip="none", hidden=(512, 512)))
     assert d["growth"]["pattern"] == "at once" and d["cause"] == MODEL_DESIGN and np.isclose(d["signal_gain"], 50)
     assert "in one step from a global norm of 4e+06 at step 0" in d["text"][0]
     assert "likely cause: model design (the net multiplies the back-propagated signal x50 from the output layer to " \
            "the first" in d["text"][1]
-    assert d["cures"] == ["he_relu", "glorot", "batchnorm", "layernorm", "residual", "lower_lr"]
+    assert d["cures"] == ["he_relu", "glorot", "batchnorm", "layernorm", "residual", "clipping", "lower_lr"]
     narrow = diagnosed(metrics([4e6], gain=50.0), Config(clip="none"))
     assert "residual" not in narrow["cures"]  # 784-256-128-10 has no layer of equal widths: its config refuses it
 

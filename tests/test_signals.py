@@ -151,3 +151,18 @@ def test_a_second_ctrl_c_ends_a_parallel_sweep_at_once(tmp_path):
     sweep.signal(signal.SIGINT, group=True)
     assert sweep.finish(timeout=60) == -signal.SIGINT
     wait_until(lambda: not any(alive(pid) for pid in workers), message="every worker ended")
+
+
+def test_ctrl_c_while_the_pictures_are_drawn_stops_the_drawing_and_keeps_the_run(tmp_path):
+    run_cmd = Command("train", "--dataset", "mnist-5k", "--epochs", "1", "--out", str(tmp_path), "--name", "run")
+    run_cmd.wait_for("drawing the pictures")
+    run_cmd.signal(signal.SIGINT)
+    assert run_cmd.finish() == 130, run_cmd.output()
+    assert f"pictures: stopped while drawing them; `mnist-clip plot {tmp_path / 'run'}` draws them" in run_cmd.output()
+    assert "Traceback" not in run_cmd.output()
+    run = read_run(tmp_path / "run")
+    assert run.status == "completed" and run.steps == 32  # the training it finished is whole
+    drawn = sorted(p.name for p in (tmp_path / "run" / "plots").glob("*.png")) if (tmp_path / "run" / "plots").exists() else []
+    assert len(drawn) < 6
+    result = CliRunner().invoke(cli, ["plot", str(tmp_path / "run")])
+    assert result.exit_code == 0 and len(list((tmp_path / "run" / "plots").glob("*.png"))) == 6

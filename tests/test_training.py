@@ -234,7 +234,7 @@ def test_any_depth_step_matches_numpy(mnist_5k, hidden, activation, init, input_
     x = prepare_inputs(mnist_5k.x_train[:128], input_scale)
     y = one_hot(mnist_5k.y_train[:128])
     _, _, values, _ = step_values(params, tf.constant(x), tf.constant(y), "global_norm", 0.05, activation)
-    columns = gradient_columns(config.param_names, activation, "global_norm")  # what is known before the update
+    columns = gradient_columns(config.net, "global_norm")  # what is known before the update
     got = dict(zip(columns, values.numpy().astype(np.float64)))
     assert len(columns) == len(values.numpy())
     ref = numpy_any_depth({k: v.numpy() for k, v in params.items()}, x, y, activation)

@@ -1,0 +1,212 @@
+"""The recurrent net's pictures: the back-propagated signal dL/dh_t through the 28 time steps.
+
+Back-propagation through time multiplies dL/dh_t by wh^T diag(act'(.)) once per step back, so
+|dh_1| / |dh_28| is the signal's growth (exploding) or decay (vanishing) over 27 such products.
+Like the MLP's pictures, each is a pure function of the run folder.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from mnist_clip.net import N_ROWS
+from mnist_clip.plots import (
+    FIGSIZE,
+    colormap,
+    finish_figure,
+    last_complete_epoch,
+    layer_colors,
+    log_y,
+    mark_divergence,
+    norm_ratio,
+    positive,
+    profile_epochs,
+    run_smoothing,
+    run_step_axis,
+    short_batch_note,
+    signal_ratio,
+    smoothed_lines,
+    subplots,
+)
+from mnist_clip.runs import Run
+
+SHOWN_TIME_STEPS = (1, 7, 14, 21, 28)  # the time steps signals.png draws over the training steps
+MIDDLE_STEP = N_ROWS // 2
+ZERO_COLOR = "0.7"  # a signal of exactly 0 in the time x step map
+
+
+def time_colors(times) -> list:
+    cmap = colormap("viridis")
+    return [cmap(0.9 * (t - 1) / (N_ROWS - 1)) for t in times]
+
+
+def gain(run: Run) -> float:
+    return float(run.config.get("recurrent_gain", 1.0))
+
+
+def growth_per_step(ratio: float) -> float:
+    """The mean factor per step back in time: (|dh_1| / |dh_28|)^(1/27)."""
+    return float(ratio ** (1.0 / (N_ROWS - 1))) if ratio > 0 and np.isfinite(ratio) else np.nan
+
+
+def growth_words(profile: np.ndarray) -> str:
+    """'x1.17 per step back', or why there is no such factor."""
+    if not np.all(np.isfinite(profile[[0, -1]])) or profile[-1] <= 0:
+        return "no finite signal at t = 28"
+    if profile[0] <= 0:
+        return "the signal is 0 before t = 1 (units saturated)"
+    return f"x{growth_per_step(profile[0] / profile[-1]):.3g} per step back"
+
+
+def time_profile(run: Run, epoch: int) -> np.ndarray:
+    """Per time step t = 1..28, the median over the epoch's finite steps of |dL/dh_t|."""
+    rows = run.metrics["epoch"] == epoch
+    profile = []
+    for column in run.net.signals:
+        values = run.metrics[column][rows]
+        values = values[np.isfinite(values)]
+        profile.append(float(np.median(values)) if values.size else np.nan)
+    return np.array(profile)
+
+
+def clipping_note(run: Run) -> str:
+    clip = run.config.get("clip")
+    if clip in ("global_norm", "autoclip"):
+        return "Clipping by global norm scales every gradient of a step alike: it leaves these ratios unchanged."
+    if clip == "none":
+        return "No clipping in this run."
+    return f"{clip} clipping acts on the weights' gradients, after these signals are taken."
+
+
+def time_ratio_figure(run: Run) -> Figure:
+    """|dh_1| / |dh_28| and |dh_14| / |dh_28| per step, raw and smoothed, beside gain^27."""
+    fig, ax = subplots(figsize=FIGSIZE)
+    steps = run.metrics["step"]
+    smoothing = run_smoothing(run)
+    first, middle = time_colors((1, MIDDLE_STEP))
+    smoothed_lines(ax, steps, signal_ratio(run), smoothing, first, "|dL/dh1| / |dL/dh28|")
+    smoothed_lines(ax, steps, signal_ratio(run, f"dh{MIDDLE_STEP}"), smoothing, middle,
+                   f"|dL/dh{MIDDLE_STEP}| / |dL/dh28|")
+    ax.axhline(1.0, color="0.5", linewidth=0.8)
+    linear = gain(run) ** (N_ROWS - 1)
+    ax.axhline(linear, color="0.3", linestyle=":", linewidth=1.2,
+               label=f"gain^27 = {linear:.3g}: the linear-regime estimate for the initial wh")
+    log_y(ax)
+    ax.set_ylabel("ratio of signal norms (log)")
+    ax.set_title(textwrap.fill(
+        "The back-propagated signal at the first time step relative to the last: raw per step (pale) and "
+        f"{smoothing.words()}. Above 1 it grows backwards through time (exploding), below 1 it fades "
+        f"(vanishing). {clipping_note(run)}", 120), fontsize=10)
+    mark_divergence(ax, run)
+    run_step_axis(ax, run, epochs_on_top=True)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=9)
+    return finish_figure(fig, run, short_batch_note(run))
+
+
+def time_signals_figure(run: Run) -> Figure:
+    """|dL/dh_t| at a few time steps beside the weight gradients, the first-over-last ratios and
+    the saturated (or dead) hidden units."""
+    fig, (top, middle, bottom) = subplots(3, 1, figsize=(10, 9), sharex=True, height_ratios=(3, 2, 1.3))
+    steps = run.metrics["step"]
+    smoothing = run_smoothing(run)
+    for t, color in zip(SHOWN_TIME_STEPS, time_colors(SHOWN_TIME_STEPS)):
+        top.plot(steps, smoothing.geometric(run.metrics[f"dh{t}"]), color=color, linewidth=2, label=f"|dL/dh{t}|")
+    layer_color = layer_colors(len(run.net.layers))
+    for name in run.net.weights:
+        tensor = run.net.tensor(name)
+        top.plot(steps, smoothing.geometric(run.metrics[f"{name}_before"]), color=layer_color[tensor.layer - 1],
+                 linewidth=1.0, linestyle="--" if tensor.role == "weight" else "-.", label=f"|g_{name}|")
+    log_y(top)
+    top.set_ylabel("L2 norm (log)")
+    top.set_title(f"Back-propagated signal through time (solid, by time step) and weight gradients (dashed),\n"
+                  f"{smoothing.words()}", fontsize=10)
+    smoothed_lines(middle, steps, signal_ratio(run), smoothing, time_colors((1,))[0], "|dL/dh1| / |dL/dh28|")
+    wx, wo = run.net.layer_weights
+    middle.plot(steps, smoothing.geometric(norm_ratio(run, wx, wo)), color="0.3", linewidth=1.2, linestyle="--",
+                label=f"|g_{wx}| / |g_{wo}| ({'smoothed' if smoothing.smooths else 'raw'})")
+    middle.axhline(1.0, color="0.5", linewidth=0.8)
+    log_y(middle)
+    middle.set_ylabel("first / last")
+    middle.set_title("First time step over last, and input weight over output weight", fontsize=9)
+    dead = run.activation == "relu"
+    kind = ("dead (zero for every example at every time step)" if dead
+            else "saturated (derivative < 1% of its maximum for every example at every time step)")
+    for column in run.activity_columns:
+        bottom.plot(steps, 100 * run.metrics[column], color=layer_color[0], linewidth=1,
+                    label=f"hidden units {'dead' if dead else 'saturated'}")
+    bottom.set_title(f"Hidden units {kind}, raw per step", fontsize=9)
+    bottom.set_ylabel("units (%)")
+    largest = max((np.nanmax(100 * run.metrics[column], initial=0.0) for column in run.activity_columns), default=0.0)
+    bottom.set_ylim(0, max(5.0, 1.1 * largest))  # a line at 0 stays in sight above the axis
+    for ax in (top, middle, bottom):
+        mark_divergence(ax, run)
+    run_step_axis(bottom, run)
+    run_step_axis(top, run, label=False, epochs_on_top=True)
+    return finish_figure(fig, run, short_batch_note(run), legend_axes=(top, middle, bottom))
+
+
+def time_flow_figure(run: Run) -> Figure:
+    """Gradient flow through time: |dL/dh_t| against t for a few epochs, with gain^(28-t) for the
+    initial recurrent weight; and a time step x training step map of log10 |dL/dh_t|."""
+    fig, (left, right) = subplots(1, 2, figsize=(12, 6), width_ratios=(1, 1.1))
+    times = np.arange(1, N_ROWS + 1)
+    epochs = profile_epochs(run)
+    complete = last_complete_epoch(run)
+    cmap = colormap("plasma")
+    handles = []
+    for i, epoch in enumerate(epochs):
+        color = cmap(0.85 * i / max(1, len(epochs) - 1))
+        profile = time_profile(run, epoch)
+        left.plot(times, positive(profile), "o-", color=color, linewidth=1.8, markersize=3)
+        diverged = run.nonfinite_step is not None and (complete is None or epoch > complete)
+        words = (f"epoch {epoch + 1}: {growth_words(profile)}" +
+                 (f" (NaN/Inf at step {run.nonfinite_step}; finite steps)" if diverged else ""))
+        handles.append(Line2D([], [], color=color, linewidth=3, label=words))
+    # the first step's signal, at the initial weights, beside what the gain alone would make of it
+    initial = np.array([run.metrics[column][0] for column in run.net.signals], dtype=float)
+    if np.all(np.isfinite(initial)) and initial[-1] > 0:
+        left.plot(times, positive(initial), color="0.45", linewidth=1.0, marker=".", markersize=4)
+        handles.append(Line2D([], [], color="0.45", linewidth=1.0, marker=".",
+                              label=f"step 0 (initial weights): {growth_words(initial)}"))
+        left.plot(times, initial[-1] * gain(run) ** (N_ROWS - times), color="0.35", linestyle=":", linewidth=1.4)
+        handles.append(Line2D([], [], color="0.35", linestyle=":", linewidth=1.4,
+                              label=f"x{gain(run):g} per step back: the gain, from step 0's dh28"))
+    log_y(left)
+    left.set_xlabel("time step t (image row; back-propagation runs from 28 down to 1)", fontsize=9)
+    left.set_ylabel("median |dL/dh_t| over the epoch (log)")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set_title("Signal through time. Rising toward t = 1 is exploding,\n"
+                   "falling toward t = 1 is vanishing; flat is healthy.", fontsize=10)
+    long_labels = max(len(handle.get_label()) for handle in handles) > 48
+    left.legend(handles=handles, fontsize=8, ncol=1 if long_labels else 2, loc="upper center",
+                bbox_to_anchor=(0.5, -0.13))
+    left.grid(alpha=0.3, which="both")
+
+    steps = run.metrics["step"]
+    table = np.array([positive(run.metrics[column]) for column in run.net.signals])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_table = np.log10(table)
+    finite = log_table[np.isfinite(log_table)]
+    # no signal at all: every unit on the way back saturated (tanh' is 0 in float32)
+    zero = np.array([run.metrics[column] == 0 for column in run.net.signals])
+    if finite.size:
+        cmap = colormap("magma").with_extremes(under=ZERO_COLOR)
+        shown = np.where(zero, finite.min() - 1.0, log_table)
+        image = right.pcolormesh(np.append(steps, steps[-1] + 1) - 0.5, np.arange(0.5, N_ROWS + 1),
+                                 np.ma.masked_invalid(shown), cmap=cmap, vmin=finite.min(), vmax=finite.max(),
+                                 shading="flat", rasterized=True)
+        bar = fig.colorbar(image, ax=right, pad=0.02, extend="min" if zero.any() else "neither")
+        bar.set_label("log10 |dL/dh_t| (full range)" + ("; grey: exactly 0" if zero.any() else ""), fontsize=9)
+        bar.ax.tick_params(labelsize=8)
+    right.set_ylabel("time step t")
+    right.set_ylim(0.5, N_ROWS + 0.5)
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_title("Signal |dL/dh_t| per time step and training step", fontsize=10)
+    mark_divergence(right, run)
+    run_step_axis(right, run)
+    return finish_figure(fig, run)
