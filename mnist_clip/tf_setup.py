@@ -43,10 +43,12 @@ def native_stderr_captured() -> Iterator[None]:
 
 # `import tensorflow` loads Keras, whose optional integrations pull in these
 # packages when they are installed (mlxtend brings most of them, the test extra
-# brings jax for optax): 140 MB of resident memory and ~1.5 s of start-up that
-# training never uses. Keras imports each of them inside try/except
-# ImportError, so hiding them during the import is safe.
-OPTIONAL_IMPORTS_TF_DOES_NOT_NEED = ("sklearn", "pandas", "scipy", "matplotlib", "jax", "optax")
+# brings jax for optax, and IPython with Jupyter): 140 MB of resident memory and
+# ~2 s of start-up that training never uses (IPython alone, for Keras's saved-file
+# editor, is 0.5 s). Keras imports each of them inside try/except ImportError, so
+# hiding them during the import is safe; in a notebook IPython is loaded already
+# and so is not hidden.
+OPTIONAL_IMPORTS_TF_DOES_NOT_NEED = ("sklearn", "pandas", "scipy", "matplotlib", "jax", "optax", "IPython")
 
 
 @contextlib.contextmanager

@@ -11,13 +11,20 @@ from click.testing import CliRunner
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
-from conftest import first_digits
+from conftest import first_digits, small_dataset
 from mnist_clip.experiment import run_experiment
 from mnist_clip.model import init_params, one_hot, prepare_inputs
 from mnist_clip.runs import read_run
 from mnist_clip.training import Trainer, train_epochs
 
-STEPS = 6  # two epochs of the small set: batches of 128, 128 and 44
+STEPS = 8  # two epochs of four full batches of 128
+
+
+@pytest.fixture(scope="module")
+def train_set() -> Dataset:
+    """512 examples: each epoch is one chunk of four full batches, so a run compiles one
+    program (a shorter last batch would need a second)."""
+    return small_dataset(n_train=512)
 
 
 def batches(dataset: Dataset, config: Config):
@@ -73,11 +80,11 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_each_optimizer_gives_keras_weights_step_by_step(small, case):
+def test_each_optimizer_gives_keras_weights_step_by_step(train_set, case):
     config, make_optimizer = CASES[case]
     config = config.replace(clip="global_norm", clip_norm=1.0)
-    trainer, values = compiled_run(config, small)
-    reference = keras_weights_per_step(config, small, make_optimizer(),
+    trainer, values = compiled_run(config, train_set)
+    reference = keras_weights_per_step(config, train_set, make_optimizer(),
                                        lambda grads: tf.clip_by_global_norm(grads, 1.0)[0])
     for name in config.param_names:
         np.testing.assert_allclose(trainer.params[name].numpy(), reference[-1][name], rtol=1e-4, atol=2e-6, err_msg=name)
@@ -100,10 +107,10 @@ def test_each_optimizer_gives_keras_weights_step_by_step(small, case):
     ({"clipnorm": 1.0}, Config(optimizer="adam", clip="norm", clip_norm=1.0, lr=0.001)),
     ({"clipvalue": 0.01}, Config(optimizer="sgd", clip="value", clip_norm=0.01, lr=0.05)),
 ], ids=["SGD global_clipnorm", "Adam clipnorm", "SGD clipvalue"])
-def test_keras_optimizer_clipping_arguments_are_the_clip_methods(small, keras_clip, config):
-    trainer, values = compiled_run(config, small)
+def test_keras_optimizer_clipping_arguments_are_the_clip_methods(train_set, keras_clip, config):
+    trainer, values = compiled_run(config, train_set)
     kind = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}[config.optimizer]
-    reference = keras_weights_per_step(config, small, kind(config.lr, **keras_clip))
+    reference = keras_weights_per_step(config, train_set, kind(config.lr, **keras_clip))
     for name in config.param_names:
         np.testing.assert_allclose(trainer.params[name].numpy(), reference[-1][name], rtol=1e-4, atol=2e-6, err_msg=name)
     assert values[:, trainer.columns.index("clipped")].any()
@@ -161,11 +168,11 @@ def test_adam_run_first_steps_match_float64_numpy(mnist_5k, loss):
             assert np.isclose(col[f"{k}_update"][step], np.linalg.norm(update), rtol=2e-3), (step, k)
 
 
-def test_moved_equals_the_distance_between_the_saved_weights(tmp_path, small):
+def test_moved_equals_the_distance_between_the_saved_weights(tmp_path, train_set):
     config = Config(optimizer="sgd", momentum=0.9, lr=0.05, epochs=2, freeze=("w2",))
     run_dir = tmp_path / "r"
     run_dir.mkdir()
-    run_experiment(config, small, run_dir, draw_plots=False)
+    run_experiment(config, train_set, run_dir, draw_plots=False)
     run = read_run(run_dir)
     start, end = np.load(run_dir / "params_init.npz"), np.load(run_dir / "params_final.npz")
     for name in ("w1", "w2", "w3"):

@@ -9,6 +9,7 @@ from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.model import init_params, one_hot, prepare_inputs
 from mnist_clip.runs import STEP_VALUE_COLUMNS
 from mnist_clip.training import Trainer, step_values, train_epochs
+from conftest import small_dataset
 
 
 def numpy_backward(params: dict, x: np.ndarray, y: np.ndarray) -> dict:
@@ -141,8 +142,15 @@ def test_compiled_chunks_equal_the_eager_loop(config, small):
         np.testing.assert_allclose(trainer.params[name].numpy(), final[name], rtol=1e-4, atol=5e-7)  # weights ~0.1
 
 
-def test_frozen_tensors_stay_bit_identical_and_trained_ones_move(small):
-    trainer = Trainer(Config(epochs=2, freeze=("w1", "b1")), small)
+@pytest.fixture(scope="module")
+def full_batches():
+    """384 examples: three full batches an epoch, one compiled program (a shorter last batch
+    would need a second) where that batch is not what a test is about."""
+    return small_dataset(n_train=384)
+
+
+def test_frozen_tensors_stay_bit_identical_and_trained_ones_move(full_batches):
+    trainer = Trainer(Config(epochs=2, freeze=("w1", "b1")), full_batches)
     list(train_epochs(trainer))
     for name in PARAM_NAMES:
         same = np.array_equal(trainer.params[name].numpy(), trainer.initial_params[name])
@@ -161,8 +169,8 @@ def test_nonfinite_step_stops_the_run_without_applying_it(small):
         assert np.isfinite(trainer.params[name].numpy()).all()
 
 
-def test_continue_keeps_running_after_nonfinite(small):
-    trainer = Trainer(Config(epochs=3, clip="none", lr=1e4, on_nonfinite="continue"), small)
+def test_continue_keeps_running_after_nonfinite(full_batches):
+    trainer = Trainer(Config(epochs=3, clip="none", lr=1e4, on_nonfinite="continue"), full_batches)
     values = np.concatenate([r.values for r in train_epochs(trainer)])
     assert len(values) == 9
     assert not np.isfinite(values[-1, STEP_VALUE_COLUMNS.index("loss")])
