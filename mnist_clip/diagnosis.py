@@ -149,8 +149,11 @@ def diagnose(metrics: Mapping[str, np.ndarray], config: Mapping[str, Any] | Conf
     gains = [gain for gain in (signal_gain(metrics, 0, net.signals),
                                signal_gain(metrics, growth.get("from_step", -1), net.signals)) if gain is not None]
     gain = max(gains) if gains else None
+    through_time = net.is_recurrent and gain is not None and gain >= DESIGN_GAIN
     if decisive:
         cause = BAD_INPUT
+    elif through_time:  # what exploding gradients are in a recurrent net (Pascanu et al. 2013)
+        cause = EXPLODING
     elif gain is not None and gain >= DESIGN_GAIN or step == 0:
         cause = MODEL_DESIGN
     else:
@@ -165,6 +168,7 @@ def diagnose(metrics: Mapping[str, np.ndarray], config: Mapping[str, Any] | Conf
         "largest_clean_input": largest_clean_input,
         "signal_gain": gain,
         "signal_path": "the last time step back to the first" if net.is_recurrent else "the output layer to the first",
+        "through_time": through_time,
         "cause": cause,
         "cures": cures_worth_trying(cause, config, largest_clean_input),
     }
@@ -254,6 +258,9 @@ def cause_words(d: dict) -> str:
                f"{d.get('signal_path', 'the output layer to the first')}"
                if d["signal_gain"] is not None and d["signal_gain"] >= DESIGN_GAIN
                else "the net's first step, from its initial weights, is already non-finite")
+    elif d.get("through_time"):
+        why = (f"back-propagation through time multiplies the signal x{number(d['signal_gain'])} from "
+               f"{d['signal_path']}")
     else:
         why = "the updates themselves made the gradients grow"
     if cause != BAD_INPUT and d["largest_clean_input"] > SCALED_INPUT:

@@ -169,3 +169,25 @@ def test_real_divergences_are_diagnosed(diverged):
     assert design.summary["diagnosis"]["cause"] == MODEL_DESIGN
     metrics = design.run.metrics
     assert np.isclose(design.summary["diagnosis"]["signal_gain"], metrics["delta1"][0] / metrics["delta9"][0])
+
+
+def test_a_signal_that_grows_back_through_time_is_exploding_gradients():
+    """For the recurrent net, the same growth of the signal that is model design in an MLP is
+    what exploding gradients are: back-propagation through time multiplying it."""
+    names = ("wx", "wh", "bh", "wo", "bo")
+    table = {"step": np.arange(2), "loss": np.array([1.0, 1.0]), "global_norm_before": np.array([4e6, math.inf])}
+    for name in names:
+        table[f"{name}_before"] = np.array([4e6 / math.sqrt(len(names)), math.inf])
+    for t in range(1, 29):
+        table[f"dh{t}"] = np.full(2, 0.1 * (64.0 if t == 1 else 1.0))
+    config = Config(model="rnn", clip="none")
+    d = diagnosed(table, config)
+    assert d["through_time"] and d["cause"] == EXPLODING and np.isclose(d["signal_gain"], 64)
+    assert "likely cause: exploding gradients (back-propagation through time multiplies the signal x64 from the " \
+           "last time step back to the first" in d["text"][1]
+    assert "clipping" in d["cures"] and "batchnorm" not in d["cures"]  # the rnn's config refuses a norm
+    mlp = {k: v for k, v in table.items() if not k.startswith(("w", "b", "dh"))}
+    for name in PARAM_NAMES:
+        mlp[f"{name}_before"] = table["wx_before"]
+    mlp.update({"delta1": np.full(2, 6.4), "delta2": np.full(2, 0.1), "delta3": np.full(2, 0.1)})
+    assert diagnosed(mlp)["cause"] == MODEL_DESIGN and not diagnosed(mlp)["through_time"]  # the MLP: as before
