@@ -363,8 +363,10 @@ class Run:
 
     @property
     def net(self) -> Net:
-        """The net the run trained, from its config.json."""
-        return Net.of(self.config)
+        """The net the run trained, from its config.json (a Keras model's, for a probe's run)."""
+        from mnist_clip.probe_schema import ModelNet, is_probe_config
+
+        return ModelNet.of_config(self.config) if is_probe_config(self.config) else Net.of(self.config)
 
     @property
     def n_layers(self) -> int:
@@ -377,7 +379,7 @@ class Run:
     @property
     def activity_columns(self) -> tuple[str, ...]:
         prefix = activity_column_prefix(self.activation)
-        return tuple(f"{prefix}_h{layer}" for layer in range(1, self.n_layers))
+        return tuple(f"{prefix}_h{layer.index}" for layer in self.net.hidden_layers)
 
     @property
     def clip_label(self) -> str:
@@ -482,6 +484,18 @@ def check_run_config(config: dict, where: Path) -> None:
                 raise err.retold(f"{where}: ", "python") from None
 
 
+def run_columns(config: dict, where: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The headers of metrics.csv and epochs.csv that a checked config.json calls for: the
+    product's net, or a Keras model watched by GradientProbe."""
+    from mnist_clip.probe_schema import check_probe_config, is_probe_config, probe_epoch_columns, probe_metric_columns
+
+    if is_probe_config(config):
+        check_probe_config(config, where)
+        return probe_metric_columns(config), probe_epoch_columns(config)
+    check_run_config(config, where)
+    return metric_columns_for(config), epoch_columns_for(config)
+
+
 def read_run(path: str | Path) -> Run:
     path = Path(path)
     not_a_run = f"{path} is not a run folder ({{}}); give a folder written by `mnist-clip train`"
@@ -492,8 +506,7 @@ def read_run(path: str | Path) -> Run:
             raise InputError(not_a_run.format(f"no {required}"))
     try:
         config = _read_json_object(path / CONFIG_FILE)
-        check_run_config(config, path / CONFIG_FILE)
-        metric_columns, epoch_columns = metric_columns_for(config), epoch_columns_for(config)
+        metric_columns, epoch_columns = run_columns(config, path / CONFIG_FILE)
         metrics = read_csv(path / METRICS_FILE, metric_columns, earlier_headers(config, metric_columns))
         epochs_path = path / EPOCHS_FILE
         epochs = (read_csv(epochs_path, epoch_columns, earlier_headers(config, epoch_columns)) if epochs_path.is_file()
