@@ -54,11 +54,11 @@ class RunResult:
 
     def figures(self) -> "Figures":
         """The run's pictures as matplotlib Figures (norms, ratio, loss, signals, flow)."""
-        from mnist_clip.plots import RUN_FIGURES, empty_figure
+        from mnist_clip.plots import empty_figure, figures_for
 
         show_figures_inline()
         return Figures({name[: -len(".png")]: (make(self.run) if self.run.steps else empty_figure(self.run))
-                        for name, make in RUN_FIGURES.items()})
+                        for name, make in figures_for(self.run).items()})
 
     def __repr__(self) -> str:
         summary = self.summary or {}

@@ -112,6 +112,8 @@ def signal_ratio(run: Run, first: str | None = None) -> np.ndarray:
     """|dL/dz_1| / |dL/dz_L|: the back-propagated signal at the first layer over the last
     (the recurrent net's: |dL/dh_1| / |dL/dh_28|, or from the time step `first`)."""
     signals = run.net.signals
+    if not signals:  # a Keras model's run (GradientProbe) records no signal
+        return np.full(run.steps, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         return run.metrics[first or signals[0]] / run.metrics[signals[-1]]
 
@@ -371,6 +373,10 @@ def finish_figure(fig: Figure, run: Run, note: str | None = None, legend_axes=()
 def architecture_label(config: dict) -> str:
     """'784-256-128-10 relu' for the reference, 'rnn 28x28-128-10 tanh, gain 1' for the recurrent
     net; the init is named when it is not the reference's."""
+    if config.get("source") == "keras":
+        from mnist_clip.probe_schema import architecture_label as model_label
+
+        return model_label(config)
     hidden = tuple(config.get("hidden", (256, 128)))
     layers = f"784-{format_hidden(hidden).replace(',', '-')}-10" if hidden else "784-10 (linear)"
     init = config.get("init", "reference")
@@ -393,7 +399,8 @@ def run_title(run: Run) -> str:
     partial = f", trains {','.join(trained)} only" if trained and len(trained) < len(run.tensors) else ""
     seed = f", seed {cfg['seed']}" if "seed" in cfg else ""
     return (
-        f"{run.name}: {run.clip_label}, {training_label(cfg)}, x/{cfg.get('input_scale'):g}, "
+        f"{run.name}: {run.clip_label}, {training_label(cfg)}, "
+        + (f"x/{cfg['input_scale']:g}, " if cfg.get("input_scale") is not None else "") +
         f"{architecture_label(cfg)}{seed}{partial}, {used.get('name', '?')} ({run.status})"
     )
 
@@ -884,6 +891,15 @@ RUN_FIGURES = {
 }
 
 
+def figures_for(run: Run) -> dict:
+    """The figures a run gets: its net's, or a Keras model's (a GradientProbe run)."""
+    if run.config.get("source") == "keras":
+        from mnist_clip.probe_plots import PROBE_FIGURES
+
+        return PROBE_FIGURES
+    return RUN_FIGURES
+
+
 def save_figure(fig: Figure, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
@@ -901,7 +917,7 @@ def write_run_plots(run_dir: str | Path, names: list[str] | None = None) -> list
     from mnist_clip.interrupts import drawing_stopped
 
     written = []
-    for filename, make in RUN_FIGURES.items():
+    for filename, make in figures_for(run).items():
         if names is not None and filename not in names:
             continue
         if drawing_stopped():  # Ctrl-C while drawing: the run is kept, `mnist-clip plot` draws the rest
