@@ -141,16 +141,17 @@ class GradientProbe(keras.callbacks.Callback):
     # --- a loop of your own -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def watch(self, model, epochs: int | None = None) -> Iterator["GradientProbe"]:
+    def watch(self, model, epochs: int | None = None, loss=None) -> Iterator["GradientProbe"]:
         """Around a hand-written loop: `with probe.watch(model):`, a `probe.end_epoch()` after each
-        epoch; leaving the block ends the run (an epoch not yet ended is ended first)."""
+        epoch; leaving the block ends the run (an epoch not yet ended is ended first). epochs and
+        loss (a Keras loss or its name) are written into config.json."""
         if not isinstance(model, keras.Model):
             raise InputError(f"model: not a Keras model (got {type(model).__name__})")
         if self.optimizer is None:
             raise InputError("wrap the optimizer first: optimizer = probe.wrap(keras.optimizers.SGD(...))")
         if not self.optimizer.built:
             self.optimizer.build(model.trainable_variables)
-        self._begin(model, epochs, self.steps_per_epoch)
+        self._begin(model, epochs, self.steps_per_epoch, loss)
         try:
             yield self
         except BaseException:
@@ -167,7 +168,7 @@ class GradientProbe(keras.callbacks.Callback):
 
     # --- the run folder ---------------------------------------------------------------------
 
-    def _begin(self, model, epochs: int | None, steps: int | None) -> None:
+    def _begin(self, model, epochs: int | None, steps: int | None, loss=None) -> None:
         variables = list(model.trainable_variables)
         if not variables:
             raise InputError("model: it has no trainable variables to watch")
@@ -190,7 +191,8 @@ class GradientProbe(keras.callbacks.Callback):
                 recorder.autoclip.count.assign(0)
         self._recorder.reset_epoch()
         folder = target.create()
-        config = self._config(model, variables, method, threshold, who, epochs)
+        config = self._config(model, variables, method, threshold, who, epochs,
+                              loss if loss is not None else getattr(model, "loss", None))
         writer = RunWriter(folder, probe_metric_columns(config), probe_epoch_columns(config))
         writer.write_config(config)
         initial = {v.path: np.asarray(v.numpy()) for v in variables}
@@ -204,7 +206,7 @@ class GradientProbe(keras.callbacks.Callback):
                       "initial": initial, "values": [], "epochs": [], "first_nonfinite": None, "board": board,
                       "started": time.perf_counter(), "epoch_started": time.perf_counter(), "train_seconds": 0.0}
 
-    def _config(self, model, variables, method: str, threshold: float, who: str, epochs: int | None) -> dict:
+    def _config(self, model, variables, method: str, threshold: float, who: str, epochs: int | None, loss) -> dict:
         import tensorflow as tf
 
         inner = self.optimizer.inner_optimizer
@@ -223,8 +225,8 @@ class GradientProbe(keras.callbacks.Callback):
         except (TypeError, ValueError):
             lr = None
         settings = {key: value for key, value in inner.get_config().items()
-                    if isinstance(value, (int, float, str, bool)) or value is None}
-        loss = model.loss if isinstance(getattr(model, "loss", None), str) else type(getattr(model, "loss", None)).__name__
+                    if key != "name" and (isinstance(value, (int, float, str, bool)) or value is None)}
+        loss = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__) if loss is not None else "loss"
         config = {
             "source": SOURCE,
             "keras_model": {"class": type(model).__name__, "name": model.name, "variables": described,
