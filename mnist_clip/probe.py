@@ -221,9 +221,9 @@ class GradientProbe(keras.callbacks.Callback):
                       "dtype": str(v.dtype)} for v in variables]
         learning_rate = inner.learning_rate
         try:
-            lr = float(keras.ops.convert_to_numpy(learning_rate))
+            lr = float(learning_rate.numpy() if hasattr(learning_rate, "numpy") else learning_rate)
         except (TypeError, ValueError):
-            lr = None
+            lr = 0.0  # a schedule that cannot be read as one number
         settings = {key: value for key, value in inner.get_config().items()
                     if key != "name" and (isinstance(value, (int, float, str, bool)) or value is None)}
         loss = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__) if loss is not None else "loss"

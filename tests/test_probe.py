@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 import mnist_clip as mc
 from mnist_clip.cli import cli
+from mnist_clip.plots import figures_for
 from mnist_clip.probe import GradientProbe
 from runfolders import write_run
 
@@ -250,7 +251,7 @@ def probe_run(tmp_path_factory, mnist_5k):
     out = tmp_path_factory.mktemp("probe")
     keras.utils.set_random_seed(1)
     model = cnn()
-    probe = GradientProbe(out=out, name="cnn", plots=False, verbose=False)
+    probe = mc.GradientProbe(out=out, name="cnn", plots=False, tensorboard=True, verbose=False)
     model.compile(optimizer=probe.wrap(keras.optimizers.Adam(1e-2, global_clipnorm=1.0)), loss=LOSS)
     model.fit(x, y, batch_size=32, epochs=2, shuffle=False, callbacks=[probe], verbose=0, validation_split=0.25)
     return probe.run
@@ -259,11 +260,11 @@ def probe_run(tmp_path_factory, mnist_5k):
 def test_plot_compare_and_load_run_read_a_probe_folder(tmp_path, probe_run):
     result = CliRunner().invoke(cli, ["plot", str(probe_run.path)])
     assert result.exit_code == 0, result.output
-    drawn = sorted(p.rsplit("/", 1)[-1] for p in result.output.split())
-    assert drawn == ["flow.png", "loss.png", "norms.png", "ratio.png", "updates.png"]
+    drawn_order = [p.rsplit("/", 1)[-1] for p in result.output.split()]
+    assert sorted(drawn_order) == ["flow.png", "loss.png", "norms.png", "ratio.png", "updates.png"]
     loaded = mc.load_run(probe_run.path)
     assert loaded.metrics.shape == probe_run.metrics.shape and loaded.summary["status"] == "completed"
-    assert set(loaded.figures()) == {"norms", "ratio", "loss", "flow", "updates"}
+    assert list(figures_for(loaded.run)) == drawn_order
     product = write_run(tmp_path / "product", steps=12, steps_per_epoch=6)
     result = CliRunner().invoke(cli, ["compare", str(probe_run.path), str(product), "--out", str(tmp_path / "cmp")])
     assert result.exit_code == 0, result.output
@@ -272,6 +273,9 @@ def test_plot_compare_and_load_run_read_a_probe_folder(tmp_path, probe_run):
     row = next(row for row in csv.DictReader(io.StringIO(table)) if row["name"] == "cnn")
     assert row["steps"] == "12"  # its steps: 192 training digits in batches of 32, two epochs
     epochs = probe_run.epochs
+    events = list((probe_run.path / "tensorboard").glob("events.out.tfevents.*"))
+    tags = {value.tag for event in tf.compat.v1.train.summary_iterator(str(events[0])) for value in event.summary.value}
+    assert {"global_norm/before", "grad_norm_before/cnn/dense/kernel", "update/cnn/conv/kernel", "test/loss"} <= tags
     assert np.isfinite(epochs["test_loss"]).all() and (epochs["cnn/dense/kernel_moved"] > 0).all()
 
 
