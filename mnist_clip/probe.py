@@ -203,7 +203,8 @@ class GradientProbe(keras.callbacks.Callback):
 
             board = TensorBoardLog(folder, probe_metric_columns(config)[2:])
         self._open = {"target": target, "folder": folder, "writer": writer, "config": config, "model": model,
-                      "initial": initial, "values": [], "epochs": [], "first_nonfinite": None, "board": board,
+                      "initial": initial, "initial_norms": {p: float(np.linalg.norm(w.ravel())) for p, w in initial.items()},
+                      "values": [], "epochs": [], "first_nonfinite": None, "board": board,
                       "started": time.perf_counter(), "epoch_started": time.perf_counter(), "train_seconds": 0.0}
 
     def _config(self, model, variables, method: str, threshold: float, who: str, epochs: int | None, loss) -> dict:
@@ -279,8 +280,8 @@ class GradientProbe(keras.callbacks.Callback):
         columns = probe_metric_columns(run["config"])[2:]
         weights = weight_paths(run["config"]["keras_model"]["variables"])
         current = {v.path: v.numpy() for v in run["model"].trainable_variables if v.path in weights}
-        moved = [float(np.linalg.norm(current[p].astype(np.float64) - run["initial"][p])
-                       / np.linalg.norm(run["initial"][p].astype(np.float64))) for p in weights]
+        moved = [float(np.linalg.norm((current[p] - run["initial"][p]).ravel()) / run["initial_norms"][p])
+                 for p in weights]
         row = (epoch, len(values), float(np.mean(values[:, 0])) if len(values) else math.nan,
                _number(test_loss), _number(test_accuracy), int(values[:, columns.index("clipped")].sum()),
                round(seconds, 4), *moved)

@@ -17,6 +17,26 @@ DEFAULT_STEPS_PER_EPOCH = 4096  # a custom loop's buffer, unless the probe is to
 AUTOCLIP_HISTORY = 65536  # AutoClip's sorted history in a custom loop of unknown length
 
 
+# tf.nn.l2_loss is one fused kernel per tensor (sum of squares / 2): the cheapest norm TensorFlow has.
+def tensor_norms(tensors) -> tf.Tensor:
+    return tf.sqrt(2.0 * tf.stack([tf.nn.l2_loss(t) for t in tensors]))
+
+
+def difference_norms(ends, starts) -> tf.Tensor:
+    return tf.sqrt(2.0 * tf.stack([tf.nn.l2_loss(end - start) for end, start in zip(ends, starts)]))
+
+
+def value_clipping_norms(tensors, threshold):
+    """Each tensor's largest |element| and its L2 norm after clipping each element to +-threshold."""
+    largest = tf.stack([tf.reduce_max(tf.abs(t)) for t in tensors])
+    return largest, tensor_norms([tf.clip_by_value(t, -threshold, threshold) for t in tensors])
+
+
+def read(variable) -> tf.Tensor:
+    """A Keras variable's value now, as a tensor (ordered with the variable's updates)."""
+    return tf.convert_to_tensor(variable.value)
+
+
 def keras_clipping(optimizer) -> tuple[str, float] | None:
     """(method, threshold) of an optimizer's own clipnorm, global_clipnorm or clipvalue, or None."""
     for attribute, method in KERAS_CLIPPING:
@@ -82,9 +102,8 @@ class Recorder:
                              "`loss = optimizer.scale_loss(loss)`) inside the step, before apply_gradients")
         given = {self.index[id(v)]: g for g, v in zip(grads, variables) if id(v) in self.index and g is not None}
         measured = [given[i] if i in given else tf.zeros_like(v) for i, v in enumerate(self.variables)]
-        squares = tf.stack([tf.reduce_sum(tf.square(g)) for g in measured])
-        norms = tf.sqrt(squares)
-        global_before = tf.sqrt(tf.reduce_sum(squares))
+        norms = tensor_norms(measured)
+        global_before = tf.sqrt(tf.reduce_sum(tf.square(norms)))
         applied_grads = list(grads)
         extra = []
         if self.clip_by_probe:
@@ -95,7 +114,7 @@ class Recorder:
             after, fired, extra = self._keras_clipping(measured, norms, global_before)
         global_after = tf.sqrt(tf.reduce_sum(tf.square(after)))
         finite = tf.math.is_finite(global_before) & tf.math.is_finite(tf.cast(loss, tf.float32))
-        starts = [tf.identity(keras.ops.convert_to_tensor(v)) for v in self.variables]
+        starts = [read(v) for v in self.variables]  # before the update
 
         def apply() -> None:
             inner.apply(applied_grads, variables)
@@ -106,14 +125,13 @@ class Recorder:
             self.halted.assign(tf.logical_not(go))
         else:
             apply()
-        updates = tf.sqrt(tf.stack([tf.reduce_sum(tf.square(keras.ops.convert_to_tensor(v) - start))
-                                    for v, start in zip(self.variables, starts)]))
-        weight_norms = [tf.sqrt(tf.reduce_sum(tf.square(starts[i]))) for i in self.weights]
+        updates = difference_norms([read(v) for v in self.variables], starts)
+        weight_norms = tensor_norms([starts[i] for i in self.weights]) if self.weights else tf.zeros([0])
         fired = tf.cast(fired, tf.float32)
         row = tf.concat([tf.stack([tf.cast(loss, tf.float32), global_before, global_after,
                                    tf.reduce_max(fired)]),
                          tf.reshape(tf.stack([norms, after], axis=1), [-1]), fired, *extra, updates,
-                         tf.stack(weight_norms) if weight_norms else tf.zeros([0])], axis=0)
+                         weight_norms], axis=0)
         index = tf.minimum(self.count, self.capacity - 1)
         self.rows.scatter_nd_update(tf.reshape(index, [1, 1]), tf.reshape(row, [1, self.width]))
         self.count.assign_add(1)
@@ -128,8 +146,7 @@ class Recorder:
         if self.clip == "norm":
             return norms * c / tf.maximum(norms, c), norms > c, []
         if self.clip == "value":
-            largest = tf.stack([tf.reduce_max(tf.abs(g)) for g in grads])
-            after = tf.stack([tf.norm(tf.clip_by_value(g, -c, c)) for g in grads])
+            largest, after = value_clipping_norms(grads, tf.constant(c))
             return after, largest > c, [largest]
         return norms, tf.zeros([len(grads)], tf.bool), []
 
@@ -138,7 +155,7 @@ class Recorder:
         listed = tf.unstack(norms)
         if self.clip == "agc":
             clipped, fired, fractions, ratios, after, _ = clipping.agc_clip(
-                grads, [keras.ops.convert_to_tensor(v) for v in self.variables], self.threshold)
+                grads, [read(v) for v in self.variables], self.threshold)
             extra = [tf.constant([self.threshold]), tf.stack(fractions), tf.stack(ratios)]
             return clipped, tf.stack(after), tf.stack(fired), extra
         if self.clip == "autoclip":
