@@ -415,6 +415,11 @@ def compare_figure(runs: list[Run]) -> Figure:
         if notes:
             ax.text(0.02, 0.97, "\n".join(notes), transform=ax.transAxes, ha="left", va="top", fontsize=7,
                     color=DIVERGED_COLOR)
+    if not any(run.net.signals for run in runs):  # Keras models' runs (GradientProbe) only
+        for ax in (signal_ax, dead_ax, depth_ax):
+            ax.text(0.5, 0.5, "not recorded for a Keras model: only mnist-clip's own nets\nrecord the "
+                    "back-propagated signal and inactive units", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=9, color="0.4")
     handles, labels = loss_ax.get_legend_handles_labels()
     legend_rows = -(-len(labels) // 2)
     fig.legend(handles, labels, loc="lower center", ncol=2 if len(labels) > 1 else 1, fontsize=9)

@@ -150,11 +150,9 @@ def check_probe_config(config: Mapping[str, Any], where) -> None:
 
 
 def architecture_label(config: Mapping[str, Any]) -> str:
-    """'Keras Sequential sequential: 4 layers, 12,345 parameters'."""
+    """'Keras model cnn (14,410 parameters)'."""
     model = config.get("keras_model", {})
-    layers = len({v["layer"] for v in model.get("variables", [])})
-    return (f"Keras {model.get('class', 'model')} {model.get('name', '')}: {layers} layer{'s' if layers != 1 else ''}, "
-            f"{model.get('parameters', 0):,} parameters")
+    return f"Keras model {model.get('name', '')} ({model.get('parameters', 0):,} parameters)"
 
 
 def backward_paths(variables: Sequence[Mapping[str, Any]]) -> list[str]:
