@@ -150,9 +150,9 @@ def check_probe_config(config: Mapping[str, Any], where) -> None:
 
 
 def architecture_label(config: Mapping[str, Any]) -> str:
-    """'Keras model cnn (14,410 parameters)'."""
+    """'Keras cnn, 14,410 params'."""
     model = config.get("keras_model", {})
-    return f"Keras model {model.get('name', '')} ({model.get('parameters', 0):,} parameters)"
+    return f"Keras {model.get('name', 'model')}, {model.get('parameters', 0):,} params"
 
 
 def backward_paths(variables: Sequence[Mapping[str, Any]]) -> list[str]:

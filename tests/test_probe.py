@@ -269,7 +269,7 @@ def test_plot_compare_and_load_run_read_a_probe_folder(tmp_path, probe_run):
     result = CliRunner().invoke(cli, ["compare", str(probe_run.path), str(product), "--out", str(tmp_path / "cmp")])
     assert result.exit_code == 0, result.output
     table = (tmp_path / "cmp" / "compare.csv").read_text()
-    assert "Keras model cnn" in table and (tmp_path / "cmp" / "compare.png").is_file()
+    assert "Keras cnn" in table and (tmp_path / "cmp" / "compare.png").is_file()
     row = next(row for row in csv.DictReader(io.StringIO(table)) if row["name"] == "cnn")
     assert row["steps"] == "12"  # its steps: 192 training digits in batches of 32, two epochs
     epochs = probe_run.epochs
