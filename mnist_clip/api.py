@@ -267,6 +267,7 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
                          "tensorboard")
     target = RunTarget(Path(out), name, default_run_name(config, recipe), overwrite)
     target.check()  # before the data and TensorFlow load: a taken name fails at once
+    reporter.epochs_note(recipe, config.epochs)
     data = data if data is not None else load_data(config, reporter)
     reporter.open_bar(config.epochs * config.steps_per_epoch(len(data.y_train)), "starting TensorFlow")
     # Painters load matplotlib while TensorFlow loads and draw the pictures two at a time;
@@ -329,6 +330,7 @@ def run_demo(config: Config, reporter, out: str | Path = "outputs", name: str | 
     prefix = f"demo-{recipe}" if recipe else "demo"
     target = RunTarget(Path(out), name, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}", overwrite, marker=DEMO_FILE)
     target.check()
+    reporter.epochs_note(recipe, config.epochs)
     data = data if data is not None else load_data(config, reporter)
     with catch_stop_signals() as stop:
         folder = target.create()
@@ -534,6 +536,7 @@ def run_cures_reported(config: Config, names: list[str], reporter, out, name, se
         raise InputError(f"{named('jobs')}: must be a whole number >= 1 (got {jobs!r})", "jobs")
     check_out_folder(Path(out))
     plan_cures(config, names, seeds)  # every run's config is valid before anything loads
+    reporter.epochs_note(recipe, config.epochs)
     data = data if data is not None else load_data(config, reporter)
     outcome = run_cures(config, names, out, name, seeds, jobs, plots, report=reporter.line, dataset=data,
                         progress=lambda total: reporter.sweep_progress(total, "run", "cures"), recipe=recipe,

@@ -4,7 +4,9 @@ a notebook, short lines elsewhere, and the closing summary."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,6 +20,56 @@ from mnist_clip.runs import clip_label, training_label
 
 MODES = ("auto", "bar", "lines", "quiet")
 _IMPORTED = time.perf_counter()
+
+
+NOT_A_TERMINAL_WIDTH = 100  # the width printed lines keep to when the output is not a terminal
+NARROWEST = 40  # a narrower terminal still gets lines of this width
+
+
+def terminal_width() -> int:
+    """The width printed lines keep to: $COLUMNS, else the terminal's, else 100."""
+    return max(NARROWEST, shutil.get_terminal_size((NOT_A_TERMINAL_WIDTH, 24)).columns)
+
+
+def fit_line(text: str, width: int | None = None) -> str:
+    """A line wrapped to the width, each continuation indented two spaces past the line's own indent."""
+    width = width or terminal_width()
+    if all(len(part) <= width for part in text.split("\n")):
+        return text
+    lines = []
+    for part in text.split("\n"):
+        indent = " " * (len(part) - len(part.lstrip(" ")))
+        lines += textwrap.wrap(part, width, initial_indent="", subsequent_indent=indent + "  ",
+                               break_on_hyphens=False) or [""]
+    return "\n".join(lines)
+
+
+def table_lines(headers: list[str] | None, rows: list[list[str]], width: int | None = None,
+                hanging: bool = False) -> list[str]:
+    """Aligned columns (under a header line, when headers are given) when they fit the width.
+    Otherwise, with `hanging`, the last column wraps beneath itself; else each row becomes its
+    first cell, then `header: value` pairs wrapped beneath it."""
+    width = width or terminal_width()
+    n = len(headers) if headers else len(rows[0]) if rows else 0
+    widths = [max(len(headers[i]) if headers else 0, *(len(r[i]) for r in rows)) for i in range(n)]
+    every = [headers, *rows] if headers else rows
+    if sum(widths) + 2 * (n - 1) <= width:
+        return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in every]
+    start = sum(widths[:-1]) + 2 * (n - 1)
+    if hanging and start <= width // 2:
+        lines = []
+        for row in every:
+            parts = textwrap.wrap(row[-1], width - start, break_on_hyphens=False) or [""]
+            lines.append(("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + parts[0]).rstrip())
+            lines += [" " * start + part for part in parts[1:]]
+        return lines
+    lines = []
+    for row in rows:
+        lines.append(textwrap.shorten(row[0], width, placeholder="..."))
+        named = zip(headers[1:], row[1:]) if headers else (("", c) for c in row[1:])
+        pairs = "; ".join(f"{h}: {c}" if h else c for h, c in named if c != "")
+        lines += textwrap.wrap(pairs, width, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
+    return lines
 
 
 def in_notebook() -> bool:
@@ -94,10 +146,19 @@ class Reporter:
         self.bar = None
 
     def line(self, text: str) -> None:
+        text = fit_line(text)
         if self.bar is not None:
             self.bar.write(text)
         else:
             self.echo_raw(text)
+
+    def epochs_note(self, recipe: str | None, epochs: int) -> None:
+        """One line when the recipe needs more epochs than the run has to show its point."""
+        from mnist_clip.recipe_files import short_run_line
+
+        note = short_run_line(recipe, epochs)
+        if note:
+            self.line(note)
 
     def data(self, dataset) -> None:
         self.line(f"data: {dataset.name} ({len(dataset.y_train):,} train / {len(dataset.y_test):,} test): {dataset.reason}")
