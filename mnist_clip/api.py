@@ -543,7 +543,7 @@ def run_cures_reported(config: Config, names: list[str], reporter, out, name, se
                         language=language)
     reporter.close_bar()
     title = setup_title(config, outcome.cells)
-    notes = [title] + cures_text(outcome.rows, outcome.skipped, language)
+    notes = [title] + cures_text(outcome.rows, outcome.skipped, language, config.net.is_recurrent)
     notes += diagnosis_lines(outcome.cells, outcome.folder) + [f"wrote {path}" for path in outcome.files]
     again = render(f"run the same command with {named('name', outcome.folder.name)}" if language == "cli"
                    else f"call cures again with {named('name', outcome.folder.name)}", language)

@@ -179,22 +179,38 @@ def table_row(run: Run) -> dict:
     }
 
 
-def table_text(rows: list[dict]) -> str:
-    """The table as aligned text for the terminal."""
+def table_text(rows: list[dict], width: int | None = None) -> str:
+    """The table as aligned text for the terminal, within its width: a column every run shares
+    is said once above the table, the first and last epoch's ratios share a column, and a table
+    still too wide shows each run as a few wrapped lines. A recurrent net's columns use its own
+    names (wx/wo, dh1/dh28)."""
+    from mnist_clip.reporting import fit_line, table_lines
+
     def cell(column: str, value) -> str:
         if column == "test_accuracy":
             return f"{100 * value:.1f}%" if np.isfinite(value) else "-"
         if isinstance(value, float):
-            return f"{value:.4g}" if np.isfinite(value) else str(value)
+            return f"{value:.3g}" if np.isfinite(value) else str(value)
         return str(value)
 
-    shown = TABLE_COLUMNS[:-3]
-    cells = [[cell(c, row[c]) for c in shown] for row in rows if not row.get("statistic")]
-    headers = ["run", "clip", "net", "status", "steps", "clipped", "final loss", "test acc", "w1/wL first ep",
-               "w1/wL last ep", "δ1/δL first ep", "δ1/δL last ep"]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    shown = [row for row in rows if not row.get("statistic")]
+    recurrent = [str(row["architecture"]).startswith("rnn ") for row in shown]
+    weights, signal = (("wx/wo", "dh1/dh28") if all(recurrent) else ("w1/wL", "δ1/δL") if not any(recurrent)
+                       else ("w1/wL or wx/wo", "δ1/δL or dh1/dh28"))
+    columns = [("run", ("name",)), ("clip", ("clip",)), ("net", ("architecture",)), ("status", ("status",)),
+               ("steps", ("steps",)), ("clipped", ("steps_clipped",)), ("final loss", ("final_loss",)),
+               ("test acc", ("test_accuracy",)),
+               (f"{weights} ep 1 -> last", ("median_w1_wL_first_epoch", "median_w1_wL_last_epoch")),
+               (f"{signal} ep 1 -> last", ("median_delta1_deltaL_first_epoch", "median_delta1_deltaL_last_epoch"))]
+    cells = [[" -> ".join(cell(key, row[key]) for key in keys) for _, keys in columns] for row in shown]
+    headers = [header for header, _ in columns]
+    common = [i for i in range(1, len(headers)) if len(cells) > 1 and len({r[i] for r in cells}) == 1
+              and headers[i] in ("clip", "net", "status", "steps")]
+    lines = []
+    if common:
+        lines.append(fit_line("every run: " + ", ".join(f"{headers[i]} {cells[0][i]}" for i in common), width))
+    keep = [i for i in range(len(headers)) if i not in common]
+    lines += table_lines([headers[i] for i in keep], [[r[i] for i in keep] for r in cells], width)
     return "\n".join(lines)
 
 

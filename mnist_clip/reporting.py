@@ -118,12 +118,34 @@ def norm_listing(step: int, values: dict[str, float], tensors: tuple[str, ...]) 
     return lines
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 epoch', '5 epochs'."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+TUTORIAL_TRAINING = ("model", "loss", "input_scale", "optimizer", "lr", "hidden", "activation", "init", "norm")
+
+
+def accuracy_line(config: Config, summary: dict, train_size: int | None) -> str | None:
+    """One line on why a completed run of the tutorial's training setting ends where it does:
+    the few training digits, MSE on inputs scaled by 50, the tutorial's plain SGD."""
+    accuracy = summary.get("test_accuracy")
+    reference = Config()
+    if (summary.get("status") != "completed" or accuracy is None
+            or any(getattr(config, key) != getattr(reference, key) for key in TUTORIAL_TRAINING)):
+        return None
+    digits = f"{train_size:,} training digits, " if train_size else ""
+    return (f"why {100 * accuracy:.1f}%: {digits}MSE on x/{config.input_scale:g} inputs, plain SGD at "
+            f"{config.lr:g} for {plural(config.epochs, 'epoch')}: the tutorial's setting, made to show gradient "
+            "norms, not to score")
+
+
 def settings_text(config: Config) -> str:
     """The settings of a run in one line: what a reader needs to tell runs apart."""
     from mnist_clip.plots import architecture_label
 
     parts = [clip_label(config.to_dict()), training_label(config.to_dict()), f"x/{config.input_scale:g}",
-             architecture_label(config.to_dict()), f"seed {config.seed}", f"{config.epochs} epochs"]
+             architecture_label(config.to_dict()), f"seed {config.seed}", plural(config.epochs, "epoch")]
     if config.trainable != config.param_names:
         parts.append(f"trains {','.join(config.trainable)} only")
     if config.batch_size != 128:
@@ -238,7 +260,11 @@ class Reporter:
             if kept_earlier is not None:
                 self.line(f"the earlier run in {kept_earlier} is kept; this one is in {outcome.path}")
         total = self.total_seconds() if self.total_seconds else summary["wall_seconds"]
-        for text in summary_lines(summary, outcome.path, outcome.plot_paths, total, outcome.pictures_stopped):
+        lines = summary_lines(summary, outcome.path, outcome.plot_paths, total, outcome.pictures_stopped)
+        why = accuracy_line(config, summary, run_train_size(outcome.path))
+        if why:
+            lines.insert(2, why)  # after the status and the accuracy
+        for text in lines:
             self.line(text)
         note = never_acted_line(summary, config)
         if note:
@@ -260,17 +286,27 @@ class Reporter:
         return cell_done
 
 
+def run_train_size(run_dir: Path) -> int | None:
+    """The number of training examples a run used, from its config.json."""
+    import json
+
+    try:
+        return int(json.loads((Path(run_dir) / "config.json").read_text())["dataset_used"]["train_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def epoch_line(config: Config, result) -> str:
     steps = len(result.values)
     norms = result.column("global_norm_before")
-    clip_text = "no clipping" if config.clip == "none" else f"clipped {int(result.column('clipped').sum())}/{steps} steps"
+    clip_text = "no clipping" if config.clip == "none" else f"clipped {int(result.column('clipped').sum())}/{steps}"
     smallest = np.nanmin(norms) if np.isfinite(norms).any() else float("nan")
     return (
         f"epoch {result.epoch + 1:>{len(str(config.epochs))}}/{config.epochs}"
-        f"  train loss {np.mean(result.column('loss')):.4g}"
-        f"  test loss {result.test_loss:.4g}  test acc {100 * result.test_accuracy:.1f}%"
+        f"  loss {np.mean(result.column('loss')):.4g} (test {result.test_loss:.4g})"
+        f"  test acc {100 * result.test_accuracy:.1f}%"
         f"  |g| {smallest:.3g}..{np.nanmax(norms):.3g}"
-        f"  {clip_text}  {result.seconds:.2f} s"
+        f"  {clip_text}  {result.seconds:.1f} s"
     )
 
 

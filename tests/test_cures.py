@@ -13,7 +13,7 @@ import mnist_clip as mc
 from conftest import first_digits
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
-from mnist_clip.cure_runs import plan_cures
+from mnist_clip.cure_runs import cures_text, plan_cures
 from mnist_clip.cure_table import BY_NAME, CURE_NAMES, resolved_changes
 from mnist_clip.errors import InputError, render
 from processes import Command
@@ -57,7 +57,10 @@ def test_each_cure_changes_what_it_claims_and_nothing_else(tmp_path, mnist_5k):
         assert row["status"] == json.loads((folder / cure / "summary.json").read_text())["status"]
     assert float(rows["lower_lr"]["test_accuracy"]) >= 0 and rows["clipping"]["changes"] == "clip global_norm, clip_norm 15"
     assert (folder / "cures.png").stat().st_size > 20_000
-    assert any(line.startswith("clean_data ") and "dirty_fraction 0" in line for line in result.notes)
+    wide = cures_text(result.rows, width=250)  # a table that fits names each cure's changes in its row
+    assert any(line.startswith("clean_data ") and "dirty_fraction 0" in line for line in wide)
+    assert all(len(line) <= 100 for note in result.notes for line in note.splitlines())  # the width off a terminal
+    assert any(line.startswith("clean_data ") for line in result.notes)
     assert set(result.runs) == set(CURE_NAMES)
 
 
