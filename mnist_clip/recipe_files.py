@@ -88,5 +88,5 @@ def resolve_config_file(given: str | Path) -> Path:
     close = difflib.get_close_matches(stem, recipe_names(), n=1, cutoff=0.6) if path.parent == Path(".") else []
     if close:
         raise InputError(f"config file not found: {given}; did you mean the recipe '{close[0]}'? "
-                         "(`mnist-clip recipes` lists them)")
+                         "(see `mnist-clip recipes`)")
     raise InputError(f"config file not found: {given}; give a path, or a recipe name: {', '.join(recipe_names())}")
