@@ -34,6 +34,10 @@ def value_of(text: str):
     return {"true": True, "false": False}.get(text, text)
 
 
+def shown(value, scale: float = 1.0) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{scale * value:.3g}"
+
+
 def measure(config, dataset) -> dict:
     trainer = Trainer(config, dataset)
     parts, last = [], None
@@ -43,12 +47,13 @@ def measure(config, dataset) -> dict:
     values = np.concatenate(parts)
     metrics = dict(zip(trainer.columns, values.T))
     bad = ~np.isfinite(metrics["loss"]) | ~np.isfinite(metrics["global_norm_before"])
-    near, far = f"dh{FIRST_INKED_ROW}", "dh28"
     first_gain = None
-    if config.net.is_recurrent and metrics[far][0] > 0:
-        first_gain = float(metrics[near][0] / metrics[far][0])
+    if config.net.is_recurrent and metrics["dh28"][0] > 0:
+        first_gain = float(max(metrics[f"dh{t}"][0] for t in range(1, FIRST_INKED_ROW + 1)) / metrics["dh28"][0])
     if not bad.any():
-        return {"diverged": False, "accuracy": last.test_accuracy, "first_gain": first_gain, "steps": len(values)}
+        last_epoch = run_up_mechanism(metrics, len(values), config.net, window=trainer.steps_per_epoch)
+        return {"diverged": False, "accuracy": last.test_accuracy, "first_gain": first_gain, "steps": len(values),
+                "last_epoch": last_epoch, "clipped": int(metrics["clipped"].sum())}
     step = int(np.argmax(bad))
     return {"diverged": True, "step": step, "first_gain": first_gain, "accuracy": last.test_accuracy,
             "mechanism": run_up_mechanism(metrics, step, config.net)}
@@ -81,19 +86,21 @@ def report(base, changes, dataset, args) -> None:
         row = measure(config, dataset)
         first = f"{row['first_gain']:.3g}" if row["first_gain"] is not None else "-"
         if not row["diverged"]:
+            m = row["last_epoch"]
             print(f"  seed {seed}: no divergence in {row['steps']} steps; test accuracy {100 * row['accuracy']:.1f}%; "
-                  f"dh{FIRST_INKED_ROW}/dh28 at step 0 {first}", flush=True)
+                  f"{m['signal_near']}/{m['signal_far']} at step 0 {first}, over the last epoch "
+                  f"{shown(m['signal_growth'])}; inactive units {shown(m['inactive'], 100)}%; clipped steps "
+                  f"{row['clipped']}", flush=True)
             continue
         m = row["mechanism"]
         if m is None:
             print(f"  seed {seed}: non-finite at step {row['step']}, no finite step before")
             continue
-        signal = f"{m['signal_growth']:.3g}" if m["signal_growth"] is not None else "-"
         growth = m["growth"].get(m["fastest"]) if m["fastest"] else None
         print(f"  seed {seed}: non-finite at step {row['step']}; run-up steps {m['from_step']}-{m['to_step']}: "
-              f"output layer {100 * m['output_share']:.0f}% of the norm^2, hidden {100 * m['hidden_share']:.0f}%; "
-              f"{m['signal_near']}/{m['signal_far']} {signal} (step 0: {first}); inactive units "
-              f"{100 * m['inactive']:.0f}%; fastest {m['fastest']} x{growth:.3g}/step", flush=True)
+              f"output layer {shown(m['output_share'], 100)}% of the norm^2, hidden {shown(m['hidden_share'], 100)}%; "
+              f"{m['signal_near']}/{m['signal_far']} {shown(m['signal_growth'])} (step 0: {first}); inactive units "
+              f"{shown(m['inactive'], 100)}%; fastest {m['fastest']} x{shown(growth)}/step", flush=True)
 
 
 if __name__ == "__main__":

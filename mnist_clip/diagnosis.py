@@ -162,7 +162,8 @@ def run_up_mechanism(metrics: Mapping[str, np.ndarray], step: int, net: Net,
             "output_tensors": [name for name in net.names if name in output],
             "growth": growth, "fastest": grown[0] if grown else None,
             "signal_near": near[0] if len(near) == 1 else f"{near[0]}-{near[-1][len('dh'):]}", "signal_far": far,
-            "signal_growth": signal, "inactive": inactive}
+            "signal_growth": signal, "inactive": inactive,
+            "inactive_kind": "dead" if any(c.startswith("dead_h") for c in units) else "saturated"}
 
 
 def as_config(config: Mapping[str, Any] | Config) -> Config | None:
@@ -341,7 +342,8 @@ def cause_words(d: dict) -> str:
         output_growth = max((m["growth"][name] or 0.0) for name in m["output_tensors"])
         why = (f"over steps {m['from_step']}-{m['to_step']}, {layer_words(m)} carried {percent(m['output_share'])} "
                f"of the squared global norm and its gradient grew x{number(output_growth)} per step, while "
-               f"{percent(m['inactive'])} of the hidden units were saturated or dead: almost no signal flowed back")
+               f"{percent(m['inactive'])} of the hidden units were {m.get('inactive_kind', 'saturated')}: almost no signal "
+               "flowed back")
         if d.get("signal_gain") is not None and d["signal_gain"] >= DESIGN_GAIN:
             unclipped = ("; unclipped, their large steps then saturated the units" if d.get("clip") == "none"
                          else "")
@@ -390,7 +392,7 @@ def run_up_words(m: dict | None) -> str | None:
     if m["signal_growth"] is not None:
         words.append(f"{m['signal_near']} / {m['signal_far']} {number(m['signal_growth'])}")
     if m["inactive"] is not None:
-        words.append(f"{percent(m['inactive'])} of hidden units saturated or dead")
+        words.append(f"{percent(m['inactive'])} of hidden units {m.get('inactive_kind', 'saturated')}")
     return "; ".join(words) + "."
 
 

@@ -232,7 +232,7 @@ def test_saturated_units_and_a_growing_output_layer_are_its_learning_rate():
     cause = d["text"][1]
     assert cause.startswith(f"likely cause: {OUTPUT_LR} (over steps 10-19, the output layer (wo, bo) carried 100% of "
                             "the squared global norm and its gradient grew x4 per step, while 100% of the hidden "
-                            "units were saturated or dead")
+                            "units were saturated")
     assert "Earlier, back-propagation through time had multiplied the signal x56 (from the last time step back to the " \
            "first): those are the steps clipping acts on; unclipped, their large steps then saturated the units" in cause
     assert "back-propagation through time multiplies" not in cause
