@@ -478,6 +478,8 @@ def paired_rows(clipped: list[dict], unclipped: list[dict]) -> list[dict]:
     for column, words, higher_better, percent in PAIRED_METRICS:
         first, second = [row[column] for row in clipped], [row[column] for row in unclipped]
         difference = paired_difference(first, second, higher_is_better=bool(higher_better))
+        if clipped and all(str(row.get("architecture", "")).startswith("rnn ") for row in clipped):
+            words = words.replace("g_w1", "g_wx").replace("g_wL", "g_wo")  # the recurrent net's own names
         rows.append({"metric": column, "words": words, "percent": percent, "clipped": spread(first),
                      "unclipped": spread(second), "difference": difference,
                      "ahead": difference["ahead"] if higher_better is not None else None})

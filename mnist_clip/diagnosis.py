@@ -30,6 +30,7 @@ RUN_UP_STEPS = 10  # the finite steps before the first non-finite one whose mech
 FIRST_INKED_ROW = 6
 OUTPUT_LAYER_SHARE = 0.5  # the output layer carries "most" of the global norm above this share
 SATURATED = 0.5  # half or more of the hidden units saturated (or dead): little signal flows back
+NO_SIGNAL = 0.01  # the signal at the first layer (or rows) below this share of the last one's: none flows back
 # The cures worth trying for each cause, in the order the material gives them.
 CURES_FOR = {
     EXPLODING: ("lower_lr", "batchnorm", "clipping", "scaled_inputs"),
@@ -246,9 +247,10 @@ def output_layer_failed(mechanism: dict | None) -> bool:
     """Whether the run-up is an output layer's learning rate that is too high: the output layer
     carried most of the global norm while most hidden units were saturated or dead, so that
     nothing flowed back and no growth through the net fed it."""
-    return (mechanism is not None and mechanism["output_share"] is not None
-            and mechanism["output_share"] >= OUTPUT_LAYER_SHARE
-            and mechanism["inactive"] is not None and mechanism["inactive"] >= SATURATED)
+    if mechanism is None or mechanism["output_share"] is None or mechanism["output_share"] < OUTPUT_LAYER_SHARE:
+        return False
+    saturated = mechanism["inactive"] is not None and mechanism["inactive"] >= SATURATED
+    return saturated or (mechanism["signal_growth"] is not None and mechanism["signal_growth"] < NO_SIGNAL)
 
 
 def jumped_at(norms: np.ndarray, at: int, step: int, growth: dict) -> bool:
@@ -340,10 +342,14 @@ def cause_words(d: dict) -> str:
         why = f"the batch{'es' if len(bad) > 1 else ''} of step{'s' if len(bad) > 1 else ''} {steps} held inputs far beyond the clean data's"
     elif cause == OUTPUT_LR:
         output_growth = max((m["growth"][name] or 0.0) for name in m["output_tensors"])
+        flowed = []
+        if m["inactive"] is not None:
+            flowed.append(f"{percent(m['inactive'])} of the hidden units {m.get('inactive_kind', 'saturated')}")
+        if m["signal_growth"] is not None:
+            flowed.append(f"{m['signal_near']} / {m['signal_far']} {number(m['signal_growth'])}")
         why = (f"over steps {m['from_step']}-{m['to_step']}, {layer_words(m)} carried {percent(m['output_share'])} "
-               f"of the squared global norm and its gradient grew x{number(output_growth)} per step, while "
-               f"{percent(m['inactive'])} of the hidden units were {m.get('inactive_kind', 'saturated')}: almost no signal "
-               "flowed back")
+               f"of the squared global norm and its gradient grew x{number(output_growth)} per step, while almost "
+               f"no signal flowed back ({', '.join(flowed)})")
         if d.get("signal_gain") is not None and d["signal_gain"] >= DESIGN_GAIN:
             unclipped = ("; unclipped, their large steps then saturated the units" if d.get("clip") == "none"
                          else "")

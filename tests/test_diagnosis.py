@@ -231,8 +231,8 @@ def test_saturated_units_and_a_growing_output_layer_are_its_learning_rate():
     assert np.isclose(d["signal_gain"], 56)  # the calm's growth through time is still reported, as earlier
     cause = d["text"][1]
     assert cause.startswith(f"likely cause: {OUTPUT_LR} (over steps 10-19, the output layer (wo, bo) carried 100% of "
-                            "the squared global norm and its gradient grew x4 per step, while 100% of the hidden "
-                            "units were saturated")
+                            "the squared global norm and its gradient grew x4 per step, while almost no signal "
+                            "flowed back (100% of the hidden units saturated, dh1-6 / dh28 0)")
     assert "Earlier, back-propagation through time had multiplied the signal x56 (from the last time step back to the " \
            "first): those are the steps clipping acts on; unclipped, their large steps then saturated the units" in cause
     assert "back-propagation through time multiplies" not in cause
@@ -254,3 +254,9 @@ def test_a_signal_growing_through_time_over_the_run_up_is_exploding_gradients():
     # the same run-up with its units saturated and the output layer carrying the norm is not
     swapped = recurrent_metrics(steps, recurrent, np.full(steps, 1.0), np.zeros(steps), np.ones(steps))
     assert diagnosed(swapped, Config(model="rnn", clip="none"))["cause"] == OUTPUT_LR
+    # nor is one whose units are not all saturated at every time step, but whose signal is 0 before t = 28
+    silent = recurrent_metrics(steps, recurrent, np.full(steps, 1.0), np.zeros(steps), np.full(steps, 0.13))
+    assert diagnosed(silent, Config(model="rnn", clip="none"))["cause"] == OUTPUT_LR
+    # an output layer that carries most of the norm while the signal still flows back is not named so
+    flowing = recurrent_metrics(steps, recurrent, np.full(steps, 1.0), np.full(steps, 0.5), np.full(steps, 0.13))
+    assert diagnosed(flowing, Config(model="rnn", clip="none"))["cause"] == EXPLODING
