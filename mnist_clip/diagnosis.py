@@ -161,6 +161,8 @@ def run_up_mechanism(metrics: Mapping[str, np.ndarray], step: int, net: Net,
             "output_share": float(output_share) if np.isfinite(output_share) else None,
             "hidden_share": float(hidden_share) if np.isfinite(hidden_share) else None,
             "output_tensors": [name for name in net.names if name in output],
+            "hidden_words": "the recurrent layer (" + ", ".join(n for n in net.names if n not in output) + ")"
+            if net.is_recurrent else "the hidden layers",
             "growth": growth, "fastest": grown[0] if grown else None,
             "signal_near": near[0] if len(near) == 1 else f"{near[0]}-{near[-1][len('dh'):]}", "signal_far": far,
             "signal_growth": signal, "inactive": inactive,
@@ -232,7 +234,7 @@ def diagnose(metrics: Mapping[str, np.ndarray], config: Mapping[str, Any] | Conf
         "other_bad_batches": len(outliers) - len(decisive),
         "largest_clean_input": largest_clean_input,
         "signal_gain": gain,
-        "signal_path": "the last time step back to the first" if net.is_recurrent else "the output layer to the first",
+        "signal_path": "the last time step back to the first rows" if net.is_recurrent else "the output layer to the first",
         "through_time": through_time,
         "run_up": mechanism,
         "clip": (config.clip if isinstance(config, Config) else config.get("clip")),
@@ -393,8 +395,8 @@ def run_up_words(m: dict | None) -> str | None:
     steps = f"step {m['to_step']}" if m["steps"] == 1 else f"steps {m['from_step']}-{m['to_step']}"
     words = [f"the run-up ({steps}): gradients per step {shown}" if m["steps"] > 1 else f"the run-up ({steps})"]
     if m["output_share"] is not None:
-        words.append(f"{layer_words(m)} carried {percent(m['output_share'])} of the squared global norm, the other "
-                     f"layers {percent(m['hidden_share'])}")
+        words.append(f"{layer_words(m)} carried {percent(m['output_share'])} of the squared global norm, "
+                     f"{m.get('hidden_words', 'the other layers')} {percent(m['hidden_share'])}")
     if m["signal_growth"] is not None:
         words.append(f"{m['signal_near']} / {m['signal_far']} {number(m['signal_growth'])}")
     if m["inactive"] is not None:

@@ -250,7 +250,9 @@ def test_a_signal_growing_through_time_over_the_run_up_is_exploding_gradients():
     assert d["cause"] == EXPLODING and d["through_time"]
     assert d["run_up"]["hidden_share"] > 0.99 and np.isclose(d["run_up"]["growth"]["wh"], 3.0)
     assert ("back-propagation through time multiplies the signal x30 from the last time step back to the first "
-            "over steps 2-11 (dh1-6 / dh28, median)") in d["text"][1]
+            "rows over steps 2-11 (dh1-6 / dh28, median)") in d["text"][1]
+    assert "the output layer (wo, bo) carried 0% of the squared global norm, the recurrent layer (wx, wh, bh) 100%" \
+        in d["text"][2]
     # the same run-up with its units saturated and the output layer carrying the norm is not
     swapped = recurrent_metrics(steps, recurrent, np.full(steps, 1.0), np.zeros(steps), np.ones(steps))
     assert diagnosed(swapped, Config(model="rnn", clip="none"))["cause"] == OUTPUT_LR

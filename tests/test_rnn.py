@@ -231,6 +231,7 @@ def test_rnn_explode_fails_through_time_and_its_clipped_twin_trains(mnist_5k):
     assert output_share < 0.5 and through_time >= 10 and inactive < 0.5
     d = diagnose(metrics, recipe("rnn_explode"), step, {}, 1.0)
     assert d["cause"] == EXPLODING and d["through_time"]
+    assert "likely cause: exploding gradients (back-propagation through time multiplies the signal x" in d["text"][1]
     assert np.isclose(d["run_up"]["output_share"], output_share) and np.isclose(d["run_up"]["signal_growth"], through_time)
     clipped, failed = run_until_nonfinite(recipe("rnn_explode_clipped", epochs=1), data)
     assert failed is None and clipped["clipped"][:step].all()
