@@ -14,7 +14,7 @@ from conftest import first_digits
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
 from mnist_clip.cure_runs import cures_text, plan_cures
-from mnist_clip.cure_table import BY_NAME, CURE_NAMES, resolved_changes
+from mnist_clip.cure_table import BY_NAME, CURE_NAMES, apply_cure, resolved_changes
 from mnist_clip.errors import InputError, render
 from processes import Command
 
@@ -148,3 +148,14 @@ def test_a_cures_folder_is_resumed_only_for_its_own_setup(tmp_path):
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["mine.txt"]
     with pytest.raises(InputError, match="cure: give cure names such as 'lower_lr'"):
         mc.cures(cure=[3], out=tmp_path)
+
+
+def test_adam_replaces_the_optimizer_at_its_customary_learning_rate():
+    """Adam at Keras's default 0.001, not at the setup's (0.05 for explode, 50 times that)."""
+    import keras
+
+    explode = Config(lr=0.05, clip="none")
+    assert resolved_changes(BY_NAME["adam"], explode) == {"optimizer": "adam", "lr": float(keras.optimizers.Adam().learning_rate)}
+    cured = apply_cure(BY_NAME["adam"], explode)
+    assert cured.optimizer == "adam" and cured.lr == 0.001 and cured.replace(optimizer="sgd", lr=0.05) == explode
+    assert "replacing the setup's optimizer and learning rate" in BY_NAME["adam"].words
