@@ -39,8 +39,9 @@ def fit_line(text: str, width: int | None = None) -> str:
     lines = []
     for part in text.split("\n"):
         indent = " " * (len(part) - len(part.lstrip(" ")))
+        # a path longer than the width stays whole: one that copies is worth more than one that fits
         lines += textwrap.wrap(part, width, initial_indent="", subsequent_indent=indent + "  ",
-                               break_on_hyphens=False) or [""]
+                               break_on_hyphens=False, break_long_words=False) or [""]
     return "\n".join(lines)
 
 
