@@ -28,6 +28,9 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop")
 LOSSES = ("mse", "crossentropy")
 REFERENCE_HIDDEN = (256, 128)
 MODELS = ("mlp", "rnn")
+# Every field with a fixed set of values: Config checks them, and so do the files read back.
+CHOICES = {"model": MODELS, "clip": CLIP_METHODS, "dataset": DATASETS, "on_nonfinite": ON_NONFINITE,
+           "activation": ACTIVATIONS, "init": INITS, "optimizer": OPTIMIZERS, "loss": LOSSES, "norm": NORMS}
 # Each model's defaults for the keys a user does not give: the tutorial's net, and for the
 # recurrent net one width of 128 with tanh, the natural activation of a recurrence
 MODEL_DEFAULTS = {"mlp": {"hidden": REFERENCE_HIDDEN, "activation": "relu"},
@@ -143,14 +146,8 @@ class Config:
         for key, value in MODEL_DEFAULTS[self.model].items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
-        _check_choice("clip", self.clip, CLIP_METHODS)
-        _check_choice("dataset", self.dataset, DATASETS)
-        _check_choice("on_nonfinite", self.on_nonfinite, ON_NONFINITE)
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("init", self.init, INITS)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("norm", self.norm, NORMS)
+        for name, allowed in CHOICES.items():
+            _check_choice(name, getattr(self, name), allowed)
         self._check_optimizer()
         if self.clip not in ("none", "autoclip"):
             check_range("clip_norm", self.clip_norm, f" for {named('clip', self.clip)}",
@@ -294,7 +291,7 @@ def _checked_init(init):
 
 
 Config.__init__ = _checked_init(Config.__init__)
-_FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+FIELD_TYPES = {f.name: f.type for f in fields(Config)}
 # Fields whose None means "the model's default" (hidden, activation) or "no file" (data_path).
 OPTIONAL_KEYS = ("hidden", "activation", "data_path")
 
@@ -445,7 +442,7 @@ def coerce_value(key: str, value: Any, empty_ok: bool = False) -> Any:
     """Check one value's type against the Config field; return it in the field's type. NumPy
     numbers count as numbers (a float32 value is the same number as a float). With empty_ok,
     an empty tensor list is allowed (a Config's default), else it is refused as given by mistake."""
-    kind = _FIELD_TYPES[key]
+    kind = FIELD_TYPES[key]
 
     def bad(expected: str) -> InputError:
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
