@@ -340,7 +340,7 @@ def check_range(name: str, value: float, context: str = "", hint: str = "") -> N
     with np.errstate(over="ignore", under="ignore"):
         as_float32 = np.float32(value)
     where = "in float32, where training runs"
-    if not np.isfinite(as_float32) or (value != 0 and as_float32 == 0):
+    if not np.isfinite(as_float32) or (value != 0 and as_float32 == 0 and not allowed.holds(0.0)):
         raise InputError(f"{named(name)}: {value:g} is outside float32's range ({FLOAT32_RANGE}){context}; "
                          f"it is {str(as_float32)} {where}{hint}", name)
     if value != 0 and abs(as_float32) < np.finfo(np.float32).tiny and not allowed.holds(0.0):

@@ -75,7 +75,8 @@ def check_shape(value: Any, shape: Shape, where: str, at: str = "") -> None:
     place = f"{where}: {at}" if at else where
     if not shape.test(value):
         if not at and shape.keys is not None:  # the whole file: the wording plot and compare always used
-            raise InputError(f"{where}: expected a JSON object, found {type(value).__name__}; {HAND_CHANGED}")
+            found = "null" if value is None else type(value).__name__
+            raise InputError(f"{where}: expected a JSON object, found {found}; {HAND_CHANGED}")
         raise InputError(f"{place}: must be {shape.words}, found {_described(value)}; {HAND_CHANGED}")
     if value is None:
         return
