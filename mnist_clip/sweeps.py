@@ -76,7 +76,8 @@ def format_setting(value: Any) -> str:
             return format_hidden(value).replace(",", "+")
         return "+".join(value)
     if isinstance(value, float):
-        return f"{value:g}"
+        short = f"{value:g}"  # 0.01, 15, 1e-05; the exact digits where 6 would change the number
+        return short if float(short) == value or not math.isfinite(value) else repr(value)
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -176,7 +177,9 @@ def make_cells(base: Config, grid: list[tuple[str, list]], seeds: int = 1) -> li
             if key is None:
                 raise
             spelled = f"{named('grid')} {key}={format_setting(given[key])}"
-            raise InputError(err.template.replace(named(err.key), spelled, 1), "grid", err.language) from None
+            setting = named(err.key, given[key])  # "beta2=0.99999999 is 1.0 in float32" names the setting
+            token = setting if key == err.key and setting in err.template else named(err.key)
+            raise InputError(err.template.replace(token, spelled, 1), "grid", err.language) from None
         for offset in range(seeds):
             cells.append(Cell(settings, config.replace(seed=base.seed + offset), seeded=seeds > 1))
     return cells
