@@ -407,3 +407,17 @@ def test_config_refuses_every_field_of_a_wrong_type_and_unknown_keys():
     with pytest.raises(mc.InputError, match="^clip: given twice"):
         Config("none", clip="none")
     assert Config(lr=np.float32(0.5), epochs=np.int64(2), hidden=[np.int64(8)]) == Config(lr=0.5, epochs=2, hidden=(8,))
+
+
+def test_a_grid_value_keeps_its_digits_and_is_checked_in_float32(tmp_path):
+    cells = make_cells(Config(optimizer="adam"), parse_grid(["beta2=0.999,0.9999999,0.99999994"]))
+    assert [cell.name for cell in cells] == ["beta2=0.999", "beta2=0.9999999", "beta2=0.99999994"]
+    assert [cell.config.beta2 for cell in cells] == [0.999, 0.9999999, 0.99999994]
+    message = "beta2=0.99999999 is 1.0 in float32, where training runs; it must be below 1 (at most 0.99999994)"
+    with pytest.raises(mc.InputError) as caught:
+        mc.sweep({"beta2": [0.9, 0.99999999]}, optimizer="adam", out=tmp_path)
+    assert str(caught.value) == f"grid {message}" and caught.value.key == "grid"
+    result = CliRunner().invoke(cli, ["sweep", "--optimizer", "adam", "--grid", "beta2=0.9,0.99999999", "--out",
+                                      str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr == f"Error: --grid {message}\n"
+    assert not any(tmp_path.iterdir())
