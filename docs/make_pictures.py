@@ -1,6 +1,6 @@
 """Every picture of the documentation, redrawn from real runs.
 
-    python docs/make_pictures.py                       # all of them into docs/images/ (about 15 minutes on 2 cores)
+    python docs/make_pictures.py                       # all of them into docs/images/ (about 10 minutes on 2 cores)
     python docs/make_pictures.py --only headline       # one picture (--list names them all)
     python docs/make_pictures.py --epochs 1 --seeds 1 --dest /tmp/pictures   # a quick check of the script
 
