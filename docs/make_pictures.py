@@ -107,10 +107,12 @@ GROUPS = {"headline": ["compare_clip_and_scale.png"],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", default=[],
-                        help="a picture's file name (with or without .png), 'headline' or 'reference' (its six); repeatable")
+                        help="a picture's file name (with or without .png), 'headline' or 'reference' "
+                             "(its six); repeatable")
     parser.add_argument("--list", action="store_true", help="name every picture and stop")
     parser.add_argument("--epochs", type=int, default=30, help="epochs per run (30 for the documentation's)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds of the sweep and the cures (5 for the documentation's)")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="seeds of the sweep and the cures (5 for the documentation's)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes of the sweep and the cures")
     parser.add_argument("--dest", type=Path, default=IMAGES, help="where the pictures go (docs/images/)")
     parser.add_argument("--keep", type=Path, help="write the runs into this folder and keep them")

@@ -106,7 +106,7 @@ CONFIGS = [{}, {"activation": "sigmoid"}, {"norm": "batch", "hidden": (64, 64)},
            {"clip": "agc"}, {"clip": "autoclip"}, {"dirty_fraction": 0.001}, {"model": "rnn"}]
 
 
-@pytest.mark.parametrize("overrides", CONFIGS, ids=lambda overrides: ",".join(map(str, overrides.items())) or "reference")
+@pytest.mark.parametrize("overrides", CONFIGS, ids=lambda overrides: ",".join(map(str, overrides.items())) or "ref")
 def test_the_run_folder_page_names_every_column_of_metrics_and_epochs_csv(overrides):
     config = make_config(None, overrides).to_dict()
     documented = set(re.findall(r"`([a-z_0-9]+)`", section(RUN_FOLDER, "# The run folder")))
