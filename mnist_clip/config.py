@@ -138,10 +138,10 @@ class Config:
     dirty_scale: float = 100.0
 
     def __post_init__(self) -> None:
-        for f in fields(self):  # every value in its field's type, as a config file's would be
-            value = getattr(self, f.name)
-            if value is not None or f.name not in OPTIONAL_KEYS:
-                object.__setattr__(self, f.name, coerce_value(f.name, value, empty_ok=True))
+        for key in CONFIG_KEYS:  # every value in its field's type, as a config file's would be
+            value = getattr(self, key)
+            if value is not None or key not in OPTIONAL_KEYS:
+                object.__setattr__(self, key, coerce_value(key, value, empty_ok=True))
         _check_choice("model", self.model, MODELS)
         for key, value in MODEL_DEFAULTS[self.model].items():
             if getattr(self, key) is None:
@@ -292,6 +292,7 @@ def _checked_init(init):
 
 Config.__init__ = _checked_init(Config.__init__)
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+_EXACT_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 # Fields whose None means "the model's default" (hidden, activation) or "no file" (data_path).
 OPTIONAL_KEYS = ("hidden", "activation", "data_path")
 
@@ -330,6 +331,8 @@ def check_range(name: str, value: float, context: str = "", hint: str = "") -> N
     """`value` within RANGES[name], both as given and as the float32 that training computes
     with: a number that float32 rounds onto a bound (beta2 0.99999999 is 1.0), past its range
     (1e39 is inf) or to a subnormal (1e-40, which TensorFlow's kernels flush to 0) is refused."""
+    if (name, value) in _IN_RANGE:
+        return
     allowed = RANGES[name]
     hint = hint or allowed.hint
     must = f"must be {allowed.words}" if allowed.bounded else f"must be {allowed.words}{context}"
@@ -352,6 +355,12 @@ def check_range(name: str, value: float, context: str = "", hint: str = "") -> N
         inside = np.nextafter(np.float32(bound), np.float32(-np.inf if side == "below" else np.inf))
         raise InputError(f"{named(name, value)} is {str(as_float32)} {where}{context}; it must be {side} {bound:g} "
                          f"(at {'most' if side == 'below' else 'least'} {str(np.float32(inside))}){hint}", name)
+    if len(_IN_RANGE) > 4096:  # the values seen before: a plan of many runs checks each setting once
+        _IN_RANGE.clear()
+    _IN_RANGE.add((name, value))
+
+
+_IN_RANGE: set[tuple[str, float]] = set()
 
 
 def check_hidden(hidden: tuple[int, ...]) -> None:
@@ -443,6 +452,8 @@ def coerce_value(key: str, value: Any, empty_ok: bool = False) -> Any:
     numbers count as numbers (a float32 value is the same number as a float). With empty_ok,
     an empty tensor list is allowed (a Config's default), else it is refused as given by mistake."""
     kind = FIELD_TYPES[key]
+    if type(value) is _EXACT_TYPES.get(kind):  # already in the field's type: nothing to convert
+        return value
 
     def bad(expected: str) -> InputError:
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
