@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mnist_clip.arguments import checked, shown
+from mnist_clip.arguments import check_value, checked, shown
 from mnist_clip.config import Config, check_given_keys, load_toml, values_from_mapping
 from mnist_clip.data import Dataset
 from mnist_clip.errors import InputError, name as named, render
@@ -223,6 +223,17 @@ def given_recipe(config) -> str | None:
 
 
 _shown = shown
+
+
+def check_arguments(data: Dataset | None = None, out: str | Path = "outputs", name: str | None = None,
+                    **flags: bool | int) -> None:
+    """The checks @checked makes, for a caller that checks its arguments by hand: data, out,
+    name, and flags that are True or False (print_every, jobs and seeds: whole numbers)."""
+    check_value("data", data, Dataset | None)
+    check_value("out", out, str | Path)
+    check_value("name", name, str | None)
+    for flag, value in flags.items():
+        check_value(flag, value, int if flag in ("print_every", "jobs", "seeds") else bool)
 
 
 def load_data(config: Config, reporter):

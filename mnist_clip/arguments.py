@@ -79,6 +79,12 @@ def words(argument: str, hint: Any) -> str:
     return said
 
 
+def check_value(argument: str, value: Any, hint: Any) -> None:
+    """InputError naming `argument` unless `value` is of the annotated type `hint`."""
+    if not matches(value, hint):
+        raise InputError(f"{named(argument)}: must be {words(argument, hint)} (got {shown(value)})", argument)
+
+
 def checked(function: F) -> F:
     """Check every argument of `function` against its annotation before it runs (keyword
     overrides, **values, are config keys: make_config checks them). A generator given where
@@ -102,8 +108,7 @@ def checked(function: F) -> F:
                            for kind in _alternatives(hint))
             if iterable and isinstance(value, collections.abc.Iterator):
                 value = bound.arguments[argument] = list(value)
-            if not matches(value, hint):
-                raise InputError(f"{named(argument)}: must be {words(argument, hint)} (got {shown(value)})", argument)
+            check_value(argument, value, hint)
         return function(*bound.args, **bound.kwargs)
 
     return wrapper  # type: ignore[return-value]

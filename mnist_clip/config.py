@@ -363,6 +363,12 @@ def check_range(name: str, value: float, context: str = "", hint: str = "") -> N
 _IN_RANGE: set[tuple[str, float]] = set()
 
 
+def _check_float32_positive(name: str, value: float, context: str = "", hint: str = "") -> None:
+    """check_range for a field that must be > 0 (its entry in RANGES, else POSITIVE)."""
+    RANGES.setdefault(name, POSITIVE)
+    check_range(name, value, context, hint)
+
+
 def check_hidden(hidden: tuple[int, ...]) -> None:
     if len(hidden) > MAX_HIDDEN_LAYERS:
         raise InputError(f"{named('hidden')}: {len(hidden)} layers; at most {MAX_HIDDEN_LAYERS} hidden layers are allowed",
