@@ -43,13 +43,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-NULL = Shape("null", lambda v: v is None)
 STRING = Shape("a string", lambda v: isinstance(v, str))
 BOOL = Shape("true or false", lambda v: isinstance(v, bool))
 NUMBER = Shape("a number", _is_number)
 INTEGER = Shape("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool))
 COUNT = Shape("a whole number >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)
-ANY = Shape("anything", lambda v: True)
 
 
 def obj(keys: Mapping[str, Shape] | None = None, required: tuple[str, ...] = (), values: Shape | None = None) -> Shape:
@@ -62,6 +60,8 @@ def listed(item: Shape, words: str | None = None) -> Shape:
 
 
 def _described(value: Any) -> str:
+    if value is None:
+        return "null"
     kind = {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
         type(value), "number" if _is_number(value) else type(value).__name__)
     if isinstance(value, (dict, list)):
@@ -117,11 +117,15 @@ def _config_value(key: str) -> Callable[[str, Any], None]:
 def config_shape() -> Shape:
     """The config keys of a file, each of its Config field's type; null only where a field may
     be unset (data_path, and clip_norm, which a NaN with clip none is written as)."""
-    from mnist_clip.config import CONFIG_KEYS, OPTIONAL_KEYS
+    from mnist_clip.config import CONFIG_KEYS, FIELD_TYPES, OPTIONAL_KEYS
 
     nullable = (*OPTIONAL_KEYS, "clip_norm")
-    return obj({key: Shape("a config value", lambda v, key=key: v is not None or key in nullable,
+    return obj({key: Shape(FIELD_WORDS.get(FIELD_TYPES[key], "a list"), lambda v, key=key: v is not None or key in nullable,
                            check=_config_value(key)) for key in CONFIG_KEYS})
+
+
+FIELD_WORDS = {"float": "a number", "int": "a whole number", "bool": "true or false", "str": "a string",
+               "str | None": "a path or null"}
 
 
 def _with(shape: Shape, keys: Mapping[str, Shape], required: tuple[str, ...] = ()) -> Shape:
