@@ -443,8 +443,8 @@ def grid_specs(grid) -> list[str]:
 
 
 @checked
-def sweep(grid: Mapping | Iterable[str] | str | None = None, config: Config | str | Path | None = None, *, out: str | Path = "outputs",
-          name: str | None = None, jobs: int = 1, plots: bool = False, metric: str = "test_accuracy",
+def sweep(grid: Mapping | Iterable[str] | str | None = None, config: Config | str | Path | None = None, *,
+          out: str | Path = "outputs", name: str | None = None, jobs: int = 1, plots: bool = False, metric: str = "test_accuracy",
           seeds: int = 1, progress: str = "auto", data: Dataset | None = None, **overrides) -> SweepResult:
     """Train every cell of a grid ({"lr": [0.01, 0.1], "clip_norm": [None, 15]}; None for
     clip_norm means no clipping), for each of `seeds` seeds, into <out>/<name>/cells/ and map
