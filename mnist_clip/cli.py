@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from mnist_clip import __version__
+from mnist_clip.version import __version__
 from mnist_clip.config import (
     ACTIVATIONS,
     CLIP_METHODS,

@@ -4,7 +4,6 @@ cures.png and the paired report against the setup itself."""
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 from dataclasses import dataclass
@@ -263,16 +262,17 @@ def cures_text(rows: list[dict], skipped: list[tuple[str, str]] = (), language: 
 def diagnosis_lines(cells: list[CureCell], folder: Path) -> list[str]:
     """Each diverged run's diagnosis: its likely cause and what happened."""
     from mnist_clip.diagnosis import describe
+    from mnist_clip.validation import read_summary
 
     lines = []
     for cell in sorted(cells, key=lambda c: (list(BY_NAME).index(c.cure), c.config.seed)):
         try:
-            summary = json.loads((folder / cell.folder_name / "summary.json").read_text())
+            summary = read_summary(folder / cell.folder_name / "summary.json")
         except (OSError, ValueError):
             continue
         described = describe(summary)
         if described:
-            cause = summary["diagnosis"]["cause"]
+            cause = summary["diagnosis"].get("cause", "diverged")
             lines.append(f"{cell.name}: {cause}: {described[0]}")
     return lines
 

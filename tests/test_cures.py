@@ -146,7 +146,7 @@ def test_a_cures_folder_is_resumed_only_for_its_own_setup(tmp_path):
     result = CliRunner().invoke(cli, ["cures", "--epochs", "2", "--out", str(tmp_path), "--name", "d"])
     assert result.exit_code == 2 and "exists and is not a cures folder" in result.stderr
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["mine.txt"]
-    with pytest.raises(InputError, match="cure: give cure names such as 'lower_lr'"):
+    with pytest.raises(InputError, match="cure: must be a cure's name such as 'lower_lr', a list of them, or None \\(got list \\[3\\]\\)"):
         mc.cures(cure=[3], out=tmp_path)
 
 
