@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,11 +188,16 @@ def run_smoothing(run: Run) -> Smoothing:
     return Smoothing(window, width, ~short_batches(run))
 
 
+def plain_number(value: float) -> str:
+    """0.001, 0.5, 20, and 1e-06 as 1e-6: the one way every log axis writes its numbers."""
+    return re.sub(r"e([+-])0*(\d)", lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), f"{value:g}")
+
+
 class PlainLogFormatter(LogFormatter):
     """LogFormatter's choice of which ticks to label, with plain numbers (0.6, not 6e-01)."""
 
     def _num_to_string(self, x, vmin, vmax):
-        return f"{x:g}"
+        return plain_number(x)
 
     def set_locs(self, locs=None):
         super().set_locs(locs)
@@ -208,7 +214,7 @@ def log_y(ax) -> None:
     size; an axis with fewer than three powers of ten in view also labels some of its minor
     ticks (matplotlib counts them when drawing), so that it never shows just one or two numbers."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: plain_number(value)))
     ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.tick_params(axis="y", which="both", labelsize=TICK_SIZE)
 
