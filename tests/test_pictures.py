@@ -174,12 +174,15 @@ def test_compare_keeps_an_exploding_run_from_flattening_the_others_and_labels_th
     (boom / "metrics.csv").write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
     fig = compare_figure([stable, read_run(boom)])
     loss_ax, norm_ax = fig.axes[0], fig.axes[2]
-    assert loss_ax.get_ylim()[1] < 1e3  # fitted to the run that did not diverge
+    assert loss_ax.get_ylim()[1] < 1e3  # fitted to the run that did not diverge, and two powers of ten
     assert loss_ax.get_ylim()[1] >= np.nanmax(stable.metrics["loss"])
-    assert any("off the scale: b reaches 1e+33" in t.get_text() for t in loss_ax.texts)
-    threshold_labels = [t.get_text() for t in norm_ax.get_legend().get_texts()]
-    assert threshold_labels == ["threshold 15 (a)"]
-    smoothed = [line for line in fig.axes[4].get_lines() if line.get_label().startswith("a (")]
+    assert "2 up to 1e+33 (step 3)" in loss_ax.get_title().replace("\n", " ")  # beside the panel, not over it
+    assert not loss_ax.texts
+    top_marks = [line for line in loss_ax.get_lines() if line.get_marker() == "^"]
+    assert len(top_marks) == 1 and top_marks[0].get_xdata()[0] == 3  # where run 2 leaves the range
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "clip threshold 15 (of 1)" in legend and norm_ax.get_legend() is None
+    smoothed = [line for line in fig.axes[4].get_lines() if line.get_label().startswith("1: ")]
     assert len(fig.axes[4].get_lines()) >= 4  # raw and smoothed for both runs in the signal panel too
     assert smoothed
     x0, x4 = loss_ax.transData.transform([(0, 1), (4, 1)])[:, 0]
