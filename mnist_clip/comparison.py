@@ -235,7 +235,8 @@ LABEL_CHARS = 56  # a legend label at most
 TABLE_CHARS = 168  # a table line at 8-point monospace across the width
 NOTE_CHARS = 190  # a note line at 8 points
 MAX_DECADES = 10  # a log panel covers every value if they span at most this many powers of ten
-BEYOND_DECADES = 2  # otherwise it shows this much beyond the runs that did not diverge
+BEYOND_DECADES = 2  # otherwise it shows this much beyond the runs that did not diverge,
+SHOWN_DECADES = 6  # and at least this many powers of ten in all, so that a run-up stays in view a while
 
 
 # The settings of the net, said together in a legend label as the titles say them ('784-32x8-10
@@ -305,7 +306,7 @@ def entry_table(entries: list[Entry], names: dict) -> list[str]:
             run_name, status = names[id(first)], status_words(first)
         else:
             diverged = [run.nonfinite_step for run in entry.runs if run.nonfinite_step is not None]
-            run_name = f"{names[id(first)]} and {len(entry.runs) - 1} more (seeds)"
+            run_name = f"{names[id(first)]} +{len(entry.runs) - 1} seeds"
             status = f"{len(diverged)}/{len(entry.runs)} diverged" + (
                 f" (steps {min(diverged)}-{max(diverged)})" if diverged else "")
         rows.append((entry.tag, run_name, first.clip_label, training_label(first.config),
@@ -334,18 +335,27 @@ def keep_in_range(ax, series: list[tuple[Entry, Run, np.ndarray]]) -> str | None
         return None
     bottom = max(low / 1.5, float(stable.min()) / 10 ** BEYOND_DECADES)
     top = min(high * 1.5, float(stable.max()) * 10 ** BEYOND_DECADES)
+    if np.log10(top / bottom) < SHOWN_DECADES:  # room for the run-up: the curve leaves later
+        if high > top:
+            top = min(high * 1.5, bottom * 10 ** SHOWN_DECADES)
+        else:
+            bottom = max(low / 1.5, top / 10 ** SHOWN_DECADES)
     ax.set_ylim(bottom, top)
-    words = []
+    extremes: dict[tuple, tuple[float, int]] = {}  # (entry number, "up" or "down"): the farthest value, its step
     for entry, run, values in finite:
         steps = run.metrics["step"]
-        for beyond, edge, marker, extreme in ((values > top, 1.0, "^", np.nanmax), (values < bottom, 0.0, "v", np.nanmin)):
-            if beyond.any():
-                ax.plot(steps[np.argmax(beyond)], edge, marker=marker, color=entry.color, markersize=7, clip_on=False,
-                        transform=ax.get_xaxis_transform(), zorder=5, linestyle="none")
-                value = extreme(values)
-                where = int(steps[np.nanargmax(values) if extreme is np.nanmax else np.nanargmin(values)])
-                words.append(f"{entry.tag} {'up' if edge else 'down'} to {value:.2g} (step {where})")
-    words = list(dict.fromkeys(words))
+        for beyond, edge, marker, direction in ((values > top, 1.0, "^", "up"), (values < bottom, 0.0, "v", "down")):
+            if not beyond.any():
+                continue
+            ax.plot(steps[np.argmax(beyond)], edge, marker=marker, color=entry.color, markersize=7, clip_on=False,
+                    transform=ax.get_xaxis_transform(), zorder=5, linestyle="none")
+            index = int(np.nanargmax(values) if direction == "up" else np.nanargmin(values))
+            sign = 1 if direction == "up" else -1
+            known = extremes.get((entry.number, direction))
+            if known is None or sign * values[index] > sign * known[0]:
+                extremes[(entry.number, direction)] = (float(values[index]), int(steps[index]))
+    words = [f"{number} {direction} to {value:.2g} (step {step})"
+             for (number, direction), (value, step) in sorted(extremes.items())]
     return ("off the range (triangles): " + "; ".join(words[:3]) + (f"; {len(words) - 3} more" if len(words) > 3 else "")
             if words else None)
 
