@@ -123,10 +123,11 @@ def test_the_threshold_is_drawn_against_what_the_method_compares(tmp_path, clip,
     else:
         assert len(thresholds) == 1 and np.allclose(thresholds[0].get_ydata(), threshold)
     drawn = [line for line in bottom.get_lines() if not line.get_label().startswith(("threshold", "clipping", "NaN"))]
-    if clip == "value":  # each tensor's largest |element|, not the global norm
-        ydata = [line.get_ydata() for line in drawn if len(line.get_ydata()) == run.steps]
-        assert any(np.allclose(y, run.metrics["w3_max_abs"]) for y in ydata)
-        assert not any(np.allclose(y, run.metrics["global_norm_before"]) for y in ydata)
+    if clip == "value":  # each tensor's largest |element|, not the global norm (the short batches left out)
+        full = np.arange(run.steps) % 32 != 31
+        ydata = [line.get_ydata() for line in drawn if len(line.get_ydata()) == full.sum()]
+        assert any(np.allclose(y, run.metrics["w3_max_abs"][full]) for y in ydata)
+        assert not any(np.allclose(y, run.metrics["global_norm_before"][full]) for y in ydata)
     for label in series:
         assert label in lines or label in [line.get_label() for line in drawn] or clip == "value"
 
