@@ -134,18 +134,26 @@ def time_signals_figure(run: Run) -> Figure:
     fig, (top, middle, bottom) = subplots(3, 1, figsize=(10, 9), sharex=True, height_ratios=(3, 2, 1.3))
     steps = run.metrics["step"]
     smoothing = run_smoothing(run)
+    edges = set()  # steps whose signal is exactly 0 or Inf: kept in view on the axes' edges
+    keep = smoothing.keep
     for t, color in zip(SHOWN_TIME_STEPS, time_colors(SHOWN_TIME_STEPS)):
         top.plot(steps, smoothing.geometric(run.metrics[f"dh{t}"]), color=color, linewidth=2, label=f"|dL/dh{t}|")
+        edges |= edge_marks(top, steps[keep], run.metrics[f"dh{t}"][keep], color, size=4)
     layer_color = layer_colors(len(run.net.layers))
     for name in run.net.weights:
         tensor = run.net.tensor(name)
         top.plot(steps, smoothing.geometric(run.metrics[f"{name}_before"]), color=layer_color[tensor.layer - 1],
                  linewidth=1.0, linestyle="--" if tensor.role == "weight" else "-.", label=f"|g_{name}|")
+        edges |= edge_marks(top, steps[keep], run.metrics[f"{name}_before"][keep], layer_color[tensor.layer - 1],
+                            size=4)
     log_y(top)
     top.set_ylabel("L2 norm (log)")
     top.set_title(f"Back-propagated signal through time (solid, by time step) and weight gradients (dashed),\n"
                   f"{smoothing.words()}", fontsize=10)
     smoothed_lines(middle, steps, signal_ratio(run), smoothing, time_colors((1,))[0], "|dL/dh1| / |dL/dh28|")
+    edges |= edge_marks(middle, steps[keep], signal_ratio(run)[keep], time_colors((1,))[0], size=4)
+    for handle in edge_handles(edges):
+        top.plot([], [], **{key: getattr(handle, f"get_{key}")() for key in ("color", "linestyle", "marker", "label")})
     wx, wo = run.net.layer_weights
     middle.plot(steps, smoothing.geometric(norm_ratio(run, wx, wo)), color="0.3", linewidth=1.2, linestyle="--",
                 label=f"|g_{wx}| / |g_{wo}| ({'smoothed' if smoothing.smooths else 'raw'})")
