@@ -323,16 +323,18 @@ def keep_in_range(ax, series: list[tuple[Entry, Run, np.ndarray]]) -> str | None
     """Fit a log panel to every value when they span at most MAX_DECADES; else to the runs that
     did not diverge and BEYOND_DECADES more, so that one run that climbs to 1e30 before its
     NaN does not flatten the others. A curve that leaves the range gets a triangle on the edge
-    where it leaves, and the words returned (for the title, beside the plot) give its extreme."""
+    where it leaves, and so does a value of exactly 0 (which no log axis shows); the words
+    returned (for the title, beside the plot) give each one's extreme."""
+    words = [*exactly_zero(ax, series)]
     finite = [(entry, run, positive(values)) for entry, run, values in series]
     every = np.concatenate([v[np.isfinite(v)] for _, _, v in finite] or [np.zeros(0)])
     if not every.size:
-        return None
+        return range_words(words)
     low, high = float(every.min()), float(every.max())
     stable = np.concatenate([v[np.isfinite(v)] for _, run, v in finite if run.nonfinite_step is None] or [np.zeros(0)])
     if not stable.size or np.log10(high / low) <= MAX_DECADES:
         ax.set_ylim(low / 1.5, high * 1.5)
-        return None
+        return range_words(words)
     bottom = max(low / 1.5, float(stable.min()) / 10 ** BEYOND_DECADES)
     top = min(high * 1.5, float(stable.max()) * 10 ** BEYOND_DECADES)
     if np.log10(top / bottom) < SHOWN_DECADES:  # room for the run-up: the curve leaves later
@@ -344,20 +346,48 @@ def keep_in_range(ax, series: list[tuple[Entry, Run, np.ndarray]]) -> str | None
     extremes: dict[tuple, tuple[float, int]] = {}  # (entry number, "up" or "down"): the farthest value, its step
     for entry, run, values in finite:
         steps = run.metrics["step"]
-        for beyond, edge, marker, direction in ((values > top, 1.0, "^", "up"), (values < bottom, 0.0, "v", "down")):
+        for beyond, edge, direction in ((values > top, 1.0, "up"), (values < bottom, 0.0, "down")):
             if not beyond.any():
                 continue
-            ax.plot(steps[np.argmax(beyond)], edge, marker=marker, color=entry.color, markersize=7, clip_on=False,
-                    transform=ax.get_xaxis_transform(), zorder=5, linestyle="none")
+            edge_mark(ax, steps[np.argmax(beyond)], edge, entry.color)
             index = int(np.nanargmax(values) if direction == "up" else np.nanargmin(values))
             sign = 1 if direction == "up" else -1
             known = extremes.get((entry.number, direction))
             if known is None or sign * values[index] > sign * known[0]:
                 extremes[(entry.number, direction)] = (float(values[index]), int(steps[index]))
     words = [f"{number} {direction} to {value:.2g} (step {step})"
-             for (number, direction), (value, step) in sorted(extremes.items())]
-    return ("off the range (triangles): " + "; ".join(words[:3]) + (f"; {len(words) - 3} more" if len(words) > 3 else "")
-            if words else None)
+             for (number, direction), (value, step) in sorted(extremes.items())] + words
+    return range_words(words)
+
+
+def edge_mark(ax, step, edge: float, color) -> None:
+    ax.plot(step, edge, marker="^" if edge else "v", color=color, markersize=7, clip_on=False,
+            transform=ax.get_xaxis_transform(), zorder=5, linestyle="none")
+
+
+def exactly_zero(ax, series: list[tuple[Entry, Run, np.ndarray]]) -> list[str]:
+    """A triangle on the bottom edge where an entry's value first is exactly 0 (a signal that
+    saturated units stopped), and words for the title: on how many steps, from which."""
+    zeros: dict[int, tuple[int, int, tuple]] = {}  # entry number: (steps at 0, first such step, colour)
+    for entry, run, values in series:
+        zero = np.asarray(values) == 0
+        if zero.any():
+            first = int(run.metrics["step"][np.argmax(zero)])
+            count, known, _ = zeros.get(entry.number, (0, first, entry.color))
+            zeros[entry.number] = (count + int(zero.sum()), min(known, first), entry.color)
+    for number, (count, first, color) in sorted(zeros.items()):
+        edge_mark(ax, first, 0.0, color)
+    runs = {entry.number: len(entry.runs) for entry, _, _ in series}
+    return [f"{number} exactly 0 on {count} step{'s' if count > 1 else ''}"
+            + (f" of its {runs[number]} runs" if runs[number] > 1 else "") + f" from step {first}"
+            for number, (count, first, _) in sorted(zeros.items())]
+
+
+def range_words(words: list[str]) -> str | None:
+    if not words:
+        return None
+    return ("off the range (triangles): " + "; ".join(words[:3])
+            + (f"; {len(words) - 3} more" if len(words) > 3 else ""))
 
 
 def stacked(series: list[np.ndarray]) -> np.ndarray:

@@ -148,3 +148,18 @@ def test_a_curve_that_leaves_the_range_is_told_beside_the_panel(runs):
         assert f"2 up to {highest:.2g}" in loss_ax.get_title().replace("\n", " ")
     else:
         assert high >= highest  # the range covers the run-up
+
+
+def test_a_signal_of_exactly_0_is_marked_and_said(runs):
+    rnn = read_run(runs["rnn"])
+    ratio = rnn.metrics["dh1"] / rnn.metrics["dh28"]
+    fig = compare_figure([read_run(runs["deep_bn"]), rnn])
+    signal_ax = fig.axes[4]
+    zero = np.flatnonzero(ratio == 0)
+    if zero.size:  # the saturated net passes nothing back: said, not left as a gap that reads as vanishing
+        first = int(rnn.metrics["step"][zero[0]])
+        assert f"2 exactly 0 on {zero.size} step" in signal_ax.get_title().replace("\n", " ")
+        assert any(line.get_marker() == "v" and line.get_xdata()[0] == first for line in signal_ax.get_lines())
+    else:
+        assert "exactly 0" not in signal_ax.get_title()
+
