@@ -102,14 +102,6 @@ def shown_names(runs: list[Run]) -> dict[int, str]:
     return {id(run): name for run, name in zip(runs, names)}
 
 
-def run_labels(runs: list[Run]) -> list[str]:
-    """Each run's name with every setting that differs between the runs shown."""
-    keys = differing_keys([run.config for run in runs])
-    names = shown_names(runs)
-    return [f"{names[id(run)]} ({', '.join([setting_text(run.config, k) for k in keys] or [run.clip_label])}, "
-            f"{run.status})" for run in runs]
-
-
 def group_runs(runs: list[Run]) -> list[tuple[str, list[Run]]]:
     """Runs with the same settings but the seed, in order of first appearance, each group
     labelled with the settings that tell the groups apart."""

@@ -795,7 +795,7 @@ def drawn_epochs(run: Run) -> list[int]:
     complete = last_complete_epoch(run)
     if complete is None:
         return []
-    return [epoch for epoch in profile_epochs(run, 3) if epoch <= complete] or [complete]
+    return np.unique(np.round(np.linspace(0, complete, min(3, complete + 1))).astype(int)).tolist()
 
 
 def runup_colors(count: int) -> list:
