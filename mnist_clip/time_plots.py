@@ -78,7 +78,7 @@ def growth_words(profile: np.ndarray, inactive: float | None = None, kind: str =
     if not parts:
         parts.append(f"x{growth_per_step(profile[0] / profile[-1]):.3g} per step back" if profile[-1] > 0
                      else "no finite signal")
-    if inactive is not None and np.isfinite(inactive):
+    if inactive is not None and np.isfinite(inactive) and inactive > 0:
         parts.append(f"every hidden unit {kind}" if inactive >= 1 else f"{100 * inactive:.0f}% of the units {kind}")
     return "; ".join(parts)
 

@@ -195,7 +195,7 @@ def test_the_signal_through_time_is_told_as_it_is():
     from mnist_clip.time_plots import growth_words
 
     gain = 1.17 ** (27 - np.arange(28))  # x1.17 per step back from t = 28
-    assert growth_words(gain) == "x1.17 per step back"
+    assert growth_words(gain) == growth_words(gain, 0.0) == "x1.17 per step back"
     saturated = np.r_[np.zeros(27), np.inf]
     assert growth_words(saturated, 0.78) == "dL/dh28 is Inf; exactly 0 for t < 28; 78% of the units saturated"
     assert growth_words(saturated, 1.0).endswith("every hidden unit saturated")
