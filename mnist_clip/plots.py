@@ -699,7 +699,9 @@ def signals_figure(run: Run) -> Figure:
                     label=f"h{layer}: {'dead' if run.activation == 'relu' else 'saturated'} units" if labelled else None)
     bottom.set_title(f"Hidden units {kind}, raw per step" if run.activity_columns else "No hidden layer", fontsize=9)
     bottom.set_ylabel("units (%)")
-    bottom.set_ylim(bottom=0)
+    largest = max((np.nanmax(100 * run.metrics[column][smoothing.keep], initial=0.0) for column in run.activity_columns),
+                  default=0.0)
+    bottom.set_ylim(0, max(5.0, 1.1 * largest))  # a line at 0 stays in sight above the axis, on a scale of %
     for ax in (top, middle, bottom):
         mark_divergence(ax, run)
     run_step_axis(bottom, run)
