@@ -660,7 +660,7 @@ def loss_figure(run: Run) -> Figure:
     right.set_ylabel("test accuracy (%)")
     right.set_title("Test accuracy after each epoch", fontsize=10)
     right.grid(alpha=0.3)
-    return finish_figure(fig, run, legend_axes=(left,))
+    return finish_figure(fig, run, short_batch_note(run), legend_axes=(left,))
 
 
 def signals_figure(run: Run) -> Figure:

@@ -158,7 +158,7 @@ def test_titles_never_speak_of_a_one_step_smoothing_window(tmp_path):
 def test_the_short_last_batch_is_left_out_of_the_raw_lines_and_said_only_where_it_is(tmp_path):
     run = long_run(tmp_path)
     short = np.arange(960) % 32 == 31  # 4,000 digits at batch 128: every 32nd step holds 32 examples
-    for make in (norms_figure, signals_figure, flow_figure):
+    for make in (norms_figure, signals_figure, flow_figure, loss_figure):
         fig = make(run)
         notes = " ".join(t.get_text().replace("\n", " ") for t in fig.texts)
         assert "4,000 = 31 x 128 + 32" in notes and "30 such steps, left out of the " in notes, make.__name__
