@@ -27,11 +27,13 @@ from mnist_clip.plots import (
     norm_ratio,
     positive,
     run_smoothing,
+    runup_rows,
     save_figure,
     short_batches,
     signal_ratio,
     step_axis,
     step_axis_words,
+    step_profile,
     steps_per_epoch,
     subplots,
 )
@@ -412,8 +414,14 @@ def profile_notes(entries: list[Entry]) -> list[str]:
                 continue
             epoch = last_complete_epoch(run)
             who = entry.tag if len(entry.runs) == 1 else f"{entry.tag} ({run.name})"
-            notes.append(f"{who}: NaN/Inf at step {run.nonfinite_step}, "
-                         + (f"its epoch {epoch + 1} drawn" if epoch is not None else "no complete epoch to draw"))
+            runup = runup_rows(run)
+            if epoch is not None:
+                drawn = f"its epoch {epoch + 1} drawn"
+            elif len(entry.runs) == 1 and runup:
+                drawn = f"no complete epoch: its last finite step, {int(run.metrics['step'][runup[-1]])}, drawn dotted"
+            else:
+                drawn = "no complete epoch to draw"
+            notes.append(f"{who}: NaN/Inf at step {run.nonfinite_step}, {drawn}")
     shown = notes[:6] + ([f"{len(notes) - 6} more diverged runs"] if len(notes) > 6 else [])
     return ["The per-layer panels draw each run's last complete epoch. " + "; ".join(shown) + "."] if shown else []
 
@@ -478,6 +486,7 @@ def compare_figure(runs: list[Run]) -> Figure:
         return ((loss_ax, run.metrics["loss"]), (norm_ax, run.metrics["global_norm_before"]),
                 (ratio_ax, norm_ratio(run)), (signal_ax, signal_ratio(run)))
 
+    dotted = False  # a run's last finite step drawn in the per-layer panels
     for entry in entries:
         color, style, label = entry.color, entry.style, entry.label
         for run in entry.runs:
@@ -519,12 +528,20 @@ def compare_figure(runs: list[Run]) -> Figure:
         acc_ax.plot(run.epochs["epoch"] + 1, 100 * run.epochs["test_accuracy"], marker="o", linestyle=style,
                     color=color, markersize=3, label=label)
         last_epoch = last_complete_epoch(run)
+        runup = runup_rows(run)
         if last_epoch is not None:
             weights, signal = layer_profile(run, last_epoch, "w"), layer_profile(run, last_epoch, "delta")
-            profile_ax.plot(np.arange(1, len(weights) + 1), positive(weights), "o", linestyle=style, color=color,
-                            markersize=4, label=label)
-            depth_ax.plot(np.arange(1, len(signal) + 1), positive(signal), "s", linestyle=style,
-                          color=color, markersize=3, label=label)
+        elif runup:  # diverged in its first epoch: its last finite step, dotted, hollow
+            weights, signal = step_profile(run, runup[-1], "w"), step_profile(run, runup[-1], "delta")
+            style = ":"
+            dotted = True
+        else:
+            continue
+        hollow = {"markerfacecolor": "none"} if last_epoch is None else {}
+        profile_ax.plot(np.arange(1, len(weights) + 1), positive(weights), "o", linestyle=style, color=color,
+                        markersize=4, label=label, **hollow)
+        depth_ax.plot(np.arange(1, len(signal) + 1), positive(signal), "s", linestyle=style,
+                      color=color, markersize=3, label=label, **hollow)
     diverged_steps = sorted({run.nonfinite_step for run in runs if run.nonfinite_step is not None})
     for step in diverged_steps:
         for ax in (loss_ax, norm_ax, ratio_ax, signal_ax):
@@ -541,6 +558,8 @@ def compare_figure(runs: list[Run]) -> Figure:
     offsets = {ax: keep_in_range(ax, series) for ax, series in plotted.items()}
     for key, (title, ylabel, xlabel) in compare_titles(runs).items():
         ax = panels[key]
+        if dotted and key in ("profile", "depth"):
+            title += " (dotted: a run's last finite step)"
         log_y(ax)
         if offsets.get(ax):
             title += ". " + offsets[ax]

@@ -163,3 +163,15 @@ def test_a_signal_of_exactly_0_is_marked_and_said(runs):
     else:
         assert "exactly 0" not in signal_ax.get_title()
 
+
+def test_a_run_without_a_complete_epoch_shows_its_last_finite_step_per_layer(runs):
+    explode = read_run(runs["explode"])  # NaN/Inf at step 4, in its first epoch
+    fig = compare_figure([read_run(runs["mlp"]), explode])
+    profile_ax = fig.axes[6]
+    dotted = [line for line in profile_ax.get_lines() if line.get_linestyle() == ":"]
+    assert len(dotted) == 1
+    np.testing.assert_allclose(dotted[0].get_ydata(), [explode.metrics[f"w{layer}_before"][3] for layer in (1, 2, 3)])
+    assert "dotted" in profile_ax.get_title()
+    notes = " ".join(text.get_text().replace("\n", " ") for text in fig.texts)
+    assert "2: NaN/Inf at step 4, no complete epoch: its last finite step, 3, drawn dotted" in notes
+
