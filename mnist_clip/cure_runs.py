@@ -285,7 +285,7 @@ def cures_figure(rows: list[dict], title: str = "Cures"):
     steps are its explosion, not the flow the cure leaves. A skipped cure's row says why."""
     from matplotlib.lines import Line2D
 
-    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+    from matplotlib.ticker import LogLocator
 
     from mnist_clip.plots import DIVERGED_COLOR, PlainLogFormatter, positive, subplots
 
@@ -348,9 +348,9 @@ def cures_figure(rows: list[dict], title: str = "Cures"):
     diverged_ax.set_title("diverged", fontsize=10)
     for ax in (signal_ax, moved_ax):
         ax.set_xscale("log")
-        # at most about six labelled powers of ten, as 10^-3: the ranges span from a few to many decades
+        # at most about six labelled powers of ten, written as the run pictures write them (0.001, 0.5, 1e-06)
         ax.xaxis.set_major_locator(LogLocator(numticks=6))
-        ax.xaxis.set_major_formatter(LogFormatterSciNotation())
+        ax.xaxis.set_major_formatter(PlainLogFormatter())
         ax.xaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
         ax.tick_params(axis="x", which="both", labelsize=8)
         ax.grid(axis="x", alpha=0.3, which="major")

@@ -411,6 +411,7 @@ def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str
     only when every seed diverged."""
     from matplotlib.colors import LogNorm, Normalize
     from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FuncFormatter
 
     from mnist_clip.plots import PlainLogFormatter, subplots
 
@@ -486,7 +487,10 @@ def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str
                 ax.set_yticks([])
             title = ", ".join(f"{k}={v}" for k, v in ((col_key, col_val), (row_key, row_val)) if k)
             ax.set_title(title, fontsize=10)
-    bar = fig.colorbar(image, ax=axes, label=metric.replace("_", " "), shrink=0.85)
+    bar = fig.colorbar(image, ax=axes, label=metric.replace("_", " ") + (" (%)" if metric == "test_accuracy" else ""),
+                       shrink=0.85)
+    if metric == "test_accuracy":  # in % like the cells
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{100 * value:.0f}"))
     if metric == "final_loss":
         bar.ax.yaxis.set_major_formatter(PlainLogFormatter())
         bar.ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
