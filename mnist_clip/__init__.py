@@ -5,8 +5,7 @@
     run.summary["status"], run.metrics, run.figures()
 """
 
-__version__ = "0.3.0"
-
+from mnist_clip.version import __version__
 from mnist_clip.api import (  # noqa: E402
     CuresResult,
     DemoResult,

@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from mnist_clip import __version__
+from mnist_clip.version import __version__
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
 from mnist_clip.errors import Interrupted
