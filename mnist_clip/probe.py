@@ -14,7 +14,7 @@ import contextlib
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import keras
 import numpy as np
@@ -203,7 +203,8 @@ class GradientProbe(keras.callbacks.Callback):
 
             board = TensorBoardLog(folder, probe_metric_columns(config)[2:])
         self._open = {"target": target, "folder": folder, "writer": writer, "config": config, "model": model,
-                      "initial": initial, "initial_norms": {p: float(np.linalg.norm(w.ravel())) for p, w in initial.items()},
+                      "initial": initial,
+                      "initial_norms": {p: float(np.linalg.norm(w.ravel())) for p, w in initial.items()},
                       "values": [], "epochs": [], "first_nonfinite": None, "board": board,
                       "started": time.perf_counter(), "epoch_started": time.perf_counter(), "train_seconds": 0.0}
 
@@ -227,7 +228,8 @@ class GradientProbe(keras.callbacks.Callback):
             lr = 0.0  # a schedule that cannot be read as one number
         settings = {key: value for key, value in inner.get_config().items()
                     if key != "name" and (isinstance(value, (int, float, str, bool)) or value is None)}
-        loss = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__) if loss is not None else "loss"
+        if not isinstance(loss, str):
+            loss = "loss" if loss is None else getattr(loss, "name", type(loss).__name__)
         config = {
             "source": SOURCE,
             "keras_model": {"class": type(model).__name__, "name": model.name, "variables": described,

@@ -162,7 +162,8 @@ class Recorder:
             threshold = self.autoclip.add_and_threshold(global_before)
             clipped, _ = tf.clip_by_global_norm(grads, threshold, use_norm=global_before)
             after = clipping.clipped_norms("global_norm", clipped, listed, threshold)
-            return clipped, tf.stack(after), tf.fill([len(grads)], global_before > threshold), [tf.reshape(threshold, [1])]
+            fired = tf.fill([len(grads)], global_before > threshold)
+            return clipped, tf.stack(after), fired, [tf.reshape(threshold, [1])]
         clipped = clipping.clip_with_norms(self.clip, grads, self.threshold, listed)
         fired = clipping.clip_fired(self.clip, grads, self.threshold, listed)
         after = clipping.clipped_norms(self.clip, clipped, listed, self.threshold)
