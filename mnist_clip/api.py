@@ -56,7 +56,8 @@ class RunResult:
 
     def figures(self) -> "Figures":
         """The run's pictures as matplotlib Figures (norms, ratio, loss, signals, flow)."""
-        from mnist_clip.plots import empty_figure, figures_for
+        from mnist_clip.figures import figures_for
+        from mnist_clip.plots import empty_figure
 
         show_figures_inline()
         return Figures({name[: -len(".png")]: (make(self.run) if self.run.steps else empty_figure(self.run))

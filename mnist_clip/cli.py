@@ -295,7 +295,7 @@ def demo(ctx: click.Context, out: str, name: str | None, overwrite: bool, print_
 @click.argument("run_dir", type=click.Path())
 def plot(run_dir: str) -> None:
     """Redraw a run's PNGs into RUN_DIR/plots/ from its files alone."""
-    from mnist_clip.plots import write_run_plots
+    from mnist_clip.figures import write_run_plots
 
     for path in write_run_plots(run_dir):
         echo(str(path))

@@ -605,10 +605,6 @@ def smoothed_lines(ax, steps, values, smoothing: Smoothing, color, label: str, *
 
 def ratio_figure(run: Run) -> Figure:
     """|g_w1|/|g_wL| (and a middle layer's) before clipping, raw and smoothed."""
-    if run.net.is_recurrent:
-        from mnist_clip.time_plots import time_ratio_figure
-
-        return time_ratio_figure(run)
     fig, ax = subplots(figsize=FIGSIZE)
     steps = run.metrics["step"]
     smoothing = run_smoothing(run)
@@ -672,10 +668,6 @@ def loss_figure(run: Run) -> Figure:
 
 def signals_figure(run: Run) -> Figure:
     """Back-propagated signal |dL/dz_l| per layer beside the weight-gradient norms, and inactive units."""
-    if run.net.is_recurrent:
-        from mnist_clip.time_plots import time_signals_figure
-
-        return time_signals_figure(run)
     fig, (top, middle, bottom) = subplots(3, 1, figsize=(10, 9), sharex=True, height_ratios=(3, 2, 1.3))
     steps = run.metrics["step"]
     smoothing = run_smoothing(run)
@@ -852,10 +844,6 @@ def flow_figure(run: Run) -> Figure:
     complete epochs and then its last finite steps, one by one); and a layer x step map."""
     from matplotlib.lines import Line2D
 
-    if run.net.is_recurrent:
-        from mnist_clip.time_plots import time_flow_figure
-
-        return time_flow_figure(run)
     fig, (left, right) = subplots(1, 2, figsize=(12, 6), width_ratios=(1, 1.1))
     layers = np.arange(1, run.n_layers + 1)
     epochs = drawn_epochs(run)
@@ -992,7 +980,7 @@ def empty_figure(run: Run) -> Figure:
     return finish_figure(fig, run)
 
 
-RUN_FIGURES = {
+RUN_FIGURES = {  # the MLP's pictures; mnist_clip.figures picks a run's family
     "norms.png": norms_figure,
     "ratio.png": ratio_figure,
     "loss.png": loss_figure,
@@ -1002,36 +990,8 @@ RUN_FIGURES = {
 }
 
 
-def figures_for(run: Run) -> dict:
-    """The figures a run gets: its net's, or a Keras model's (a GradientProbe run)."""
-    if run.config.get("source") == "keras":
-        from mnist_clip.probe_plots import PROBE_FIGURES
-
-        return PROBE_FIGURES
-    return RUN_FIGURES
-
-
 def save_figure(fig: Figure, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     write_atomic(path, buffer.getvalue())
     return path
-
-
-def write_run_plots(run_dir: str | Path, names: list[str] | None = None) -> list[Path]:
-    """Draw every run figure (or those of `names`) from the folder's files into <run>/plots/."""
-    run = read_run(run_dir)
-    out = run.path / PLOTS_DIR
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file, not a folder; move it away to draw the pictures")
-    out.mkdir(exist_ok=True)
-    from mnist_clip.interrupts import drawing_stopped
-
-    written = []
-    for filename, make in figures_for(run).items():
-        if names is not None and filename not in names:
-            continue
-        if drawing_stopped():  # Ctrl-C while drawing: the run is kept, `mnist-clip plot` draws the rest
-            break
-        written.append(save_figure(make(run) if run.steps else empty_figure(run), out / filename))
-    return written

@@ -19,7 +19,7 @@ from typing import Iterator
 import keras
 import numpy as np
 
-from mnist_clip import __version__
+from mnist_clip.version import __version__
 from mnist_clip.config import Config
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.probe_schema import (
@@ -311,7 +311,7 @@ class GradientProbe(keras.callbacks.Callback):
                 run["board"].close()
         final = run["target"].commit(run["folder"], keep_old=status == "interrupted")
         if self.plots and status != "interrupted":
-            from mnist_clip.plots import write_run_plots
+            from mnist_clip.figures import write_run_plots
 
             write_run_plots(final)
         from mnist_clip.api import RunResult

@@ -25,8 +25,10 @@ from mnist_clip.plots import (
     layer_colors,
     legend_below,
     log_y,
+    loss_figure,
     mark_divergence,
     norm_ratio,
+    norms_figure,
     positive,
     run_smoothing,
     runup_colors,
@@ -38,6 +40,7 @@ from mnist_clip.plots import (
     smoothed_lines,
     step_profile,
     subplots,
+    updates_figure,
 )
 from mnist_clip.runs import Run
 
@@ -261,3 +264,13 @@ def time_flow_figure(run: Run) -> Figure:
     mark_divergence(right, run)
     run_step_axis(right, run)
     return finish_figure(fig, run, short_batch_note(run, "the map"))
+
+
+TIME_FIGURES = {  # a recurrent net's pictures: the MLP's norms, loss and updates, the rest through time
+    "norms.png": norms_figure,
+    "ratio.png": time_ratio_figure,
+    "loss.png": loss_figure,
+    "signals.png": time_signals_figure,
+    "flow.png": time_flow_figure,
+    "updates.png": updates_figure,
+}

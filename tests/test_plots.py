@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from mnist_clip.comparison import compare_figure
+from mnist_clip.figures import write_run_plots
 from mnist_clip.plots import (log_moving_average, moving_average, ratio_figure, run_smoothing, signals_figure,
-                              windowed_mean, write_run_plots)
+                              windowed_mean)
 from mnist_clip.runs import read_run
 from runfolders import write_run
 
@@ -142,7 +143,7 @@ def test_no_picture_hooks_at_the_end_of_a_run_with_short_batches(tmp_path):
 def test_plotting_does_not_import_tensorflow(tmp_path):
     run = write_run(tmp_path / "run", steps=20)
     code = (
-        "import sys; from mnist_clip.plots import write_run_plots; "
+        "import sys; from mnist_clip.figures import write_run_plots; "
         f"write_run_plots({str(run)!r}); assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

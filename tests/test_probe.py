@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import mnist_clip as mc
 from mnist_clip.cli import cli
-from mnist_clip.plots import figures_for
+from mnist_clip.figures import figures_for
 from mnist_clip.probe import GradientProbe
 from runfolders import write_run
 

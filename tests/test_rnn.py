@@ -112,7 +112,8 @@ def test_the_forward_pass_equals_keras_simple_rnn_then_dense(mnist_5k, activatio
 
 def test_a_recurrent_run_writes_its_signal_through_time_and_draws_every_picture(mnist_5k, tmp_path):
     from mnist_clip.experiment import run_experiment
-    from mnist_clip.plots import RUN_FIGURES, write_run_plots
+    from mnist_clip.figures import figures_for, write_run_plots
+    from mnist_clip.time_plots import TIME_FIGURES
     from mnist_clip.runs import read_run
     from mnist_clip.time_plots import time_profile
 
@@ -125,7 +126,8 @@ def test_a_recurrent_run_writes_its_signal_through_time_and_draws_every_picture(
     assert signal.shape == (28, 6) and np.all(signal > 0)
     assert set(run.epochs) >= {"wx_moved", "wh_moved", "wo_moved"}
     np.testing.assert_allclose(time_profile(run, 1), np.median(signal[:, 3:], axis=1))
-    assert [p.name for p in write_run_plots(run.path)] == list(RUN_FIGURES)
+    assert figures_for(run) is TIME_FIGURES  # the recurrent family: signals and flow through time
+    assert [p.name for p in write_run_plots(run.path)] == list(TIME_FIGURES)
 
 
 REFUSALS = {
