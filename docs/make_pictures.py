@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,6 +72,13 @@ def flow_rnn_explode(job: Job) -> Path:
     return job.plot(job.run("rnn_explode_clipped", "rnn-explode-unclipped", clip="none"), "flow.png")
 
 
+def compare_rnn_explode(job: Job) -> Path:
+    """`mnist-clip demo --config rnn_explode_clipped --seeds 5`: the twins over seeds 1234 to 1238."""
+    result = mc.demo("rnn_explode_clipped", out=job.work, name="rnn-demo", seeds=job.seeds, plots=False,
+                     progress="quiet", dataset="mnist-5k", seed=SEED, epochs=job.epochs)
+    return result.path / "compare.png"
+
+
 def stability_map(job: Job) -> Path:
     """`mnist-clip sweep --seeds 5`: the default grid, 32 cells, 160 runs."""
     result = mc.sweep(out=job.work, name="sweep", seeds=job.seeds, jobs=job.jobs, progress="quiet",
@@ -87,6 +95,15 @@ def cures_of(recipe: str) -> Callable[[Job], Path]:
     return draw
 
 
+def own_cnn(job: Job) -> Path:
+    """`python examples/own_model.py`: a small Keras CNN watched by a GradientProbe (3 epochs, seed 1234)."""
+    folder = job.work / "own-model"
+    if not (folder / "cnn").is_dir():
+        subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "examples" / "own_model.py"),
+                        "--out", str(folder), "--epochs", str(min(job.epochs, 3))], check=True)
+    return folder / "cnn" / "plots" / "norms.png"
+
+
 # picture file in docs/images/ -> how it is made
 PICTURES: dict[str, Callable[[Job], Path]] = {
     "compare_clip_and_scale.png": headline,
@@ -97,8 +114,10 @@ PICTURES: dict[str, Callable[[Job], Path]] = {
     "compare_deep.png": compare_deep,
     "stability_map.png": stability_map,
     "flow_rnn_explode.png": flow_rnn_explode,
+    "compare_rnn_explode.png": compare_rnn_explode,
     "cures_explode.png": cures_of("explode"),
     "cures_deep_sigmoid.png": cures_of("deep_sigmoid"),
+    "norms_own_cnn.png": own_cnn,
 }
 GROUPS = {"headline": ["compare_clip_and_scale.png"],
           "reference": [picture for picture in PICTURES if picture.endswith("_reference.png")]}
