@@ -240,6 +240,8 @@ def time_flow_figure(run: Run) -> Figure:
     steps = run.metrics["step"]
     full = ~short_batches(run)  # a short batch's signal stands apart: it would draw a stripe
     signal = np.array([run.metrics[column][full] for column in run.net.signals], dtype=float)
+    # the step whose loss turned NaN/Inf has no signal to show (its zeros are not saturation): blank
+    signal[:, ~np.isfinite(run.metrics["loss"][full])] = np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         log_table = np.log10(positive(signal))
     finite = log_table[np.isfinite(log_table)]
@@ -255,7 +257,9 @@ def time_flow_figure(run: Run) -> Figure:
                                                                                      "neither")
         bar = fig.colorbar(image, ax=right, pad=0.02, extend=extend)
         bar.set_label("log10 |dL/dh_t| (full range)" + ("; grey: exactly 0" if zero.any() else "")
-                      + ("; cyan: Inf" if overflow.any() else ""), fontsize=9)
+                      + ("; cyan: Inf" if overflow.any() else "")
+                      + ("; white: NaN, or the step whose loss was not finite" if np.isnan(signal).any() else ""),
+                      fontsize=9)
         bar.ax.tick_params(labelsize=8)
     right.set_ylabel("time step t")
     right.set_ylim(0.5, N_ROWS + 0.5)
