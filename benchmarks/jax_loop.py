@@ -93,12 +93,22 @@ def make_rnn_forward(unroll: int | bool):
     return rnn_forward
 
 
+_PROGRAMS: dict = {}  # one jitted program per net and form, shared by every trainer (as (c)'s are)
+
+
 def make_epoch(config: Config, update: str = "select", unroll: int | bool = 1):
     """The jitted program (params, lr, clip_norm, stopped, xb [n, B, ...], yb [n, B, 10]) ->
     (params, stopped, values [n, columns], steps run). `update`: "select" masks the update with
-    jnp.where (the program has no branch), "cond" branches with lax.cond as (c) does."""
+    jnp.where (the program has no branch), "cond" branches with lax.cond as (c) does.
+    `unroll`: how many time steps of the recurrent net each iteration of its scan runs."""
     check_supported(config)
-    net = config.net
+    key = (config.net, update, unroll)
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = build_epoch(config.net, update, unroll)
+    return _PROGRAMS[key]
+
+
+def build_epoch(net: Net, update: str, unroll: int | bool):
     names, weights = net.names, net.weights
     columns = step_value_columns(net, "global_norm")
     prefix = activity_column_prefix(net.activation)
