@@ -80,7 +80,8 @@ def interleaved_ms_per_step(runners: dict, epochs: int, repeats: int, steps_per_
             started = time.perf_counter()
             run(epochs)
             ms[key].append(1000 * (time.perf_counter() - started) / (epochs * steps_per_epoch))
-    return {key: {"ms_per_step": statistics.median(v), "runs_ms_per_step": v} for key, v in ms.items()}, warm_up
+    return {key: {"ms_per_step": statistics.median(v), "best_ms_per_step": min(v), "runs_ms_per_step": v}
+            for key, v in ms.items()}, warm_up
 
 
 def keras_optimizer(config: Config, **clipping):
@@ -291,7 +292,8 @@ def bench_case(name: str, config: Config, variants: str, dataset, args: argparse
               f"{'identical' if check['flags_and_shares_equal'] else 'NOT identical'})", flush=True)
     for key, label in labels.items():
         results[key]["label"] = label
-        print(f"  ({key}) {label:<28} {results[key]['ms_per_step']:8.3f} ms/step", flush=True)
+        print(f"  ({key}) {label:<28} {results[key]['ms_per_step']:8.3f} ms/step (best {results[key]['best_ms_per_step']:.3f})",
+              flush=True)
 
     flops = matmul_throughput()
     flop_per_step = 3 * 2 * config.batch_size * n_weights(config)
