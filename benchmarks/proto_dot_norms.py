@@ -43,20 +43,26 @@ def main() -> None:
     parser.add_argument("--case", choices=list(CASES), default="reference")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--check-only", action="store_true", help="compare the values, time nothing")
     args = parser.parse_args()
     config = Config().replace(**CASES[args.case][0])
     dataset = load_dataset("mnist-5k", None)
     plain = training.Trainer(config, dataset)
+    plain_values, _ = plain.train_chunks(0)  # traced now, with the plain norm
     training._PROGRAMS.clear()
     tf.norm = matmul_norm
     try:
         with_matmul = training.Trainer(config, dataset)
-        plain_values, _ = plain.train_chunks(0)
         matmul_values, _ = with_matmul.train_chunks(0)
     finally:
         tf.norm = PLAIN_NORM
     relative = np.abs(matmul_values - plain_values) / np.maximum(np.abs(plain_values), 1e-7)
-    print(f"{args.case}: largest relative difference of the warm-up epoch's values {relative.max():.1e}")
+    step, column = np.unravel_index(relative.argmax(), relative.shape)
+    first = relative[:5].max()
+    print(f"{args.case}: largest relative difference of the warm-up epoch's values {relative.max():.1e} "
+          f"({plain.columns[column]} at step {step}), {first:.1e} on the first 5 steps")
+    if args.check_only:
+        return
     trainers = {"(c) as it is": plain, "(c) norms as matmuls": with_matmul}
     ms = {name: [] for name in trainers}
     for _ in range(args.repeats):
