@@ -33,6 +33,7 @@ from jax_loop import JaxTrainer  # noqa: E402
 from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
 from mnist_clip.optimizers import hyperparameters  # noqa: E402
+from mnist_clip.training import Trainer  # noqa: E402
 
 
 def compile_hlo_text(text: str):
@@ -68,14 +69,28 @@ def main() -> None:
 
     def swapped(buffers):
         outputs = executable.execute(buffers)
-        np.asarray(outputs[0])
+        return np.asarray(outputs[0])
 
     def native(_):
         t = jax_trainer
         t.params, t.stopped, rows, steps_run = t.program(t.params, t.lr, t.clip_norm, t.stopped, xb, yb)
         np.asarray(rows)
 
-    runs = {"TF's program under jaxlib": swapped, "(f) JAX's own program": native}
+    trainer = Trainer(config, dataset)  # (c): the same program, compiled and run by TensorFlow
+    tf_xb, tf_yb = trainer.batches[0]
+
+    def in_tensorflow(_):
+        values, steps_run, stopped = trainer.run_chunk(tf_xb, tf_yb)
+        values.numpy(), int(steps_run), bool(stopped)
+
+    runs = {"(c) TF's program in TF": in_tensorflow, "TF's program under jaxlib": swapped,
+            "(f) JAX's own program": native}
+    # the same numbers first: TF's program under jaxlib against (f), from the same weights and batches
+    first_values = swapped(fresh_buffers())
+    t = jax_trainer
+    t.params, t.stopped, rows, _ = t.program(t.params, t.lr, t.clip_norm, t.stopped, xb, yb)
+    difference = np.abs(first_values - np.asarray(rows)) / np.maximum(np.abs(np.asarray(rows)), 1e-7)
+    print(f"largest relative difference of its {first_values.shape[0]} steps' values from (f)'s: {difference.max():.1e}")
     for run in runs.values():
         run(fresh_buffers()), run(fresh_buffers())
     seconds = {name: [] for name in runs}
