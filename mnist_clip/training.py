@@ -85,7 +85,7 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
             tf.reduce_max(tf.stack(fired)),
             *interleaved,
             *fired,
-            *(tf.norm(delta) for delta in deltas),
+            *(l2_norm(delta) for delta in deltas),
             *activity,
             *extra,
         ]
@@ -109,11 +109,30 @@ def rows_real(real: tf.Tensor | None, units: tf.Tensor) -> tf.Tensor | None:
     return tf.tile(real, [repeats]) if repeats > 1 else real
 
 
+def element_sum(values: tf.Tensor) -> tf.Tensor:
+    """The sum of a tensor's elements as a matrix-vector product, then a sum of its rows.
+
+    On XLA:CPU a reduction fused with the computation of its operand runs element by element,
+    and every reduction pays a fixed cost besides; the product runs in a vectorized kernel,
+    8 to 20 times faster on the nets' tensors. Its additions come in another order than
+    tf.reduce_sum's: the same sum to float32 rounding."""
+    matrix = tf.reshape(values, [-1, values.shape[-1]] if values.shape.rank >= 2 else [1, -1])
+    return tf.reduce_sum(tf.linalg.matvec(matrix, tf.ones([int(matrix.shape[1])], values.dtype)))
+
+
+def l2_norm(values: tf.Tensor) -> tf.Tensor:
+    """tf.norm, by element_sum: for the norms only logged (weights, steps, signals)."""
+    return tf.sqrt(element_sum(tf.square(values)))
+
+
+NAN_WEIGHT = 2.0**24  # more than any tensor's count of elements: one NaN outweighs every Inf
+
+
 def nonfinite_kind(tensor: tf.Tensor) -> tf.Tensor:
-    """0 when every element is finite, 1 when some is infinite and none NaN, 2 when some is NaN:
-    one reduction, which XLA fuses with the computation of the tensor."""
-    kind = tf.where(tf.math.is_nan(tensor), 2.0, tf.where(tf.math.is_inf(tensor), 1.0, 0.0))
-    return tf.reduce_max(kind)
+    """0 when every element is finite, 1 when some is infinite and none NaN, 2 when some is NaN."""
+    marks = tf.where(tf.math.is_nan(tensor), NAN_WEIGHT, tf.where(tf.math.is_inf(tensor), 1.0, 0.0))
+    total = element_sum(marks)
+    return tf.where(total >= NAN_WEIGHT, 2.0, tf.where(total > 0, 1.0, 0.0))
 
 
 def first_nonfinite_write(kinds: list[tf.Tensor]) -> tf.Tensor:
@@ -171,7 +190,7 @@ def compiled_program(net: Net, clip: str, trained: tuple[bool, ...], stop_on_non
             clipped, finite, values, batch_stats = step_values(params, x, y, clip, threshold, net, autoclip,
                                                                loss_name, real)
             # read before the update: the weights the step's gradients were taken at
-            weight_norms = tf.stack([tf.norm(params[name]) for name in weights])
+            weight_norms = tf.stack([l2_norm(params[name]) for name in weights])
         else:
             with tf.GradientTape() as tape:
                 fwd = forward(params, x, net, real=real)
@@ -206,7 +225,7 @@ def compiled_program(net: Net, clip: str, trained: tuple[bool, ...], stop_on_non
             update_norms = tf.stack([hyper[0] * values[column] if is_trained else tf.constant(0.0)
                                      for column, is_trained in zip(after_columns, trained)])
         else:
-            update_norms = tf.stack([tf.norm(step) if step is not None else tf.constant(0.0) for step in after.steps])
+            update_norms = tf.stack([l2_norm(step) if step is not None else tf.constant(0.0) for step in after.steps])
         return finite, tf.concat([values, update_norms, weight_norms, [written]], axis=0)
 
     # XLA fuses the element-wise work of a step (clipping, norms, the update)
