@@ -109,15 +109,16 @@ def rows_real(real: tf.Tensor | None, units: tf.Tensor) -> tf.Tensor | None:
     return tf.tile(real, [repeats]) if repeats > 1 else real
 
 
-def element_sum(values: tf.Tensor) -> tf.Tensor:
-    """The sum of a tensor's elements as a matrix-vector product, then a sum of its rows.
+def element_sum(values: tf.Tensor, scale: float = 1.0) -> tf.Tensor:
+    """The sum of a tensor's elements (times `scale`) as a matrix-vector product, then a sum of
+    its rows.
 
     On XLA:CPU a reduction fused with the computation of its operand runs element by element,
     and every reduction pays a fixed cost besides; the product runs in a vectorized kernel,
     8 to 20 times faster on the nets' tensors. Its additions come in another order than
     tf.reduce_sum's: the same sum to float32 rounding."""
     matrix = tf.reshape(values, [-1, values.shape[-1]] if values.shape.rank >= 2 else [1, -1])
-    return tf.reduce_sum(tf.linalg.matvec(matrix, tf.ones([int(matrix.shape[1])], values.dtype)))
+    return tf.reduce_sum(tf.linalg.matvec(matrix, tf.fill([int(matrix.shape[1])], tf.constant(scale, values.dtype))))
 
 
 def l2_norm(values: tf.Tensor) -> tf.Tensor:
@@ -125,19 +126,22 @@ def l2_norm(values: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(element_sum(tf.square(values)))
 
 
-NAN_WEIGHT = 2.0**24  # more than any tensor's count of elements: one NaN outweighs every Inf
+# Scaled by this, the largest float32 is 2.7e8, and a sum of a million of them stays finite:
+# the scaled sum of a tensor is finite exactly when all its elements are.
+FINITE_SCALE = 2.0**-100
 
 
 def nonfinite_kind(tensor: tf.Tensor) -> tf.Tensor:
-    """0 when every element is finite, 1 when some is infinite and none NaN, 2 when some is NaN."""
-    marks = tf.where(tf.math.is_nan(tensor), NAN_WEIGHT, tf.where(tf.math.is_inf(tensor), 1.0, 0.0))
-    total = element_sum(marks)
-    return tf.where(total >= NAN_WEIGHT, 2.0, tf.where(total > 0, 1.0, 0.0))
+    """0 when every element is finite, else 1 (the scaled sum is infinite: some element is) or
+    2 (it is NaN: some element is NaN, or infinities of both signs). One vectorized read of
+    the tensor, nothing computed element by element."""
+    total = element_sum(tensor, FINITE_SCALE)
+    return tf.where(tf.math.is_nan(total), 2.0, tf.where(tf.math.is_inf(total), 1.0, 0.0))
 
 
 def first_nonfinite_write(kinds: list[tf.Tensor]) -> tf.Tensor:
     """One number for what a step wrote: 0 if all of it is finite, else 2 i + kind for the first
-    written tensor i that is not (kind 1 Inf, 2 NaN); see Trainer.written."""
+    written tensor i that is not (kind 1 Inf, 2 NaN); see written_nonfinite."""
     kinds = tf.stack(kinds)
     bad = kinds > 0
     first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
@@ -198,8 +202,7 @@ def compiled_program(net: Net, clip: str, trained: tuple[bool, ...], stop_on_non
             clipped = clip_only(clip, tape.gradient(loss, variables), variables, threshold, autoclip)
             finite, values, batch_stats = tf.math.is_finite(loss), tf.reshape(loss, [1]), fwd.batch_stats
 
-        # The step is computed whole, then committed or not with one select per tensor: no branch,
-        # so XLA fuses the update, its norm and the finiteness check into the clipping's pass.
+        # No branch around the update: XLA fuses it with the clipping's pass.
         iterations, slot_variables = optimizer_state
         moving_after = moving_stats_after(moving, batch_stats)
         after = next_state(rule, variables, clipped, trained, iterations, slot_variables, hyper)
@@ -208,16 +211,13 @@ def compiled_program(net: Net, clip: str, trained: tuple[bool, ...], stop_on_non
         for variable, new_value, is_trained in zip(variables, after.weights, trained):
             if is_trained:
                 writes += [next(slots) for _ in rule.slots] + [(variable, new_value)]
+        # Committed whatever it holds: a step that is not finite stops the chunk, and run_chunk
+        # puts back the state before it (see make_train_chunk).
+        for variable, value in writes:
+            variable.assign(value)
+        iterations.assign_add(1)
         written = first_nonfinite_write([nonfinite_kind(value) for _, value in writes])
-        if stop_on_nonfinite:
-            finite = finite & tf.equal(written, 0.0)
-            for variable, value in writes:
-                variable.assign(tf.where(finite, value, variable))
-            iterations.assign(tf.where(finite, iterations + 1, iterations))
-        else:
-            for variable, value in writes:
-                variable.assign(value)
-            iterations.assign_add(1)
+        finite = finite & tf.equal(written, 0.0)
         if not (log_norms and log_updates):
             return finite, tf.concat([values, [written]], axis=0)
         if rule == UpdateRule("sgd"):
@@ -231,12 +231,12 @@ def compiled_program(net: Net, clip: str, trained: tuple[bool, ...], stop_on_non
     # XLA fuses the element-wise work of a step (clipping, norms, the update)
     # into few passes over memory; it needs static shapes, hence [n, B, ...].
     @tf.function(jit_compile=True, autograph=False)
-    def run_chunk(variables, hyper, threshold, autoclip_state, optimizer_state, moving, xb, yb, sizes):
+    def run_chunk(variables, hyper, threshold, autoclip_state, optimizer_state, moving, xb, yb, sizes, limit):
         autoclip = None
         if percentile is not None:
             autoclip = AutoClipHistory.bound(*autoclip_state, percentile)
-        n_steps = tf.shape(xb)[0]
-        records = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_values + 1])
+        n_steps = tf.minimum(tf.shape(xb)[0], limit)
+        records = tf.TensorArray(tf.float32, size=tf.shape(xb)[0], element_shape=[n_values + 1])
 
         def keep_going(i, stopped, records):
             return tf.logical_and(i < n_steps, tf.logical_not(stopped))
@@ -276,7 +276,9 @@ def make_train_chunk(
     the optimizer, whose state lives beside the weights across chunks.
     With stop_on_nonfinite, a step whose loss or gradients are NaN/Inf, or that would write
     a NaN/Inf (weights, optimizer state, moving statistics), is recorded but not applied,
-    and the chunk ends there (rows after it are zeros). With log_norms=False only the loss
+    and the chunk ends there (rows after it are zeros): the compiled step applies every
+    step, with no branch, and checks what it wrote; after a failing one, the state the chunk
+    began with is put back and the steps before it run again. With log_norms=False only the loss
     is kept (the benchmark's baseline for what logging costs); with log_updates=False,
     everything but the steps taken and the weights' norms (what logging those costs). For
     clip="autoclip", `autoclip` holds the history of global norms across chunks;
@@ -296,14 +298,41 @@ def make_train_chunk(
     hyper = hyperparameters(config)
     threshold_value = tf.constant(config.clip_norm, tf.float32)
     state = autoclip.variables() if autoclip is not None else ()
-    optimizer_state = optimizer_state or OptimizerState(rule, variables, trained)
+    if optimizer_state is None:
+        optimizer_state = OptimizerState(rule, variables, trained)
     optimizer_variables = optimizer_state.variables()
     moving = moving if moving is not None else {}
+
+    written = [*moving.values(), *variables, *optimizer_variables[1], optimizer_variables[0], *state]
+    written_order = [moving[tensor.name] for tensor in config.net.state]  # as written_tensors lists them
+    for variable, slots, is_trained in zip(variables, optimizer_state.slots, trained):
+        written_order += [*slots, variable] if is_trained else []
+
+    def run(xb, yb, sizes, limit):
+        return program(variables, hyper, threshold_value, state, optimizer_variables, moving, xb, yb, sizes,
+                       tf.constant(limit, tf.int32))
 
     def run_chunk(xb, yb, sizes=None):
         if sizes is None:
             sizes = tf.fill([int(xb.shape[0])], int(xb.shape[1]))
-        return program(variables, hyper, threshold_value, state, optimizer_variables, moving, xb, yb, sizes)
+        if not stop_on_nonfinite:
+            return run(xb, yb, sizes, int(xb.shape[0]))
+        before = [variable.numpy() for variable in written]
+        records, steps_run, stopped = run(xb, yb, sizes, int(xb.shape[0]))
+        if bool(stopped):
+            # The failing step was applied: put back the state the chunk began with and run the
+            # steps before it again. XLA on the CPU computes them bit for bit as it did.
+            code = float(records[int(steps_run) - 1, -1])
+            if code:  # read what the step wrote while it is there: NaN or Inf exactly
+                index, value = next((i, v.numpy()) for i, v in enumerate(written_order) if not np.isfinite(v.numpy()).all())
+                code = 2 * index + 1 + float(np.isnan(value).any())
+            for variable, value in zip(written, before):
+                variable.assign(value)
+            if int(steps_run) > 1:
+                run(xb, yb, sizes, int(steps_run) - 1)
+            if code:
+                records = tf.tensor_scatter_nd_update(records, [[int(steps_run) - 1, int(records.shape[1]) - 1]], [code])
+        return records, steps_run, stopped
 
     run_chunk.program = program
     run_chunk.optimizer_state = optimizer_state
