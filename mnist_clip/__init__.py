@@ -5,8 +5,7 @@
     run.summary["status"], run.metrics, run.figures()
 """
 
-__version__ = "0.3.0"
-
+from mnist_clip.version import __version__
 from mnist_clip.api import (  # noqa: E402
     CuresResult,
     DemoResult,
@@ -24,5 +23,15 @@ from mnist_clip.api import (  # noqa: E402
 from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.errors import InputError  # noqa: E402
 
+
+def __getattr__(name: str):
+    """GradientProbe imports Keras and TensorFlow: only when it is asked for."""
+    if name == "GradientProbe":
+        from mnist_clip.probe import GradientProbe
+
+        return GradientProbe
+    raise AttributeError(f"module 'mnist_clip' has no attribute {name!r}")
+
+
 __all__ = ["Config", "InputError", "RunResult", "DemoResult", "SweepResult", "CuresResult", "train", "demo", "compare",
-           "sweep", "cures", "load_run", "recipes", "make_config"]
+           "sweep", "cures", "load_run", "recipes", "make_config", "GradientProbe"]

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from mnist_clip.arguments import check_value, checked, shown
 from mnist_clip.config import Config, check_given_keys, load_toml, values_from_mapping
+from mnist_clip.data import Dataset
 from mnist_clip.errors import InputError, name as named, render
 from mnist_clip.runs import DEMO_FILE, Run, RunTarget, check_out_folder, default_run_name, read_run, write_json
 
@@ -54,11 +56,12 @@ class RunResult:
 
     def figures(self) -> "Figures":
         """The run's pictures as matplotlib Figures (norms, ratio, loss, signals, flow)."""
-        from mnist_clip.plots import RUN_FIGURES, empty_figure
+        from mnist_clip.figures import figures_for
+        from mnist_clip.plots import empty_figure
 
         show_figures_inline()
         return Figures({name[: -len(".png")]: (make(self.run) if self.run.steps else empty_figure(self.run))
-                        for name, make in RUN_FIGURES.items()})
+                        for name, make in figures_for(self.run).items()})
 
     def __repr__(self) -> str:
         summary = self.summary or {}
@@ -188,6 +191,7 @@ class CuresResult:
         return f"<CuresResult {self.path}: {len(self.table)} rows>"
 
 
+@checked
 def make_config(config: Config | str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
     """A Config from a Config, a recipe name or TOML path (or the defaults), with keyword
     overrides checked like config-file keys (names, types, ranges)."""
@@ -219,30 +223,18 @@ def given_recipe(config) -> str | None:
     return recipe_name(config) if isinstance(config, (str, Path)) else None
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+_shown = shown
 
 
-def check_arguments(data=None, out: Any = "outputs", name: Any = None, **flags: Any) -> None:
-    """The Python API's own arguments (those that are not config keys), checked as the
-    command line's parser checks its options."""
-    from mnist_clip.data import Dataset
-
-    if data is not None and not isinstance(data, Dataset):
-        raise InputError(f"{named('data')}: must be a Dataset from mnist_clip.data.load_dataset, or None to load the "
-                         f"config's data (got {_shown(data)})", "data")
-    if out is not None and not isinstance(out, (str, Path)):
-        raise InputError(f"{named('out')}: must be a folder path (got {_shown(out)})", "out")
-    if name is not None and not isinstance(name, str):
-        raise InputError(f"{named('name')}: must be a folder name or None (got {_shown(name)})", "name")
+def check_arguments(data: Dataset | None = None, out: str | Path = "outputs", name: str | None = None,
+                    **flags: bool | int) -> None:
+    """The checks @checked makes, for a caller that checks its arguments by hand: data, out,
+    name, and flags that are True or False (print_every, jobs and seeds: whole numbers)."""
+    check_value("data", data, Dataset | None)
+    check_value("out", out, str | Path)
+    check_value("name", name, str | None)
     for flag, value in flags.items():
-        if isinstance(value, bool):
-            continue
-        if flag in ("print_every", "jobs", "seeds") and isinstance(value, int):
-            continue
-        expected = "a whole number" if flag in ("print_every", "jobs", "seeds") else "True or False"
-        raise InputError(f"{named(flag)}: must be {expected} (got {_shown(value)})", flag)
+        check_value(flag, value, int if flag in ("print_every", "jobs", "seeds") else bool)
 
 
 def load_data(config: Config, reporter):
@@ -267,6 +259,7 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
                          "tensorboard")
     target = RunTarget(Path(out), name, default_run_name(config, recipe), overwrite)
     target.check()  # before the data and TensorFlow load: a taken name fails at once
+    reporter.epochs_note(recipe, config.epochs)
     data = data if data is not None else load_data(config, reporter)
     reporter.open_bar(config.epochs * config.steps_per_epoch(len(data.y_train)), "starting TensorFlow")
     # Painters load matplotlib while TensorFlow loads and draw the pictures two at a time;
@@ -294,9 +287,10 @@ def _reporter(progress: str, print_every: int = 0):
     return Reporter(print, progress, print_every)
 
 
+@checked
 def train(config: Config | str | Path | None = None, *, out: str | Path = "outputs", name: str | None = None,
           overwrite: bool = False, plots: bool = True, tensorboard: bool = False, print_every: int = 0,
-          progress: str = "auto", data=None, **overrides) -> RunResult:
+          progress: str = "auto", data: Dataset | None = None, **overrides) -> RunResult:
     """Train one run into <out>/<name>/, exactly as `mnist-clip train` does, and return it.
 
     config: a Config, a recipe name ("explode") or a TOML path; keyword overrides
@@ -305,7 +299,6 @@ def train(config: Config | str | Path | None = None, *, out: str | Path = "outpu
     already loaded (mnist_clip.data.load_dataset) to skip loading it again.
     Bad arguments raise InputError with the CLI's one-line message.
     """
-    check_arguments(data, out, name, overwrite=overwrite, plots=plots, tensorboard=tensorboard, print_every=print_every)
     recipe = given_recipe(config)
     config = make_config(config, overrides)
     return run_training(config, _reporter(progress, print_every), out, name, overwrite, plots, tensorboard, data,
@@ -329,6 +322,7 @@ def run_demo(config: Config, reporter, out: str | Path = "outputs", name: str | 
     prefix = f"demo-{recipe}" if recipe else "demo"
     target = RunTarget(Path(out), name, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}", overwrite, marker=DEMO_FILE)
     target.check()
+    reporter.epochs_note(recipe, config.epochs)
     data = data if data is not None else load_data(config, reporter)
     with catch_stop_signals() as stop:
         folder = target.create()
@@ -359,15 +353,14 @@ def run_demo(config: Config, reporter, out: str | Path = "outputs", name: str | 
     return DemoResult(final, runs, _frame(rows), exit_code, notes)
 
 
+@checked
 def demo(config: Config | str | Path | None = None, *, out: str | Path = "outputs", name: str | None = None,
          overwrite: bool = False, plots: bool = True, tensorboard: bool = False, print_every: int = 0,
-         seeds: int = 1, progress: str = "auto", data=None, **overrides) -> DemoResult:
+         seeds: int = 1, progress: str = "auto", data: Dataset | None = None, **overrides) -> DemoResult:
     """Train the config with its clipping and without, from the same weights on the same data,
     into <out>/<name>/{clipped,unclipped}/, and compare them (compare.png, compare.csv).
     With seeds=N, a pair for each seed seed, seed+1, ... (folders clipped-seedS, unclipped-seedS),
     and `.notes` reports the paired statistics."""
-    check_arguments(data, out, name, overwrite=overwrite, plots=plots, tensorboard=tensorboard, print_every=print_every,
-                    seeds=seeds)
     recipe = given_recipe(config)
     config = make_config(config, overrides)
     reporter = _reporter(progress, print_every)
@@ -396,7 +389,8 @@ def _frame(rows: list[dict]):
     return pd.DataFrame(rows)
 
 
-def compare(runs: Iterable, out: str | Path | None = None):
+@checked
+def compare(runs: Iterable | str | Path | Run | RunResult, out: str | Path | None = None):
     """(table, figure) for several runs (RunResults or folders); with `out`, also write
     compare.csv and compare.png there."""
     from mnist_clip.comparison import compare_figure, compare_runs, table_row
@@ -451,13 +445,13 @@ def grid_specs(grid) -> list[str]:
     return specs
 
 
-def sweep(grid=None, config: Config | str | Path | None = None, *, out: str | Path = "outputs",
-          name: str | None = None, jobs: int = 1, plots: bool = False, metric: str = "test_accuracy",
-          seeds: int = 1, progress: str = "auto", data=None, **overrides) -> SweepResult:
+@checked
+def sweep(grid: Mapping | Iterable[str] | str | None = None, config: Config | str | Path | None = None, *,
+          out: str | Path = "outputs", name: str | None = None, jobs: int = 1, plots: bool = False, metric: str = "test_accuracy",
+          seeds: int = 1, progress: str = "auto", data: Dataset | None = None, **overrides) -> SweepResult:
     """Train every cell of a grid ({"lr": [0.01, 0.1], "clip_norm": [None, 15]}; None for
     clip_norm means no clipping), for each of `seeds` seeds, into <out>/<name>/cells/ and map
     where training blows up."""
-    check_arguments(data, out, name, plots=plots, jobs=jobs, seeds=seeds)
     specs = grid_specs(grid)
     config = make_config(config, overrides)
     return run_sweep_reported(config, specs, _reporter(progress), out, name, jobs, plots, metric, data, seeds)
@@ -490,11 +484,13 @@ def run_sweep_reported(config: Config, specs: list[str], reporter, out, name, jo
     return SweepResult(sweep_dir, pd.read_csv(sweep_dir / "sweep.csv"), grid, config, metric, exit_code, seeds)
 
 
+@checked
 def load_run(path: str | Path) -> RunResult:
     """Any run folder, also one written by the CLI or still being written."""
     return RunResult(read_run(path))
 
 
+@checked
 def recipes() -> dict[str, str]:
     """The packaged recipes: {name: one-line description}; use a name as config."""
     from mnist_clip.recipe_files import recipes as listed
@@ -502,20 +498,18 @@ def recipes() -> dict[str, str]:
     return listed()
 
 
+@checked
 def cures(config: Config | str | Path | None = None, *, cure: Iterable[str] | str | None = None, seeds: int = 1,
           out: str | Path = "outputs", name: str | None = None, jobs: int = 1, plots: bool = False,
-          progress: str = "auto", data=None, **overrides) -> CuresResult:
+          progress: str = "auto", data: Dataset | None = None, **overrides) -> CuresResult:
     """Train the setup (a Config, a recipe name or a TOML path, with keyword overrides) beside
     each cure that applies to it, from the same weights and data for each of `seeds` seeds, into
     <out>/<name>/<cure>[-seed<N>]/, and report each cure against the setup (`base`). `cure`:
     the cures to train (names from mnist_clip.cure_table.CURE_NAMES), all by default. A folder of
     the same name is resumed."""
-    check_arguments(data, out, name, plots=plots, jobs=jobs, seeds=seeds)
     recipe = given_recipe(config)
     config = make_config(config, overrides)
     names = [cure] if isinstance(cure, str) else list(cure or [])
-    if not all(isinstance(item, str) for item in names):
-        raise InputError(f"{named('cure')}: give cure names such as 'lower_lr' (got {_shown(cure)})", "cure")
     reporter = _reporter(progress)
     result = run_cures_reported(config, names, reporter, out, name, seeds, jobs, plots, data, recipe)
     for note in result.notes:
@@ -534,13 +528,14 @@ def run_cures_reported(config: Config, names: list[str], reporter, out, name, se
         raise InputError(f"{named('jobs')}: must be a whole number >= 1 (got {jobs!r})", "jobs")
     check_out_folder(Path(out))
     plan_cures(config, names, seeds)  # every run's config is valid before anything loads
+    reporter.epochs_note(recipe, config.epochs)
     data = data if data is not None else load_data(config, reporter)
     outcome = run_cures(config, names, out, name, seeds, jobs, plots, report=reporter.line, dataset=data,
                         progress=lambda total: reporter.sweep_progress(total, "run", "cures"), recipe=recipe,
                         language=language)
     reporter.close_bar()
     title = setup_title(config, outcome.cells)
-    notes = [title] + cures_text(outcome.rows, outcome.skipped, language)
+    notes = [title] + cures_text(outcome.rows, outcome.skipped, language, config.net.is_recurrent)
     notes += diagnosis_lines(outcome.cells, outcome.folder) + [f"wrote {path}" for path in outcome.files]
     again = render(f"run the same command with {named('name', outcome.folder.name)}" if language == "cli"
                    else f"call cures again with {named('name', outcome.folder.name)}", language)

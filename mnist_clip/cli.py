@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from mnist_clip import __version__
+from mnist_clip.version import __version__
 from mnist_clip.config import (
     ACTIVATIONS,
     CLIP_METHODS,
@@ -74,6 +74,13 @@ class OneLineErrors(click.Group):
         except click.exceptions.Abort:
             sys.exit(130)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def echo(text: str) -> None:
+    """Print a line to stdout, wrapped to the terminal's width ($COLUMNS, else 100 off a terminal)."""
+    from mnist_clip.reporting import fit_line
+
+    click.echo(fit_line(text))
 
 
 def typed_name(param: click.Parameter) -> str:
@@ -239,7 +246,8 @@ def run_options(func):
 @stoppable()
 def train(ctx: click.Context, out: str, name: str | None, overwrite: bool, print_every: int, plots: bool,
           tensorboard: bool, quiet: bool, **params) -> int:
-    """Train the MLP and log every gradient norm before and after clipping."""
+    """Train one net (the tutorial's MLP by default, or --model rnn) and log every gradient norm
+    before and after clipping."""
     from mnist_clip.api import run_training
     from mnist_clip.recipe_files import recipe_name
 
@@ -274,12 +282,12 @@ def demo(ctx: click.Context, out: str, name: str | None, overwrite: bool, print_
     report = reporter(quiet, print_every)
     result = run_demo(config, report, out, name, overwrite, plots, tensorboard, seeds=seeds,
                       recipe=recipe_name(params.get("config_file")))
-    click.echo("--- compared")
-    click.echo(table_text(result.table.to_dict("records")))
+    echo("--- compared")
+    echo(table_text(result.table.to_dict("records")))
     for note in result.notes:
-        click.echo(note)
+        echo(note)
     runs = "{clipped,unclipped}" if seeds == 1 else "<run>"
-    click.echo(f"pictures: {result.path / 'compare.png'} and {result.path}/{runs}/plots/")
+    echo(f"pictures: {result.path / 'compare.png'} and {result.path}/{runs}/plots/")
     return result.exit_code
 
 
@@ -287,10 +295,10 @@ def demo(ctx: click.Context, out: str, name: str | None, overwrite: bool, print_
 @click.argument("run_dir", type=click.Path())
 def plot(run_dir: str) -> None:
     """Redraw a run's PNGs into RUN_DIR/plots/ from its files alone."""
-    from mnist_clip.plots import write_run_plots
+    from mnist_clip.figures import write_run_plots
 
     for path in write_run_plots(run_dir):
-        click.echo(str(path))
+        echo(str(path))
 
 
 @cli.command(short_help="Overlay and tabulate several runs.")
@@ -309,12 +317,12 @@ def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
     out_dir = Path(out) if out else RunTarget(Path(run_dirs[0]).resolve().parent, None,
                                               f"compare-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
     rows, files = compare_runs(list(run_dirs), out_dir)
-    click.echo(table_text(rows))
+    echo(table_text(rows))
     for run in runs:
         for line in describe(run.summary):
-            click.echo(f"{run.name}: {line}")
+            echo(f"{run.name}: {line}")
     for path in files:
-        click.echo(f"wrote {path}")
+        echo(f"wrote {path}")
 
 
 def plan_options(kind: str, run: str):
@@ -388,16 +396,18 @@ def cures(ctx: click.Context, cure_names: tuple[str, ...], list_cures: bool, out
     from mnist_clip.recipe_files import recipe_name
 
     if list_cures:
-        width = max(len(cure.name) for cure in CURES)
-        for cure in CURES:
-            click.echo(f"{cure.name:<{width}}  {changes_text(cure) or '(nothing)'}: {cure.words}")
+        from mnist_clip.reporting import table_lines
+
+        for line in table_lines(None, [[cure.name, f"{changes_text(cure) or '(nothing)'}: {cure.words}"]
+                                                          for cure in CURES], hanging=True):
+            echo(line)
         return 0
     base = config_from_options(ctx, params)
     report = reporter(quiet)
     result = run_cures_reported(base, list(cure_names), report, out, name, seeds, jobs, plots,
                                 recipe=recipe_name(params.get("config_file")), language="cli")
     for line in result.notes:
-        click.echo(line)
+        echo(line)
     return result.exit_code
 
 
@@ -406,10 +416,11 @@ def recipes() -> None:
     """The recipes that ship with mnist-clip; use one with --config NAME (e.g. --config explode)."""
     from mnist_clip.recipe_files import recipes as listed
 
-    entries = listed()
-    width = max(len(name) for name in entries)
-    for name, description in entries.items():
-        click.echo(f"{name:<{width}}  {description}")
+    from mnist_clip.reporting import table_lines
+
+    for line in table_lines(None, [[name, description] for name, description in listed().items()],
+                            hanging=True):
+        echo(line)
 
 
 def main() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+import textwrap
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,8 @@ from matplotlib.ticker import MaxNLocator
 
 from mnist_clip.plots import (
     DIVERGED_COLOR,
+    DPI,
+    TICK_SIZE,
     architecture_label,
     colormap,
     epoch_axis,
@@ -23,15 +27,19 @@ from mnist_clip.plots import (
     norm_ratio,
     positive,
     run_smoothing,
+    runup_rows,
     save_figure,
+    short_batches,
     signal_ratio,
     step_axis,
     step_axis_words,
+    step_profile,
     steps_per_epoch,
     subplots,
 )
 from mnist_clip.config import Config
-from mnist_clip.runs import Run, clip_label, optimizer_label, format_value, read_run, write_atomic
+from mnist_clip.net import Net
+from mnist_clip.runs import Run, clip_label, optimizer_label, format_value, read_run, training_label, write_atomic
 from mnist_clip.stats import paired_difference, spread
 
 TABLE_COLUMNS = (
@@ -58,7 +66,7 @@ STATISTIC_COLUMNS = ("test_accuracy", "final_loss", "steps_clipped", "diverged",
 STATISTICS = ("mean", "std", "min", "max")
 
 # Settings a reader tells runs apart by, in the order labels show them.
-SETTING_KEYS = ("clip", "optimizer", "loss", "lr", "input_scale", "hidden", "activation", "init", "norm", "residual", "trainable", "epochs", "batch_size",
+SETTING_KEYS = ("clip", "optimizer", "loss", "lr", "input_scale", "hidden", "activation", "recurrent_gain", "init", "norm", "residual", "trainable", "epochs", "batch_size",
                 "shuffle", "on_nonfinite", "dataset", "seed")
 
 
@@ -70,7 +78,10 @@ def setting_text(config: dict, key: str) -> str:
     if key == "optimizer":
         return optimizer_label(config)
     if key == "trainable":
-        return "trains " + ",".join(config.get("trainable", []))
+        trained = config.get("trainable", [])
+        return "trains all" if set(trained) >= set(Net.of(config).names) else "trains " + ",".join(trained)
+    if key == "recurrent_gain":
+        return f"gain {config.get(key, 1.0):g}" if config.get("model", "mlp") != "mlp" else "no recurrence"
     if key == "dataset":
         return config.get("dataset_used", {}).get("name", config.get("dataset", "?"))
     value = config.get(key, getattr(Config, key, None))  # a key older runs lack has its default
@@ -91,14 +102,6 @@ def shown_names(runs: list[Run]) -> dict[int, str]:
     short = [TIMESTAMP.sub("", run.name) or run.name for run in runs]
     names = short if len(set(short)) == len(runs) else [run.name for run in runs]
     return {id(run): name for run, name in zip(runs, names)}
-
-
-def run_labels(runs: list[Run]) -> list[str]:
-    """Each run's name with every setting that differs between the runs shown."""
-    keys = differing_keys([run.config for run in runs])
-    names = shown_names(runs)
-    return [f"{names[id(run)]} ({', '.join([setting_text(run.config, k) for k in keys] or [run.clip_label])}, "
-            f"{run.status})" for run in runs]
 
 
 def group_runs(runs: list[Run]) -> list[tuple[str, list[Run]]]:
@@ -179,22 +182,38 @@ def table_row(run: Run) -> dict:
     }
 
 
-def table_text(rows: list[dict]) -> str:
-    """The table as aligned text for the terminal."""
+def table_text(rows: list[dict], width: int | None = None) -> str:
+    """The table as aligned text for the terminal, within its width: a column every run shares
+    is said once above the table, the first and last epoch's ratios share a column, and a table
+    still too wide shows each run as a few wrapped lines. A recurrent net's columns use its own
+    names (wx/wo, dh1/dh28)."""
+    from mnist_clip.reporting import fit_line, table_lines
+
     def cell(column: str, value) -> str:
         if column == "test_accuracy":
             return f"{100 * value:.1f}%" if np.isfinite(value) else "-"
         if isinstance(value, float):
-            return f"{value:.4g}" if np.isfinite(value) else str(value)
+            return f"{value:.3g}" if np.isfinite(value) else str(value)
         return str(value)
 
-    shown = TABLE_COLUMNS[:-3]
-    cells = [[cell(c, row[c]) for c in shown] for row in rows if not row.get("statistic")]
-    headers = ["run", "clip", "net", "status", "steps", "clipped", "final loss", "test acc", "w1/wL first ep",
-               "w1/wL last ep", "δ1/δL first ep", "δ1/δL last ep"]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    shown = [row for row in rows if not row.get("statistic")]
+    recurrent = [str(row["architecture"]).startswith("rnn ") for row in shown]
+    weights, signal = (("wx/wo", "dh1/dh28") if all(recurrent) else ("w1/wL", "δ1/δL") if not any(recurrent)
+                       else ("w1/wL or wx/wo", "δ1/δL or dh1/dh28"))
+    columns = [("run", ("name",)), ("clip", ("clip",)), ("net", ("architecture",)), ("status", ("status",)),
+               ("steps", ("steps",)), ("clipped", ("steps_clipped",)), ("final loss", ("final_loss",)),
+               ("test acc", ("test_accuracy",)),
+               (f"{weights} ep 1 -> last", ("median_w1_wL_first_epoch", "median_w1_wL_last_epoch")),
+               (f"{signal} ep 1 -> last", ("median_delta1_deltaL_first_epoch", "median_delta1_deltaL_last_epoch"))]
+    cells = [[" -> ".join(cell(key, row[key]) for key in keys) for _, keys in columns] for row in shown]
+    headers = [header for header, _ in columns]
+    common = [i for i in range(1, len(headers)) if len(cells) > 1 and len({r[i] for r in cells}) == 1
+              and headers[i] in ("clip", "net", "status", "steps")]
+    lines = []
+    if common:
+        lines.append(fit_line("every run: " + ", ".join(f"{headers[i]} {cells[0][i]}" for i in common), width))
+    keep = [i for i in range(len(headers)) if i not in common]
+    lines += table_lines([headers[i] for i in keep], [[r[i] for i in keep] for r in cells], width)
     return "\n".join(lines)
 
 
@@ -217,26 +236,168 @@ def run_colors(count: int) -> list:
     return [palette[i % len(palette)] for i in range(count)]
 
 
-def limit_to_stable_runs(ax, values_by_run: list[tuple[Run, np.ndarray]], names: dict | None = None) -> None:
-    """Fit the y axis (log) to the runs that did not diverge, so that one run that climbs
-    to 1e30 before its NaN does not flatten the others; say so when a run leaves the scale."""
-    stable = [positive(v) for run, v in values_by_run if run.nonfinite_step is None]
-    stable = np.concatenate([v[np.isfinite(v)] for v in stable]) if stable else np.zeros(0)
-    if not stable.size:
-        return
-    low, high = stable.min(), stable.max()
-    top = high * 3
-    beyond = []
-    for run, values in values_by_run:
-        finite = positive(values)
-        finite = finite[np.isfinite(finite)]
-        low = min(low, finite.min()) if finite.size else low
-        if finite.size and finite.max() > top:
-            beyond.append(f"{(names or {}).get(id(run), run.name)} reaches {finite.max():.3g}")
-    ax.set_ylim(low / 1.5, top)
-    if beyond:
-        ax.text(0.99, 0.03, "off the scale: " + "; ".join(beyond), transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=7, color=DIVERGED_COLOR)
+# compare.png's geometry, in inches and characters at DPI: the panels keep their size whatever
+# the runs; the legend, the table of runs and the notes below them make the figure taller.
+COMPARE_WIDTH = 12.0
+PANELS_HEIGHT = 13.0
+TITLE_CHARS = 60  # a panel title's line at 10 points fits half the width
+LABEL_CHARS = 56  # a legend label at most
+TABLE_CHARS = 168  # a table line at 8-point monospace across the width
+NOTE_CHARS = 190  # a note line at 8 points
+MAX_DECADES = 10  # a log panel covers every value if they span at most this many powers of ten
+BEYOND_DECADES = 2  # otherwise it shows this much beyond the runs that did not diverge,
+SHOWN_DECADES = 6  # and at least this many powers of ten in all, so that a run-up stays in view a while
+
+
+# The settings of the net, said together in a legend label as the titles say them ('784-32x8-10
+# sigmoid, batch norm'), first: a label cut short keeps what tells the nets apart.
+NET_KEYS = ("hidden", "activation", "recurrent_gain", "norm", "residual", "init")
+
+
+def label_words(config: dict, keys: list[str]) -> str:
+    net = [architecture_label(config)] if any(key in NET_KEYS for key in keys) else []
+    return ", ".join(net + [setting_text(config, key) for key in keys if key not in NET_KEYS])
+
+
+@dataclass
+class Entry:
+    """What compare.png draws as one line: a run, or a group of seeds (their median and a band)."""
+
+    number: int
+    label: str
+    runs: list
+    color: tuple
+    style: str
+
+    @property
+    def tag(self) -> str:
+        return str(self.number)
+
+
+def compare_entries(runs: list[Run]) -> tuple[list[Entry], bool]:
+    """The runs as numbered entries, each labelled by the settings that differ between them
+    (a group of seeds when runs differ only in their seed); and whether any group was formed."""
+    groups = group_runs(runs)
+    grouped = any(len(members) > 1 for _, members in groups)
+    members = [group for _, group in groups] if grouped else [[run] for run in runs]
+    keys = differing_keys([group[0].config for group in members],
+                          [k for k in SETTING_KEYS if k != "seed"] if grouped else SETTING_KEYS)
+    names = shown_names(runs)
+    colors = run_colors(len(members))
+    entries = []
+    for index, group in enumerate(members):
+        words = label_words(group[0].config, keys) or names[id(group[0])]
+        if len(group) > 1:
+            words += f" ({len(group)} seeds)"
+        entries.append(Entry(index + 1, f"{index + 1}: {textwrap.shorten(words, LABEL_CHARS, placeholder=' ...')}",
+                             group, colors[index], ("-", "--")[index % 2]))
+    return entries, grouped
+
+
+def status_words(run: Run) -> str:
+    step = run.nonfinite_step
+    return f"NaN/Inf at step {step}" if step is not None else run.status
+
+
+def cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def entry_table(entries: list[Entry], names: dict) -> list[str]:
+    """The runs behind the legend's numbers, a line each: name, settings, outcome."""
+    header = ("#", "run", "clip", "training", "net", "status", "steps", "test acc")
+    limits = (3, 34, 18, 28, 44, 28, 9, 9)
+    rows = []
+    for entry in entries:
+        first = entry.runs[0]
+        accuracy = [float(run.epochs["test_accuracy"][-1]) for run in entry.runs if run.epochs["test_accuracy"].size]
+        steps = sorted({run.steps for run in entry.runs})
+        if len(entry.runs) == 1:
+            run_name, status = names[id(first)], status_words(first)
+        else:
+            diverged = [run.nonfinite_step for run in entry.runs if run.nonfinite_step is not None]
+            run_name = f"{names[id(first)]} +{len(entry.runs) - 1} seeds"
+            status = f"{len(diverged)}/{len(entry.runs)} diverged" + (
+                f" (steps {min(diverged)}-{max(diverged)})" if diverged else "")
+        rows.append((entry.tag, run_name, first.clip_label, training_label(first.config),
+                     architecture_label(first.config), status,
+                     str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}",
+                     f"{100 * np.mean(accuracy):.1f}%" if accuracy else "-"))
+    cells = [[cut(value, limit) for value, limit in zip(row, limits)] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return [cut("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip(), TABLE_CHARS)
+            for row in cells]
+
+
+def keep_in_range(ax, series: list[tuple[Entry, Run, np.ndarray]]) -> str | None:
+    """Fit a log panel to every value when they span at most MAX_DECADES; else to the runs that
+    did not diverge and BEYOND_DECADES more, so that one run that climbs to 1e30 before its
+    NaN does not flatten the others. A curve that leaves the range gets a triangle on the edge
+    where it leaves, and so does a value of exactly 0 (which no log axis shows); the words
+    returned (for the title, beside the plot) give each one's extreme."""
+    words = [*exactly_zero(ax, series)]
+    finite = [(entry, run, positive(values)) for entry, run, values in series]
+    every = np.concatenate([v[np.isfinite(v)] for _, _, v in finite] or [np.zeros(0)])
+    if not every.size:
+        return range_words(words)
+    low, high = float(every.min()), float(every.max())
+    stable = np.concatenate([v[np.isfinite(v)] for _, run, v in finite if run.nonfinite_step is None] or [np.zeros(0)])
+    if not stable.size or np.log10(high / low) <= MAX_DECADES:
+        ax.set_ylim(low / 1.5, high * 1.5)
+        return range_words(words)
+    bottom = max(low / 1.5, float(stable.min()) / 10 ** BEYOND_DECADES)
+    top = min(high * 1.5, float(stable.max()) * 10 ** BEYOND_DECADES)
+    if np.log10(top / bottom) < SHOWN_DECADES:  # room for the run-up: the curve leaves later
+        if high > top:
+            top = min(high * 1.5, bottom * 10 ** SHOWN_DECADES)
+        else:
+            bottom = max(low / 1.5, top / 10 ** SHOWN_DECADES)
+    ax.set_ylim(bottom, top)
+    extremes: dict[tuple, tuple[float, int]] = {}  # (entry number, "up" or "down"): the farthest value, its step
+    for entry, run, values in finite:
+        steps = run.metrics["step"]
+        for beyond, edge, direction in ((values > top, 1.0, "up"), (values < bottom, 0.0, "down")):
+            if not beyond.any():
+                continue
+            edge_mark(ax, steps[np.argmax(beyond)], edge, entry.color)
+            index = int(np.nanargmax(values) if direction == "up" else np.nanargmin(values))
+            sign = 1 if direction == "up" else -1
+            known = extremes.get((entry.number, direction))
+            if known is None or sign * values[index] > sign * known[0]:
+                extremes[(entry.number, direction)] = (float(values[index]), int(steps[index]))
+    words = [f"{number} {direction} to {value:.2g} (step {step})"
+             for (number, direction), (value, step) in sorted(extremes.items())] + words
+    return range_words(words)
+
+
+def edge_mark(ax, step, edge: float, color) -> None:
+    ax.plot(step, edge, marker="^" if edge else "v", color=color, markersize=7, clip_on=False,
+            transform=ax.get_xaxis_transform(), zorder=5, linestyle="none")
+
+
+def exactly_zero(ax, series: list[tuple[Entry, Run, np.ndarray]]) -> list[str]:
+    """A triangle on the bottom edge where an entry's value first is exactly 0 (a signal that
+    saturated units stopped), and words for the title: on how many steps, from which."""
+    zeros: dict[int, tuple[int, int, tuple]] = {}  # entry number: (steps at 0, first such step, colour)
+    for entry, run, values in series:
+        zero = np.asarray(values) == 0
+        if zero.any():
+            first = int(run.metrics["step"][np.argmax(zero)])
+            count, known, _ = zeros.get(entry.number, (0, first, entry.color))
+            zeros[entry.number] = (count + int(zero.sum()), min(known, first), entry.color)
+    for number, (count, first, color) in sorted(zeros.items()):
+        edge_mark(ax, first, 0.0, color)
+    runs = {entry.number: len(entry.runs) for entry, _, _ in series}
+    return [f"{number} exactly 0 on {count} step{'s' if count > 1 else ''}"
+            + (f" of its {runs[number]} runs" if runs[number] > 1 else "") + f" from step {first}"
+            for number, (count, first, _) in sorted(zeros.items())]
+
+
+def range_words(words: list[str]) -> str | None:
+    if not words:
+        return None
+    return ("off the range (triangles): " + "; ".join(words[:3])
+            + (f"; {len(words) - 3} more" if len(words) > 3 else ""))
 
 
 def stacked(series: list[np.ndarray]) -> np.ndarray:
@@ -259,17 +420,56 @@ def band(ax, x, table: np.ndarray, color, label: str, style: str = "-", log: boo
     ax.plot(x, clean(median), color=color, linewidth=1.6, linestyle=style, marker=marker, markersize=3, label=label)
 
 
-def profile_notes(runs: list[Run], names: dict) -> list[str]:
-    """What the profile panels draw of each diverged run: its last epoch before the NaN/Inf,
+def profile_notes(entries: list[Entry]) -> list[str]:
+    """What the per-layer panels draw of each diverged run: its last epoch before the NaN/Inf,
     or nothing if it had none (a few exploding steps are not the end of training)."""
     notes = []
-    for run in runs:
-        if run.nonfinite_step is None:
-            continue
-        epoch = last_complete_epoch(run)
-        notes.append(f"{names[id(run)]}: NaN/Inf at step {run.nonfinite_step}; "
-                     + (f"its epoch {epoch + 1} is drawn" if epoch is not None else "no complete epoch, not drawn"))
-    return notes[:4] + ([f"... and {len(notes) - 4} more diverged runs"] if len(notes) > 4 else [])
+    for entry in entries:
+        for run in entry.runs:
+            if run.nonfinite_step is None:
+                continue
+            epoch = last_complete_epoch(run)
+            who = entry.tag if len(entry.runs) == 1 else f"{entry.tag} ({run.name})"
+            runup = runup_rows(run)
+            if epoch is not None:
+                drawn = f"its epoch {epoch + 1} drawn"
+            elif len(entry.runs) == 1 and runup:
+                drawn = f"no complete epoch: its last finite step, {int(run.metrics['step'][runup[-1]])}, drawn dotted"
+            else:
+                drawn = "no complete epoch to draw"
+            notes.append(f"{who}: NaN/Inf at step {run.nonfinite_step}, {drawn}")
+    shown = notes[:6] + ([f"{len(notes) - 6} more diverged runs"] if len(notes) > 6 else [])
+    return ["The per-layer panels draw each run's last complete epoch. " + "; ".join(shown) + "."] if shown else []
+
+
+def compare_titles(runs: list[Run]) -> dict[str, tuple[str, str, str]]:
+    """Per panel: (title, y label, x label), in the words of the nets compared."""
+    titles = {
+        "loss": ("training loss (log)", "loss", "step"),
+        "norm": ("global gradient norm before clipping, with the global-norm thresholds", "global norm", "step"),
+        "ratio": ("|g_w1| / |g_wL| before clipping (wL: the output layer)", "ratio", "step"),
+        "signal": ("back-propagated signal |dL/dz1| / |dL/dzL|", "ratio", "step"),
+        "profile": ("weight-gradient norm per layer, median over the last complete epoch", "|g_w| (log)", "layer"),
+        "depth": ("back-propagated signal |δ| per layer, median over the last complete epoch", "|δ| (log)", "layer"),
+    }
+    recurrent = [run.net.is_recurrent for run in runs]
+    if all(recurrent):
+        titles.update({
+            "ratio": ("|g_wx| / |g_wo| before clipping (input over output weight)", "ratio", "step"),
+            "signal": ("signal through time |dL/dh1| / |dL/dh28|", "ratio", "step"),
+            "profile": ("weight-gradient norm per layer (wx, wo), median over the last complete epoch",
+                        "|g_w| (log)", "layer"),
+            "depth": ("signal |dL/dh_t| per time step, median over the last complete epoch", "|dL/dh_t| (log)",
+                      "time step t"),
+        })
+    elif any(recurrent):
+        titles.update({
+            "ratio": ("first layer's weight gradient over the last's (w1 / wL; the rnn's wx / wo)", "ratio", "step"),
+            "signal": ("signal first over last (dz1 / dzL; the rnn's dh1 / dh28)", "ratio", "step"),
+            "depth": ("signal per layer (the rnn's: per time step), median over the last complete epoch",
+                      "signal (log)", "layer, or time step"),
+        })
+    return titles
 
 
 def compare_figure(runs: list[Run]) -> Figure:
@@ -277,13 +477,24 @@ def compare_figure(runs: list[Run]) -> Figure:
     thresholds of the global-norm methods, first/last gradient ratio, signal ratio, test accuracy
     and inactive units; and each run's profile per layer over its last complete epoch. Thin lines are the raw
     values, thick ones their moving geometric mean; a run that hit NaN/Inf ends at a red dotted line.
-    Runs that differ only in their seed are drawn as a group: the median and a min-max band."""
-    fig, axes = subplots(4, 2, figsize=(12, 13))
-    (loss_ax, acc_ax), (norm_ax, ratio_ax), (signal_ax, dead_ax), (profile_ax, depth_ax) = axes
+    Runs that differ only in their seed are drawn as a group: the median and a min-max band.
+
+    The legend numbers the runs and names only the settings that differ between them; a table
+    under it names the rest, and the notes under the table say what the panels leave out."""
+    entries, grouped = compare_entries(runs)
     names = shown_names(runs)
-    groups = group_runs(runs)
-    grouped = any(len(members) > 1 for _, members in groups)
-    colors = run_colors(len(groups) if grouped else len(runs))
+    table = entry_table(entries, names)
+    notes = profile_notes(entries)
+    short = [run for run in runs if short_batches(run).any()]
+    if short:
+        notes.append("The thin raw lines leave out each epoch's short last batch (fewer examples: its values stand "
+                     "apart), as the moving means do.")
+    notes = [line for note in notes for line in textwrap.wrap(note, NOTE_CHARS)]
+
+    fig, axes = subplots(4, 2, figsize=(COMPARE_WIDTH, PANELS_HEIGHT))
+    (loss_ax, acc_ax), (norm_ax, ratio_ax), (signal_ax, dead_ax), (profile_ax, depth_ax) = axes
+    panels = {"loss": loss_ax, "norm": norm_ax, "ratio": ratio_ax, "signal": signal_ax, "profile": profile_ax,
+              "depth": depth_ax}
     thresholds: dict[float, list[str]] = {}
     plotted: dict = {loss_ax: [], norm_ax: [], ratio_ax: [], signal_ax: []}
 
@@ -291,107 +502,86 @@ def compare_figure(runs: list[Run]) -> Figure:
         return ((loss_ax, run.metrics["loss"]), (norm_ax, run.metrics["global_norm_before"]),
                 (ratio_ax, norm_ratio(run)), (signal_ax, signal_ratio(run)))
 
-    if grouped:
-        for (label, members), color in zip(groups, colors):
-            style = "-"
-            diverged = sum(run.nonfinite_step is not None for run in members)
-            label = f"{label}: median of {len(members)} seeds, band min-max ({diverged}/{len(members)} diverged)"
-            steps = np.arange(max(run.steps for run in members))
-            for index, (ax, _) in enumerate(step_series(members[0])):
-                table = stacked([_smoothed(run, step_series(run)[index][1]) for run in members])
-                band(ax, steps[: table.shape[1]], table, color, label, style)
-                for run in members:
-                    plotted[ax].append((run, step_series(run)[index][1]))
+    dotted = False  # a run's last finite step drawn in the per-layer panels
+    for entry in entries:
+        color, style, label = entry.color, entry.style, entry.label
+        for run in entry.runs:
+            for ax, values in step_series(run):
+                plotted[ax].append((entry, run, values))
+            clip = run.config.get("clip")
+            if clip == "global_norm":
+                thresholds.setdefault(float(run.config.get("clip_norm")), []).append(entry.tag)
+            elif clip == "autoclip" and len(entry.runs) == 1:
+                norm_ax.plot(run.metrics["step"], positive(run.metrics["clip_threshold"]), color=color, linestyle=":",
+                             linewidth=1.2, label=f"AutoClip threshold of {entry.tag}")
+        if len(entry.runs) > 1:
+            steps = np.arange(max(run.steps for run in entry.runs))
+            for index, (ax, _) in enumerate(step_series(entry.runs[0])):
+                values = stacked([_smoothed(run, step_series(run)[index][1]) for run in entry.runs])
+                band(ax, steps[: values.shape[1]], values, color, label, style)
             activity = [run_smoothing(run).mean(run.metrics[run.activity_columns[-1]]) * 100
-                        for run in members if run.activity_columns]
+                        for run in entry.runs if run.activity_columns]
             if activity:
-                table = stacked(activity)
-                band(dead_ax, steps[: table.shape[1]], table, color, label, style, log=False)
-            accuracy = stacked([run.epochs["test_accuracy"] * 100 for run in members])
+                values = stacked(activity)
+                band(dead_ax, steps[: values.shape[1]], values, color, label, style, log=False)
+            accuracy = stacked([run.epochs["test_accuracy"] * 100 for run in entry.runs])
             band(acc_ax, np.arange(1, accuracy.shape[1] + 1), accuracy, color, label, log=False, marker="o")
-            profiled = [(run, last_complete_epoch(run)) for run in members if last_complete_epoch(run) is not None]
+            profiled = [(run, last_complete_epoch(run)) for run in entry.runs if last_complete_epoch(run) is not None]
             if profiled:
                 for ax, prefix in ((profile_ax, "w"), (depth_ax, "delta")):
-                    table = stacked([layer_profile(run, epoch, prefix) for run, epoch in profiled])
-                    band(ax, np.arange(1, table.shape[1] + 1), table, color, label, marker="o")
-            for run in members:
-                if run.config.get("clip") == "global_norm":
-                    thresholds.setdefault(float(run.config.get("clip_norm")), []).append(names[id(run)])
-    labels = run_labels(runs)
-    for i, run in enumerate(runs if not grouped else []):
-        color = colors[i]
-        style = ("-", "--")[i % 2]  # runs that coincide stay visible
-        label = labels[i]
+                    values = stacked([layer_profile(run, epoch, prefix) for run, epoch in profiled])
+                    band(ax, np.arange(1, values.shape[1] + 1), values, color, label, marker="o")
+            continue
+        run = entry.runs[0]
         steps = run.metrics["step"]
+        full = ~short_batches(run)  # a short batch's values stand apart: out of the raw line too
         for ax, values in step_series(run):
-            ax.plot(steps, positive(values), color=color, linewidth=0.6, alpha=0.35)
+            ax.plot(steps[full], positive(values)[full], color=color, linewidth=0.6, alpha=0.35)
             ax.plot(steps, _smoothed(run, values), color=color, linewidth=1.6, linestyle=style, label=label)
-            plotted[ax].append((run, values))
         if run.activity_columns:  # the last hidden layer, next to the output
             dead_ax.plot(steps, 100 * run_smoothing(run).mean(run.metrics[run.activity_columns[-1]]),
                          color=color, linewidth=1.6, linestyle=style, label=label)
-        epochs = run.epochs["epoch"] + 1
-        acc_ax.plot(epochs, 100 * run.epochs["test_accuracy"], marker="o", linestyle=style, color=color, markersize=3,
-                    label=label)
+        acc_ax.plot(run.epochs["epoch"] + 1, 100 * run.epochs["test_accuracy"], marker="o", linestyle=style,
+                    color=color, markersize=3, label=label)
         last_epoch = last_complete_epoch(run)
+        runup = runup_rows(run)
         if last_epoch is not None:
-            layers = np.arange(1, run.n_layers + 1)
-            signal = layer_profile(run, last_epoch, "delta")
-            profile_ax.plot(layers, positive(layer_profile(run, last_epoch, "w")), "o", linestyle=style, color=color,
-                            markersize=4, label=label)
-            depth_ax.plot(np.arange(1, len(signal) + 1), positive(signal), "s", linestyle=style,
-                          color=color, markersize=3, label=label)
-        clip = run.config.get("clip")
-        if clip == "global_norm":
-            thresholds.setdefault(float(run.config.get("clip_norm")), []).append(names[id(run)])
-        elif clip == "autoclip":
-            norm_ax.plot(steps, positive(run.metrics["clip_threshold"]), color=color, linestyle=":", linewidth=1.2,
-                         label=f"AutoClip threshold of {names[id(run)]}")
-    for run in runs:
-        step = run.nonfinite_step
-        if step is not None:
-            for ax in (loss_ax, norm_ax, ratio_ax, signal_ax):
-                ax.axvline(step, color=DIVERGED_COLOR, linestyle=":", linewidth=1)
+            weights, signal = layer_profile(run, last_epoch, "w"), layer_profile(run, last_epoch, "delta")
+        elif runup:  # diverged in its first epoch: its last finite step, dotted, hollow
+            weights, signal = step_profile(run, runup[-1], "w"), step_profile(run, runup[-1], "delta")
+            style = ":"
+            dotted = True
+        else:
+            continue
+        hollow = {"markerfacecolor": "none"} if last_epoch is None else {}
+        profile_ax.plot(np.arange(1, len(weights) + 1), positive(weights), "o", linestyle=style, color=color,
+                        markersize=4, label=label, **hollow)
+        depth_ax.plot(np.arange(1, len(signal) + 1), positive(signal), "s", linestyle=style,
+                      color=color, markersize=3, label=label, **hollow)
     diverged_steps = sorted({run.nonfinite_step for run in runs if run.nonfinite_step is not None})
+    for step in diverged_steps:
+        for ax in (loss_ax, norm_ax, ratio_ax, signal_ax):
+            ax.axvline(step, color=DIVERGED_COLOR, linestyle=":", linewidth=1)
     if diverged_steps:
         shown = ", ".join(str(step) for step in diverged_steps[:6]) + (" ..." if len(diverged_steps) > 6 else "")
         loss_ax.plot([], [], color=DIVERGED_COLOR, linestyle=":", label=f"NaN/Inf (step {shown})")
-    for threshold, clipped_at in sorted(thresholds.items()):
-        named = ", ".join(clipped_at) if len(clipped_at) <= 3 else f"{len(clipped_at)} runs"
-        norm_ax.axhline(threshold, color="0.4", linewidth=0.8, linestyle="--", label=f"threshold {threshold:g} ({named})")
-    threshold_handles = [(h, l) for h, l in zip(*norm_ax.get_legend_handles_labels()) if "hreshold" in l]
-    if threshold_handles:
-        norm_ax.legend(*zip(*threshold_handles), fontsize=7, loc="upper right")
-    titles = {
-        loss_ax: ("training loss (log)", "MSE loss", "step"),
-        norm_ax: ("global gradient norm before clipping, with the global-norm thresholds", "global norm", "step"),
-        ratio_ax: ("|g_w1| / |g_wL| before clipping (wL: the output layer)", "ratio", "step"),
-        signal_ax: ("back-propagated signal |dL/dz1| / |dL/dzL|", "ratio", "step"),
-        profile_ax: ("weight-gradient norm per layer, median over the last complete epoch", "|g_w| (log)", "layer"),
-        depth_ax: ("back-propagated signal |δ| per layer, median over the last complete epoch", "|δ| (log)", "layer"),
-    }
-    recurrent = [run.net.is_recurrent for run in runs]
-    if all(recurrent):
-        titles.update({
-            ratio_ax: ("|g_wx| / |g_wo| before clipping (input over output weight)", "ratio", "step"),
-            signal_ax: ("signal through time |dL/dh1| / |dL/dh28|", "ratio", "step"),
-            profile_ax: ("weight-gradient norm per layer (wx, wo), median over the last complete epoch",
-                         "|g_w| (log)", "layer"),
-            depth_ax: ("signal |dL/dh_t| per time step, median over the last complete epoch", "|dL/dh_t| (log)",
-                       "time step t"),
-        })
-    elif any(recurrent):
-        titles.update({
-            ratio_ax: ("first layer's weight gradient over the last's (w1 / wL; the rnn's wx / wo)", "ratio", "step"),
-            signal_ax: ("signal first over last (dz1 / dzL; the rnn's dh1 / dh28)", "ratio", "step"),
-            depth_ax: ("signal per layer (the rnn's: per time step), median over the last complete epoch",
-                       "signal (log)", "layer, or time step"),
-        })
-    for ax, (title, ylabel, xlabel) in titles.items():
+    for threshold, tags in sorted(thresholds.items()):
+        tags = list(dict.fromkeys(tags))
+        named = ", ".join(tags) if len(tags) <= 4 else f"{len(tags)} runs"
+        norm_ax.axhline(threshold, color="0.4", linewidth=0.8, linestyle="--",
+                        label=f"clip threshold {threshold:g} (of {named})")
+
+    offsets = {ax: keep_in_range(ax, series) for ax, series in plotted.items()}
+    for key, (title, ylabel, xlabel) in compare_titles(runs).items():
+        ax = panels[key]
+        if dotted and key in ("profile", "depth"):
+            title += " (dotted: a run's last finite step)"
         log_y(ax)
-        ax.set_title(title, fontsize=10)
+        if offsets.get(ax):
+            title += ". " + offsets[ax]
+        ax.set_title(textwrap.fill(title, TITLE_CHARS), fontsize=10)
         ax.set_ylabel(ylabel)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel, fontsize=9)
     for ax in (ratio_ax, signal_ax):
         ax.axhline(1.0, color="0.6", linewidth=0.8)
     with_steps = [run for run in runs if run.steps]
@@ -400,31 +590,69 @@ def compare_figure(runs: list[Run]) -> Figure:
     for ax in (loss_ax, norm_ax, ratio_ax, signal_ax, dead_ax):
         step_axis(ax, n_steps, per_epoch, label=False)
         ax.set_xlabel(step_axis_words(per_epoch), fontsize=8)
-    for ax, values_by_run in plotted.items():
-        limit_to_stable_runs(ax, values_by_run, names)
     acc_ax.set_title("test accuracy after each epoch", fontsize=10)
     epoch_axis(acc_ax, max((len(run.epochs["epoch"]) for run in runs), default=1))
+    acc_ax.set_xlabel("epoch", fontsize=9)
     acc_ax.set_ylabel("test accuracy (%)")
     acc_ax.set_ylim(0, 100)
-    dead_ax.set_title("units of the last hidden layer dead (ReLU) or saturated, moving average", fontsize=10)
+    dead_ax.set_title(textwrap.fill("units of the last hidden layer dead (ReLU) or saturated, moving average",
+                                    TITLE_CHARS), fontsize=10)
     dead_ax.set_ylabel("inactive units (%)")
     dead_ax.set_ylim(bottom=0)
     for ax in (profile_ax, depth_ax):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        notes = profile_notes(runs, names)
-        if notes:
-            ax.text(0.02, 0.97, "\n".join(notes), transform=ax.transAxes, ha="left", va="top", fontsize=7,
-                    color=DIVERGED_COLOR)
-    handles, labels = loss_ax.get_legend_handles_labels()
-    legend_rows = -(-len(labels) // 2)
-    fig.legend(handles, labels, loc="lower center", ncol=2 if len(labels) > 1 else 1, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True, min_n_ticks=1))
+        ax.tick_params(axis="x", labelsize=TICK_SIZE)
+    if not any(run.net.signals for run in runs):  # Keras models' runs (GradientProbe) only
+        for ax in (signal_ax, dead_ax, depth_ax):
+            ax.text(0.5, 0.5, "not recorded for a Keras model: only mnist-clip's own nets\nrecord the "
+                    "back-propagated signal and inactive units", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=9, color="0.4")
+
+    # the foot, from the bottom up: the notes, the table of runs, the legend
+    entries_shown = {}
+    for ax in (loss_ax, norm_ax):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries_shown.setdefault(label, handle)
+    longest = max((len(label) for label in entries_shown), default=1)
+    columns = max(1, min(4, len(entries_shown), int(COMPARE_WIDTH * DPI / (6.5 * longest + 60))))
+    foot = [fig.text(0.01, 0, "\n".join(notes), fontsize=8, color="0.3")] if notes else []
+    foot.append(fig.text(0.01, 0, "\n".join(table), fontsize=8, family="monospace"))
+    foot.append(fig.legend(list(entries_shown.values()), list(entries_shown), loc="lower center", ncol=columns,
+                           fontsize=9, frameon=False))
+    foot_height = place_foot(fig, foot, PANELS_HEIGHT * DPI)
     if grouped:
         title = "Runs compared by group: lines are the median over seeds of each run's moving geometric mean; bands min-max"
     else:
         title = "Runs compared: thick lines are moving geometric means, thin lines the raw values per step"
-    fig.suptitle(title, fontsize=12)
-    fig.tight_layout(rect=(0, 0.01 + 0.017 * legend_rows, 1, 1))
+    heading = fig.suptitle(title, fontsize=12, y=1 - FOOT_GAP_PIXELS / fig.bbox.height, va="top")
+    top = heading.get_window_extent(fig.canvas.get_renderer()).height + 2 * FOOT_GAP_PIXELS
+    # below the heading and above the foot: tight_layout alone lets a tall title reach the heading
+    fig.tight_layout(rect=(0, foot_height / fig.bbox.height, 1, 1 - top / fig.bbox.height))
     return fig
+
+
+FOOT_GAP_PIXELS = 8
+
+
+def place_foot(fig: Figure, artists: list, panels_height: float) -> float:
+    """Stack texts and a legend from the bottom of the figure up, each at its measured height,
+    and make the figure that much taller than panels_height (pixels), so that the panels above
+    keep their size. Returns the stack's height in pixels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    heights = [artist.get_window_extent(renderer).height for artist in artists]
+    total = panels_height + sum(heights) + FOOT_GAP_PIXELS * (len(artists) + 1)
+    fig.set_size_inches(fig.get_figwidth(), total / DPI)
+    bottom = FOOT_GAP_PIXELS / 2
+    for artist, height in zip(artists, heights):
+        if hasattr(artist, "set_bbox_to_anchor"):
+            artist.set_bbox_to_anchor((0.5, bottom / total), transform=fig.transFigure)
+        else:
+            artist.set_position((0.01, bottom / total))
+            artist.set_verticalalignment("bottom")
+        bottom += height + FOOT_GAP_PIXELS
+    return bottom
 
 
 def table_rows(runs: list[Run]) -> list[dict]:
@@ -462,6 +690,8 @@ def paired_rows(clipped: list[dict], unclipped: list[dict]) -> list[dict]:
     for column, words, higher_better, percent in PAIRED_METRICS:
         first, second = [row[column] for row in clipped], [row[column] for row in unclipped]
         difference = paired_difference(first, second, higher_is_better=bool(higher_better))
+        if clipped and all(str(row.get("architecture", "")).startswith("rnn ") for row in clipped):
+            words = words.replace("g_w1", "g_wx").replace("g_wL", "g_wo")  # the recurrent net's own names
         rows.append({"metric": column, "words": words, "percent": percent, "clipped": spread(first),
                      "unclipped": spread(second), "difference": difference,
                      "ahead": difference["ahead"] if higher_better is not None else None})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import tomllib
@@ -27,6 +28,9 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop")
 LOSSES = ("mse", "crossentropy")
 REFERENCE_HIDDEN = (256, 128)
 MODELS = ("mlp", "rnn")
+# Every field with a fixed set of values: Config checks them, and so do the files read back.
+CHOICES = {"model": MODELS, "clip": CLIP_METHODS, "dataset": DATASETS, "on_nonfinite": ON_NONFINITE,
+           "activation": ACTIVATIONS, "init": INITS, "optimizer": OPTIMIZERS, "loss": LOSSES, "norm": NORMS}
 # Each model's defaults for the keys a user does not give: the tutorial's net, and for the
 # recurrent net one width of 128 with tanh, the natural activation of a recurrence
 MODEL_DEFAULTS = {"mlp": {"hidden": REFERENCE_HIDDEN, "activation": "relu"},
@@ -40,6 +44,48 @@ OPTIMIZER_KEYS = {
 MAX_HIDDEN_LAYERS = 64
 MAX_WIDTH = 4096
 MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number's allowed values, as the message names them ("> 0", "a number in [0, 1)").
+    The value is checked as given and again as the float32 training computes with."""
+
+    words: str
+    low: float = 0.0
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    hint: str = ""  # said after every refusal of this field
+
+    @property
+    def bounded(self) -> bool:
+        return math.isfinite(self.high)
+
+    def holds(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return bool(above and below)
+
+
+POSITIVE = Range("> 0", low_open=True)
+FRACTION = Range("a number in [0, 1)", high=1.0, high_open=True)
+# Every config field with a range: one check (check_range) for all of them.
+RANGES = {
+    "clip_norm": POSITIVE,
+    "lr": POSITIVE,
+    "input_scale": POSITIVE,
+    "epsilon": POSITIVE,
+    "recurrent_gain": POSITIVE,
+    "dirty_scale": POSITIVE,
+    "momentum": FRACTION,
+    "beta1": FRACTION,
+    "beta2": FRACTION,
+    "rho": FRACTION,
+    "dirty_fraction": dataclasses.replace(FRACTION, hint="; 0 leaves the data clean"),
+    "clip_percentile": Range("a number from 0 to 100", high=100.0),
+}
+FLOAT32_RANGE = "about 1.2e-38 to 3.4e38"
 
 
 def tensor_names(n_layers: int) -> tuple[str, ...]:
@@ -92,27 +138,23 @@ class Config:
     dirty_scale: float = 100.0
 
     def __post_init__(self) -> None:
+        for key in CONFIG_KEYS:  # every value in its field's type, as a config file's would be
+            value = getattr(self, key)
+            if value is not None or key not in OPTIONAL_KEYS:
+                object.__setattr__(self, key, coerce_value(key, value, empty_ok=True))
         _check_choice("model", self.model, MODELS)
         for key, value in MODEL_DEFAULTS[self.model].items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
-        _check_choice("clip", self.clip, CLIP_METHODS)
-        _check_choice("dataset", self.dataset, DATASETS)
-        _check_choice("on_nonfinite", self.on_nonfinite, ON_NONFINITE)
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("init", self.init, INITS)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("norm", self.norm, NORMS)
+        for name, allowed in CHOICES.items():
+            _check_choice(name, getattr(self, name), allowed)
         self._check_optimizer()
         if self.clip not in ("none", "autoclip"):
-            _check_float32_positive("clip_norm", self.clip_norm, f" for {named('clip', self.clip)}",
-                                    f"; use {named('clip', 'none')} to train without clipping")
-        if not (math.isfinite(self.clip_percentile) and 0 <= self.clip_percentile <= 100):
-            raise InputError(f"{named('clip_percentile')}: must be a number from 0 to 100 (got {self.clip_percentile})",
-                             "clip_percentile")
-        _check_float32_positive("lr", self.lr)
-        _check_float32_positive("input_scale", self.input_scale)
+            check_range("clip_norm", self.clip_norm, f" for {named('clip', self.clip)}",
+                        f"; use {named('clip', 'none')} to train without clipping")
+        check_range("clip_percentile", self.clip_percentile)
+        check_range("lr", self.lr)
+        check_range("input_scale", self.input_scale)
         with np.errstate(over="ignore"):
             pixels_fit = np.isfinite(np.float32(255.0) / np.float32(self.input_scale))
         if not pixels_fit:
@@ -146,10 +188,8 @@ class Config:
             raise InputError(f"{named('freeze')}: names every tensor; at least one must be trained", "freeze")
 
     def _check_dirt(self) -> None:
-        if not (math.isfinite(self.dirty_fraction) and 0 <= self.dirty_fraction < 1):
-            raise InputError(f"{named('dirty_fraction')}: must be a number in [0, 1) (got {self.dirty_fraction}); "
-                             "0 leaves the data clean", "dirty_fraction")
-        _check_float32_positive("dirty_scale", self.dirty_scale)
+        check_range("dirty_fraction", self.dirty_fraction)
+        check_range("dirty_scale", self.dirty_scale)
         with np.errstate(over="ignore"):
             dirty_fits = np.isfinite(np.float32(255.0) / np.float32(self.input_scale) * np.float32(self.dirty_scale))
         if self.dirty_fraction > 0 and not dirty_fits:
@@ -157,11 +197,8 @@ class Config:
                              f"(255 / {self.input_scale:g}) overflows float32", "dirty_scale")
 
     def _check_optimizer(self) -> None:
-        for name in ("momentum", "beta1", "beta2", "rho"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and 0 <= value < 1):
-                raise InputError(f"{named(name)}: must be a number in [0, 1) (got {value})", name)
-        _check_float32_positive("epsilon", self.epsilon)
+        for name in ("momentum", "beta1", "beta2", "rho", "epsilon"):
+            check_range(name, getattr(self, name))
         # a non-default value of another optimizer's option is a mistake, not a no-op
         defaults = {f.name: f.default for f in fields(Config)}
         foreign = [name for name in optimizer_option_keys() if name not in OPTIMIZER_KEYS[self.optimizer]
@@ -170,7 +207,7 @@ class Config:
             raise InputError(foreign_option_message(foreign[0], self.optimizer), foreign[0])
 
     def _check_model(self) -> None:
-        _check_float32_positive("recurrent_gain", self.recurrent_gain)
+        check_range("recurrent_gain", self.recurrent_gain)
         if self.model != "rnn":
             if self.recurrent_gain != 1.0:
                 raise InputError(model_option_message("recurrent_gain"), "recurrent_gain")
@@ -231,7 +268,33 @@ class Config:
 
 
 CONFIG_KEYS = tuple(f.name for f in fields(Config))
-_FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def _checked_init(init):
+    """Config's own __init__, behind a check of what it is given: an unknown key or a value
+    given twice is an InputError naming it, as in a config file, not a TypeError."""
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **values: Any) -> None:
+        if len(args) > len(CONFIG_KEYS):
+            raise InputError(f"Config takes at most {len(CONFIG_KEYS)} values in order ({', '.join(CONFIG_KEYS)}); "
+                             f"got {len(args)}: give them by name")
+        for key, value in zip(CONFIG_KEYS, args):
+            if key in values:
+                raise InputError(f"{named(key)}: given twice, in order and by name; give it once", key)
+            values[key] = value
+        for key in values:
+            if key not in CONFIG_KEYS:
+                raise InputError(unknown_key_message(str(key)))
+        init(self, **values)
+
+    return __init__
+
+
+Config.__init__ = _checked_init(Config.__init__)
+FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+_EXACT_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+# Fields whose None means "the model's default" (hidden, activation) or "no file" (data_path).
+OPTIONAL_KEYS = ("hidden", "activation", "data_path")
 
 
 def optimizer_option_keys() -> tuple[str, ...]:
@@ -264,17 +327,46 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise InputError(f"{named(name)}: unknown value '{value}'; allowed: {', '.join(allowed)}", name)
 
 
-def _check_float32_positive(name: str, value: float, context: str = "", hint: str = "") -> None:
-    """Training runs in float32: the value must be finite and > 0 there too."""
-    if not math.isfinite(value):
+def check_range(name: str, value: float, context: str = "", hint: str = "") -> None:
+    """`value` within RANGES[name], both as given and as the float32 that training computes
+    with: a number that float32 rounds onto a bound (beta2 0.99999999 is 1.0), past its range
+    (1e39 is inf) or to a subnormal (1e-40, which TensorFlow's kernels flush to 0) is refused."""
+    if (name, value) in _IN_RANGE:
+        return
+    allowed = RANGES[name]
+    hint = hint or allowed.hint
+    must = f"must be {allowed.words}" if allowed.bounded else f"must be {allowed.words}{context}"
+    if not math.isfinite(value) and not allowed.bounded:
         raise InputError(f"{named(name)}: must be a finite number{context} (got {value}){hint}", name)
-    if not value > 0:
-        raise InputError(f"{named(name)}: must be > 0{context} (got {value}){hint}", name)
-    with np.errstate(over="ignore"):
+    if not (math.isfinite(value) and allowed.holds(value)):
+        raise InputError(f"{named(name)}: {must} (got {value}){hint}", name)
+    with np.errstate(over="ignore", under="ignore"):
         as_float32 = np.float32(value)
-    if not (np.isfinite(as_float32) and as_float32 > 0):
-        raise InputError(f"{named(name)}: {value:g} is outside float32's range (about 1.2e-38 to 3.4e38){context}{hint}",
-                         name)
+    where = "in float32, where training runs"
+    if not np.isfinite(as_float32) or (value != 0 and as_float32 == 0 and not allowed.holds(0.0)):
+        raise InputError(f"{named(name)}: {value:g} is outside float32's range ({FLOAT32_RANGE}){context}; "
+                         f"it is {str(as_float32)} {where}{hint}", name)
+    if value != 0 and abs(as_float32) < np.finfo(np.float32).tiny and not allowed.holds(0.0):
+        raise InputError(f"{named(name)}: {value:g} is outside float32's range ({FLOAT32_RANGE}){context}; {where}, "
+                         f"it is a subnormal number that TensorFlow's kernels flush to 0{hint}", name)
+    if not allowed.holds(float(as_float32)):
+        bound = allowed.high if as_float32 >= allowed.high else allowed.low
+        side = "below" if bound == allowed.high else "above"
+        inside = np.nextafter(np.float32(bound), np.float32(-np.inf if side == "below" else np.inf))
+        raise InputError(f"{named(name, value)} is {str(as_float32)} {where}{context}; it must be {side} {bound:g} "
+                         f"(at {'most' if side == 'below' else 'least'} {str(np.float32(inside))}){hint}", name)
+    if len(_IN_RANGE) > 4096:  # the values seen before: a plan of many runs checks each setting once
+        _IN_RANGE.clear()
+    _IN_RANGE.add((name, value))
+
+
+_IN_RANGE: set[tuple[str, float]] = set()
+
+
+def _check_float32_positive(name: str, value: float, context: str = "", hint: str = "") -> None:
+    """check_range for a field that must be > 0 (its entry in RANGES, else POSITIVE)."""
+    RANGES.setdefault(name, POSITIVE)
+    check_range(name, value, context, hint)
 
 
 def check_hidden(hidden: tuple[int, ...]) -> None:
@@ -361,40 +453,47 @@ def unknown_key_message(key: str, what: str = "config key", keys: tuple[str, ...
     return f"unknown {what} '{key}'; {hint}valid keys: {', '.join(keys)}"
 
 
-def coerce_value(key: str, value: Any) -> Any:
-    """Check one value's type against the Config field; return it in the field's type."""
-    kind = _FIELD_TYPES[key]
+def coerce_value(key: str, value: Any, empty_ok: bool = False) -> Any:
+    """Check one value's type against the Config field; return it in the field's type. NumPy
+    numbers count as numbers (a float32 value is the same number as a float). With empty_ok,
+    an empty tensor list is allowed (a Config's default), else it is refused as given by mistake."""
+    kind = FIELD_TYPES[key]
+    if type(value) is _EXACT_TYPES.get(kind):  # already in the field's type: nothing to convert
+        return value
 
     def bad(expected: str) -> InputError:
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         return InputError(f"{named(key)}: must be {expected} (got {type(value).__name__} {shown})", key)
 
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise bad("an integer")
-        return value
+        return int(value)
     if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise bad("a number")
         return float(value)
     if kind == "bool":
-        if not isinstance(value, bool):
+        if not isinstance(value, (bool, np.bool_)):
             raise bad("true or false")
-        return value
+        return bool(value)
     if kind == "str":
         if not isinstance(value, str):
             raise bad("a string")
         return value
     if kind == "str | None":
+        if value is None:
+            return None
         if not isinstance(value, (str, Path)):
             raise bad("a path string")
         return str(value) or None
     if kind == "tuple[int, ...]":
         if isinstance(value, str):
             return parse_hidden(value)
-        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            check_hidden(tuple(value))
-            return tuple(value)
+        if isinstance(value, (list, tuple)) and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                                                    for v in value):
+            check_hidden(tuple(int(v) for v in value))
+            return tuple(int(v) for v in value)
         raise bad("a list of layer widths such as [256, 128], or a string such as \"128x10\"")
     # tuple[str, ...]: a list of tensor names or one comma-separated string
     if isinstance(value, str):
@@ -403,7 +502,7 @@ def coerce_value(key: str, value: Any) -> Any:
         names = tuple(v.strip() for v in value if v.strip())
     else:
         raise bad("a list of tensor names such as [\"w3\", \"b3\"]")
-    if not names:
+    if not names and not (empty_ok and not value):
         raise InputError(f"{named(key)}: is empty; name at least one tensor, e.g. w3,b3 (or leave {named(key)} out)", key)
     return names
 

@@ -4,7 +4,6 @@ cures.png and the paired report against the setup itself."""
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 from dataclasses import dataclass
@@ -206,14 +205,20 @@ def paired_with_base(rows: list[dict], cure: str, column: str, higher_is_better:
     return paired_difference(first, second, higher_is_better)
 
 
-def cures_text(rows: list[dict], skipped: list[tuple[str, str]] = (), language: str = "python") -> list[str]:
+def cures_text(rows: list[dict], skipped: list[tuple[str, str]] = (), language: str = "python",
+               recurrent: bool = False, width: int | None = None) -> list[str]:
     """The report in the style of `demo --seeds`: per cure, how many seeds diverged, the test
     accuracy's spread, its paired difference from base with a 95% interval and in how many seeds
-    the cure came out ahead, and the gradient flow it leaves; then the skipped cures."""
+    the cure came out ahead, and the gradient flow it leaves (for the recurrent net its own
+    names: dh1/dh28, wx); then the skipped cures. The table fits the terminal's width."""
+    from mnist_clip.reporting import fit_line, table_lines
+
     grouped = by_cure(rows)
     n = max((len(members) for members in grouped.values()), default=0)
-    headers = ["cure", "changes", "diverged", "test accuracy", "minus base, 95% interval", "ahead of base",
-               "|δ1|/|δL| first -> last epoch", "w1 moved"]
+    signal, first = ("dh1/dh28", "wx") if recurrent else ("δ1/δL", "w1")
+    interval = " [95%]" if n > 1 else ""
+    headers = ["cure", "changes", "diverged", "test acc", f"vs base{interval}", "ahead", f"{signal} ep 1->last",
+               f"{first} moved"]
     table = []
     for cure, members in grouped.items():
         accuracy = spread([row["test_accuracy"] for row in members])
@@ -231,36 +236,43 @@ def cures_text(rows: list[dict], skipped: list[tuple[str, str]] = (), language: 
             if difference["n"] > 1:
                 versus += f" [{number(difference['low'], True, True)}, {number(difference['high'], True, True)}]"
             ahead = (f"{difference['ahead']} of {difference['n']}"
-                     + (f" ({difference['ties']} tied)" if difference["ties"] else ""))
-        flow = " -> ".join(number(float(np.median([row[f"median_delta1_deltaL_{which}_epoch"] for row in members])))
+                     + (f" ({difference['ties']} tie{'s' if difference['ties'] > 1 else ''})"
+                        if difference["ties"] else ""))
+        flow = "->".join(number(float(np.median([row[f"median_delta1_deltaL_{which}_epoch"] for row in members])))
                            for which in ("first", "last"))
         moved = number(float(np.median([row["w1_moved"] for row in members])))
         table.append([cure, members[0]["changes"] or "(the setup)", f"{diverged} of {len(members)}{where}", shown, versus,
                       ahead, flow, moved])
     lines = []
     if n > 1:
-        lines.append(f"over {n} seeds (paired: each cure against base with the same seed; 95% interval: mean "
-                     f"difference ± t(0.975, {n - 1}) x sd / sqrt({n}); ratios and w1 moved: medians):")
+        lines.append(fit_line(f"over {n} seeds (paired: each cure against base with the same seed; 95% interval: mean "
+                              f"difference ± t(0.975, {n - 1}) x sd / sqrt({n}); ratios and {first} moved: medians):",
+                              width))
     if table:
-        widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
-        lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
-    return lines + skipped_lines(list(skipped), language)
+        fitted = table_lines(headers, table, width)
+        narrower = table_lines(headers[:1] + headers[2:], [row[:1] + row[2:] for row in table], width)
+        if len(fitted) > len(table) + 1 and len(narrower) == len(table) + 1:
+            # the changes are what keeps the table from fitting: they are in cures.csv and `cures --list`
+            fitted = narrower + [fit_line("what each cure sets: `mnist-clip cures --list` (mc.cure_table.CURES), and "
+                                          "cures.csv's changes column", width)]
+        lines += fitted
+    return lines + [fit_line(line, width) for line in skipped_lines(list(skipped), language)]
 
 
 def diagnosis_lines(cells: list[CureCell], folder: Path) -> list[str]:
     """Each diverged run's diagnosis: its likely cause and what happened."""
     from mnist_clip.diagnosis import describe
+    from mnist_clip.validation import read_summary
 
     lines = []
     for cell in sorted(cells, key=lambda c: (list(BY_NAME).index(c.cure), c.config.seed)):
         try:
-            summary = json.loads((folder / cell.folder_name / "summary.json").read_text())
+            summary = read_summary(folder / cell.folder_name / "summary.json")
         except (OSError, ValueError):
             continue
         described = describe(summary)
         if described:
-            cause = summary["diagnosis"]["cause"]
+            cause = summary["diagnosis"].get("cause", "diverged")
             lines.append(f"{cell.name}: {cause}: {described[0]}")
     return lines
 
@@ -273,7 +285,7 @@ def cures_figure(rows: list[dict], title: str = "Cures"):
     steps are its explosion, not the flow the cure leaves. A skipped cure's row says why."""
     from matplotlib.lines import Line2D
 
-    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+    from matplotlib.ticker import LogLocator
 
     from mnist_clip.plots import DIVERGED_COLOR, PlainLogFormatter, positive, subplots
 
@@ -336,9 +348,9 @@ def cures_figure(rows: list[dict], title: str = "Cures"):
     diverged_ax.set_title("diverged", fontsize=10)
     for ax in (signal_ax, moved_ax):
         ax.set_xscale("log")
-        # at most about six labelled powers of ten, as 10^-3: the ranges span from a few to many decades
+        # at most about six labelled powers of ten, written as the run pictures write them (0.001, 0.5, 1e-06)
         ax.xaxis.set_major_locator(LogLocator(numticks=6))
-        ax.xaxis.set_major_formatter(LogFormatterSciNotation())
+        ax.xaxis.set_major_formatter(PlainLogFormatter())
         ax.xaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
         ax.tick_params(axis="x", which="both", labelsize=8)
         ax.grid(axis="x", alpha=0.3, which="major")

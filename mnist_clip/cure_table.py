@@ -49,7 +49,8 @@ CURES = (
     Cure("residual", {"residual": True}, "residual connections where a layer's input and output widths are equal"),
     Cure("glorot", {"init": "glorot"}, "Glorot (Xavier) normal initialisation"),
     Cure("he_relu", {"init": "he", "activation": "relu"}, "He normal initialisation with ReLU"),
-    Cure("adam", {"optimizer": "adam"}, "Adam instead of the setup's optimizer, at the same learning rate"),
+    Cure("adam", {"optimizer": "adam", "lr": 0.001}, "Adam at its customary learning rate (Keras's default, 0.001), "
+         "replacing the setup's optimizer and learning rate"),
     Cure("clean_data", {"dirty_fraction": 0.0}, "the training set without its dirty examples"),
 )
 CURE_NAMES = tuple(cure.name for cure in CURES)

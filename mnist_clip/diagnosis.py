@@ -14,6 +14,7 @@ from mnist_clip.cure_table import BY_NAME, apply_cure
 from mnist_clip.net import Net
 
 EXPLODING, BAD_INPUT, MODEL_DESIGN = "exploding gradients", "bad input", "model design"
+OUTPUT_LR = "a learning rate too high for the output layer"
 JUMP_FACTOR = 10.0  # one step multiplying the global norm by this much, after calmer steps, is a jump
 CALM_STEPS = 8  # the steps before a run-up whose median global norm is "before it"
 OUTLIER_INPUT = 3.0  # a batch whose largest |input| is this many times the clean data's holds bad input
@@ -22,11 +23,20 @@ SCALED_INPUT = 1.0  # inputs beyond this are not scaled to 0..1
 SHOWN_TENSORS = 5  # the tensors named after the first non-finite one; more are counted
 SHOWN_BATCHES = 3  # the bad batches named; more are counted
 INSPECTED_STEPS = 64  # at most this many batches before a failure are looked at
+RUN_UP_STEPS = 10  # the finite steps before the first non-finite one whose mechanism is read
+# The row of an image by which most digits have begun (71% of the bundled digits have ink in
+# rows 1-6, 0.4% in rows 1-2): the recurrent net's signal through time is read there, since
+# with ReLU dh_t is exactly 0 over a digit's blank top rows.
+FIRST_INKED_ROW = 6
+OUTPUT_LAYER_SHARE = 0.5  # the output layer carries "most" of the global norm above this share
+SATURATED = 0.5  # half or more of the hidden units saturated (or dead): little signal flows back
+NO_SIGNAL = 0.01  # the signal at the first layer (or rows) below this share of the last one's: none flows back
 # The cures worth trying for each cause, in the order the material gives them.
 CURES_FOR = {
     EXPLODING: ("lower_lr", "batchnorm", "clipping", "scaled_inputs"),
     BAD_INPUT: ("clean_data", "clipping", "scaled_inputs", "lower_lr"),
     MODEL_DESIGN: ("he_relu", "glorot", "batchnorm", "layernorm", "residual", "clipping", "lower_lr"),
+    OUTPUT_LR: ("lower_lr", "clipping"),
 }
 # With finite gradients, the update rule's own arithmetic made a NaN/Inf: the step was not applied
 NONFINITE_UPDATE = "the update became non-finite with finite gradients"
@@ -116,6 +126,56 @@ def signal_gain(metrics: Mapping[str, np.ndarray], step: int, signals: tuple[str
     return first / last if math.isfinite(first) and math.isfinite(last) and last > 0 else None
 
 
+def run_up_mechanism(metrics: Mapping[str, np.ndarray], step: int, net: Net,
+                     window: int = RUN_UP_STEPS) -> dict | None:
+    """How the steps just before the first non-finite one failed, from their metrics.
+
+    Over the last `window` finite steps before `step`: each layer's share of the squared
+    global norm (the output layer's, and the hidden or recurrent layers' together, medians over
+    the steps), each tensor's growth factor per step, the signal's growth back through the net
+    (dh_1-6 / dh_28 for the recurrent net, read near the first inked rows; delta_1 / delta_L for
+    the MLP; medians over the steps) and the share of saturated or dead hidden units (mean).
+    For the recurrent net the signal near the first rows is the largest of dh_1 ... dh_6: with
+    ReLU, dh_t is exactly 0 over a digit's blank top rows.
+    None when no finite step precedes `step`."""
+    first = max(0, step - window)
+    if step - first < 1:
+        return None
+    span = slice(first, step)
+    squares = {name: column(metrics, f"{name}_before")[span] ** 2 for name in net.names if f"{name}_before" in metrics}
+    total = column(metrics, "global_norm_before")[span] ** 2
+    output = {tensor.name for tensor in net.layers[-1].tensors}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        output_share = np.median(sum(v for k, v in squares.items() if k in output) / total)
+        hidden_share = np.median(sum(v for k, v in squares.items() if k not in output) / total)
+        growth = {}
+        for name, values in squares.items():
+            norms = np.sqrt(values)
+            growth[name] = (float((norms[-1] / norms[0]) ** (1 / (len(norms) - 1)))
+                            if len(norms) > 1 and norms[0] > 0 else None)
+    near = net.signals[:FIRST_INKED_ROW] if net.is_recurrent else net.signals[:1]
+    far = net.signals[-1]
+    signal = None
+    if all(name in metrics for name in (*near, far)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.max([column(metrics, name)[span] for name in near], axis=0) / column(metrics, far)[span]
+        ratios = ratios[np.isfinite(ratios)]
+        signal = float(np.median(ratios)) if len(ratios) else None
+    units = [c for c in metrics if c.startswith(("saturated_h", "dead_h"))]
+    inactive = float(np.mean([column(metrics, c)[span] for c in units])) if units else None
+    grown = sorted((name for name in growth if growth[name] is not None), key=lambda name: -growth[name])
+    return {"from_step": first, "to_step": step - 1, "steps": step - first,
+            "output_share": float(output_share) if np.isfinite(output_share) else None,
+            "hidden_share": float(hidden_share) if np.isfinite(hidden_share) else None,
+            "output_tensors": [name for name in net.names if name in output],
+            "hidden_words": "the recurrent layer (" + ", ".join(n for n in net.names if n not in output) + ")"
+            if net.is_recurrent else "the hidden layers",
+            "growth": growth, "fastest": grown[0] if grown else None,
+            "signal_near": near[0] if len(near) == 1 else f"{near[0]}-{near[-1][len('dh'):]}", "signal_far": far,
+            "signal_growth": signal, "inactive": inactive,
+            "inactive_kind": "dead" if any(c.startswith("dead_h") for c in units) else "saturated"}
+
+
 def as_config(config: Mapping[str, Any] | Config) -> Config | None:
     """The run's Config, from a Config or config.json (None if it is not one this version reads)."""
     if isinstance(config, Config):
@@ -159,12 +219,19 @@ def diagnose(metrics: Mapping[str, np.ndarray], config: Mapping[str, Any] | Conf
     gains = [gain for gain in (signal_gain(metrics, 0, net.signals),
                                signal_gain(metrics, growth.get("from_step", -1), net.signals)) if gain is not None]
     gain = max(gains) if gains else None
-    through_time = net.is_recurrent and gain is not None and gain >= DESIGN_GAIN
+    mechanism = run_up_mechanism(metrics, step, net)
+    output_layer = output_layer_failed(mechanism)
+    if net.is_recurrent and mechanism is not None and mechanism["signal_growth"] is not None:
+        through_time = mechanism["signal_growth"] >= DESIGN_GAIN  # read over the run-up, not the calm
+    else:
+        through_time = net.is_recurrent and gain is not None and gain >= DESIGN_GAIN
     if decisive:
         cause = BAD_INPUT
+    elif output_layer:  # the hidden units saturated or dead: only the output layer's step was too large
+        cause = OUTPUT_LR
     elif through_time:  # what exploding gradients are in a recurrent net (Pascanu et al. 2013)
         cause = EXPLODING
-    elif gain is not None and gain >= DESIGN_GAIN or step == 0:
+    elif step == 0 or (not net.is_recurrent and gain is not None and gain >= DESIGN_GAIN):
         cause = MODEL_DESIGN
     else:
         cause = EXPLODING
@@ -181,13 +248,25 @@ def diagnose(metrics: Mapping[str, np.ndarray], config: Mapping[str, Any] | Conf
         "other_bad_batches": len(outliers) - len(decisive),
         "largest_clean_input": largest_clean_input,
         "signal_gain": gain,
-        "signal_path": "the last time step back to the first" if net.is_recurrent else "the output layer to the first",
+        "signal_path": "the last time step back to the first rows" if net.is_recurrent else "the output layer to the first",
         "through_time": through_time,
+        "run_up": mechanism,
+        "clip": (config.clip if isinstance(config, Config) else config.get("clip")),
         "cause": cause,
         "cures": cures_worth_trying(cause, config, largest_clean_input),
     }
     result["text"] = diagnosis_lines(result)
     return result
+
+
+def output_layer_failed(mechanism: dict | None) -> bool:
+    """Whether the run-up is an output layer's learning rate that is too high: the output layer
+    carried most of the global norm while most hidden units were saturated or dead, so that
+    nothing flowed back and no growth through the net fed it."""
+    if mechanism is None or mechanism["output_share"] is None or mechanism["output_share"] < OUTPUT_LAYER_SHARE:
+        return False
+    saturated = mechanism["inactive"] is not None and mechanism["inactive"] >= SATURATED
+    return saturated or (mechanism["signal_growth"] is not None and mechanism["signal_growth"] < NO_SIGNAL)
 
 
 def jumped_at(norms: np.ndarray, at: int, step: int, growth: dict) -> bool:
@@ -286,12 +365,39 @@ def batch_words(d: dict) -> str:
     return "; ".join(words)
 
 
+def percent(share: float) -> str:
+    return f"{100 * share:.0f}%"
+
+
+def layer_words(m: dict) -> str:
+    """The output layer's tensors, e.g. "the output layer (wo, bo)"."""
+    return f"the output layer ({', '.join(m['output_tensors'])})"
+
+
 def cause_words(d: dict) -> str:
     cause = d["cause"]
+    m = d.get("run_up")
     if cause == BAD_INPUT:
         bad = [str(b["step"]) for b in d["bad_batches"]]
         steps = ", ".join(bad[:SHOWN_BATCHES]) + (f" and {len(bad) - SHOWN_BATCHES} more" if len(bad) > SHOWN_BATCHES else "")
         why = f"the batch{'es' if len(bad) > 1 else ''} of step{'s' if len(bad) > 1 else ''} {steps} held inputs far beyond the clean data's"
+    elif cause == OUTPUT_LR:
+        output_growth = max((m["growth"][name] or 0.0) for name in m["output_tensors"])
+        flowed = []
+        if m["inactive"] is not None:
+            flowed.append(f"{percent(m['inactive'])} of the hidden units {m.get('inactive_kind', 'saturated')}")
+        if m["signal_growth"] is not None:
+            flowed.append(f"{m['signal_near']} / {m['signal_far']} {number(m['signal_growth'])}")
+        why = (f"over steps {m['from_step']}-{m['to_step']}, {layer_words(m)} carried {percent(m['output_share'])} "
+               f"of the squared global norm and its gradient grew x{number(output_growth)} per step, while almost "
+               f"no signal flowed back ({', '.join(flowed)})")
+        if d.get("signal_gain") is not None and d["signal_gain"] >= DESIGN_GAIN:
+            unclipped = ("; unclipped, their large steps then saturated the units" if d.get("clip") == "none"
+                         else "")
+            why += (f". Earlier, back-propagation through time had multiplied the signal x{number(d['signal_gain'])} "
+                    f"(from the last time step back to the first): those are the steps clipping acts on{unclipped}"
+                    if d.get("signal_path", "").startswith("the last time step")
+                    else f". Earlier the signal grew x{number(d['signal_gain'])} on its way back")
     elif cause == MODEL_DESIGN:
         why = (f"the net multiplies the back-propagated signal x{number(d['signal_gain'])} from "
                f"{d.get('signal_path', 'the output layer to the first')}"
@@ -300,21 +406,53 @@ def cause_words(d: dict) -> str:
     elif cause == NONFINITE_UPDATE:
         why = d.get("update_reason") or "the update rule's arithmetic left float32's range"
     elif d.get("through_time"):
-        why = (f"back-propagation through time multiplies the signal x{number(d['signal_gain'])} from "
-               f"{d['signal_path']}")
+        if m is not None and m["signal_growth"] is not None:
+            why = (f"back-propagation through time multiplies the signal x{number(m['signal_growth'])} from "
+                   f"{d['signal_path']} over steps {m['from_step']}-{m['to_step']} "
+                   f"({m['signal_near']} / {m['signal_far']}, median)")
+        else:
+            why = (f"back-propagation through time multiplies the signal x{number(d['signal_gain'])} from "
+                   f"{d['signal_path']}")
     else:
         why = "the updates themselves made the gradients grow"
+        if m is not None and m["output_share"] is not None and m["output_share"] >= OUTPUT_LAYER_SHARE:
+            why += f", {layer_words(m)} carrying {percent(m['output_share'])} of the squared global norm"
     if cause not in (BAD_INPUT, NONFINITE_UPDATE) and d["largest_clean_input"] > SCALED_INPUT:
         why += f"; the inputs reach {number(d['largest_clean_input'])}, not scaled to 0..1"
     return f"likely cause: {cause} ({why})"
 
 
+def run_up_words(m: dict | None) -> str | None:
+    """The run-up's numbers: which gradients grew and how fast, each part's share of the norm,
+    the signal back through the net and the inactive units."""
+    if m is None:
+        return None
+    grown = sorted((name for name, factor in m["growth"].items() if factor is not None),
+                   key=lambda name: -m["growth"][name])
+    shown = ", ".join(f"{name} x{number(m['growth'][name])}" for name in grown[:3])
+    rest = grown[3:]
+    if rest:
+        shown += f", the other {len(rest)} at most x{number(m['growth'][rest[0]])}"
+    steps = f"step {m['to_step']}" if m["steps"] == 1 else f"steps {m['from_step']}-{m['to_step']}"
+    words = [f"the run-up ({steps}): gradients per step {shown}" if m["steps"] > 1 else f"the run-up ({steps})"]
+    if m["output_share"] is not None:
+        words.append(f"{layer_words(m)} carried {percent(m['output_share'])} of the squared global norm, "
+                     f"{m.get('hidden_words', 'the other layers')} {percent(m['hidden_share'])}")
+    if m["signal_growth"] is not None:
+        words.append(f"{m['signal_near']} / {m['signal_far']} {number(m['signal_growth'])}")
+    if m["inactive"] is not None:
+        words.append(f"{percent(m['inactive'])} of hidden units {m.get('inactive_kind', 'saturated')}")
+    return "; ".join(words) + "."
+
+
 def diagnosis_lines(d: dict) -> list[str]:
-    """One or two lines, every word from the diagnosis' numbers."""
+    """Two or three lines, every word from the diagnosis' numbers: what failed and how, the
+    likely cause and its cures, then the run-up's numbers."""
     first = f"diverged at step {d['step']}: {what_failed(d)}, {growth_words(d['growth'])}; {batch_words(d)}."
     cures = (f"; cures worth trying: {', '.join(d['cures'])}: `mnist-clip cures` (mc.cures in Python) with this "
              "run's options trains each beside it" if d["cures"] else "; none of the listed cures applies to this setup")
-    return [first, cause_words(d) + cures + "."]
+    evidence = run_up_words(d.get("run_up"))
+    return [first, cause_words(d) + cures + ".", *([evidence] if evidence else [])]
 
 
 def describe(summary: Mapping[str, Any] | None) -> list[str]:

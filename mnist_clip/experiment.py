@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from mnist_clip import __version__
+from mnist_clip.version import __version__
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
 from mnist_clip.errors import Interrupted
@@ -237,7 +237,7 @@ def run_experiment(
     if draw_plots and draw is not None:
         plot_paths = draw(run_dir)
     elif draw_plots:
-        from mnist_clip.plots import write_run_plots
+        from mnist_clip.figures import write_run_plots
 
         plot_paths = write_run_plots(run_dir)
     return Outcome(run_dir, summary, stop.exit_code, plot_paths, drawing_stopped())

@@ -59,7 +59,8 @@ class Painters:
             self.stop()
             return [Path(drawn[index]) for index in sorted(drawn)]
         if left:  # this process draws what a painter could not
-            from mnist_clip.plots import RUN_FIGURES, write_run_plots
+            from mnist_clip.figures import write_run_plots
+            from mnist_clip.plots import RUN_FIGURES
 
             names = list(RUN_FIGURES)
             for share in sorted(left):
@@ -107,7 +108,8 @@ def serve() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from mnist_clip.plots import RUN_FIGURES, write_run_plots
+    from mnist_clip.figures import write_run_plots
+    from mnist_clip.plots import RUN_FIGURES
 
     line = sys.stdin.readline()
     if not line:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,8 @@ def signal_ratio(run: Run, first: str | None = None) -> np.ndarray:
     """|dL/dz_1| / |dL/dz_L|: the back-propagated signal at the first layer over the last
     (the recurrent net's: |dL/dh_1| / |dL/dh_28|, or from the time step `first`)."""
     signals = run.net.signals
+    if not signals:  # a Keras model's run (GradientProbe) records no signal
+        return np.full(run.steps, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         return run.metrics[first or signals[0]] / run.metrics[signals[-1]]
 
@@ -187,11 +190,16 @@ def run_smoothing(run: Run) -> Smoothing:
     return Smoothing(window, width, ~short_batches(run))
 
 
+def plain_number(value: float) -> str:
+    """0.001, 0.5, 20, and 1e-06 as 1e-6: the one way every log axis writes its numbers."""
+    return re.sub(r"e([+-])0*(\d)", lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), f"{value:g}")
+
+
 class PlainLogFormatter(LogFormatter):
     """LogFormatter's choice of which ticks to label, with plain numbers (0.6, not 6e-01)."""
 
     def _num_to_string(self, x, vmin, vmax):
-        return f"{x:g}"
+        return plain_number(x)
 
     def set_locs(self, locs=None):
         super().set_locs(locs)
@@ -208,9 +216,19 @@ def log_y(ax) -> None:
     size; an axis with fewer than three powers of ten in view also labels some of its minor
     ticks (matplotlib counts them when drawing), so that it never shows just one or two numbers."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: plain_number(value)))
     ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.tick_params(axis="y", which="both", labelsize=TICK_SIZE)
+
+
+def legend_below(ax, handles: list, ncol: int = 2) -> None:
+    """A legend under the axes' tick labels and x label, at a fixed distance from the axes
+    whatever their height, where it can hide no line."""
+    from matplotlib.transforms import ScaledTranslation
+
+    below = ax.transAxes + ScaledTranslation(0, -0.5, ax.figure.dpi_scale_trans)
+    ax.legend(handles=handles, fontsize=8, ncol=ncol, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+              bbox_transform=below)
 
 
 def legend_right(ax, **options) -> None:
@@ -324,15 +342,18 @@ def run_step_axis(ax, run: Run, label: bool = True, epochs_on_top: bool = False)
     step_axis(ax, max(run.steps, 1), steps_per_epoch(run), label, epochs_on_top)
 
 
-def short_batch_note(run: Run) -> str | None:
-    """The regular spikes of a data set that the batch size does not divide, explained."""
-    used = run.config.get("dataset_used", {})
-    train_size, batch = used.get("train_size"), run.config.get("batch_size")
-    if not train_size or not batch or train_size % batch == 0 or run.steps <= steps_per_epoch(run):
+def short_batch_note(run: Run, drawn: str = "the lines") -> str | None:
+    """Why the lines (or the map: `drawn`) skip a step every epoch, on a picture that draws its
+    steps, for a data set that the batch size does not divide. None where there is no short batch."""
+    if not short_batches(run).any():
         return None
+    used = run.config.get("dataset_used", {})
+    train_size, batch = used["train_size"], run.config["batch_size"]
     full, rest = divmod(train_size, batch)
-    return (f"Every epoch ends with a shorter batch ({train_size:,} = {full} x {batch} + {rest} examples): "
-            f"per-step values jump every {full + 1} steps; the smoothed lines leave those batches out.")
+    count = int(short_batches(run).sum())
+    return (f"Every epoch ends with a shorter batch ({train_size:,} = {full} x {batch} + {rest} examples), whose "
+            f"values stand apart from the full batches' (a mean over fewer examples): {count} such "
+            f"step{'s' if count > 1 else ''}, left out of {drawn}.")
 
 
 NOTE_CHAR_PIXELS = 6.0  # the width of a character of the notes (8 points) at DPI
@@ -371,6 +392,10 @@ def finish_figure(fig: Figure, run: Run, note: str | None = None, legend_axes=()
 def architecture_label(config: dict) -> str:
     """'784-256-128-10 relu' for the reference, 'rnn 28x28-128-10 tanh, gain 1' for the recurrent
     net; the init is named when it is not the reference's."""
+    if config.get("source") == "keras":
+        from mnist_clip.probe_schema import architecture_label as model_label
+
+        return model_label(config)
     hidden = tuple(config.get("hidden", (256, 128)))
     layers = f"784-{format_hidden(hidden).replace(',', '-')}-10" if hidden else "784-10 (linear)"
     init = config.get("init", "reference")
@@ -393,7 +418,8 @@ def run_title(run: Run) -> str:
     partial = f", trains {','.join(trained)} only" if trained and len(trained) < len(run.tensors) else ""
     seed = f", seed {cfg['seed']}" if "seed" in cfg else ""
     return (
-        f"{run.name}: {run.clip_label}, {training_label(cfg)}, x/{cfg.get('input_scale'):g}, "
+        f"{run.name}: {run.clip_label}, {training_label(cfg)}, "
+        + (f"x/{cfg['input_scale']:g}, " if cfg.get("input_scale") is not None else "") +
         f"{architecture_label(cfg)}{seed}{partial}, {used.get('name', '?')} ({run.status})"
     )
 
@@ -445,9 +471,10 @@ def per_tensor_lines(ax, run: Run, values: dict, labelled: bool, **style) -> Non
     """One line per tensor, coloured by layer and styled by role (ROLE_STYLES)."""
     colors = layer_colors(run.n_layers)
     steps = run.metrics["step"]
+    full = ~short_batches(run)
     for name, series in values.items():
         tensor = run.net.tensor(name)
-        ax.plot(steps, positive(series), color=colors[tensor.layer - 1], label=name if labelled else None,
+        ax.plot(steps[full], positive(series)[full], color=colors[tensor.layer - 1], label=name if labelled else None,
                 **{**ROLE_STYLES[tensor.role], **style})
 
 
@@ -501,8 +528,9 @@ def norms_figure(run: Run) -> Figure:
         # or for methods that act on most steps a dashed line with gaps.
         colors = layer_colors(run.n_layers)
         many = int(run.metrics["clipped"].sum()) > MAX_MARKED_STEPS
+        full = ~short_batches(run)
         for name in run.tensors:
-            acted = run.metrics[f"{name}_clipped"] > 0
+            acted = (run.metrics[f"{name}_clipped"] > 0) & (full if many else True)
             after = positive(run.metrics[f"{name}_after"])
             style = {"linestyle": "--", "linewidth": 0.8} if many else {"linestyle": "none", "marker": "v", "markersize": 4}
             top.plot(steps if many else steps[acted], np.where(acted, after, np.nan) if many else after[acted],
@@ -525,7 +553,9 @@ def norms_figure(run: Run) -> Figure:
     if per_tensor:
         per_tensor_lines(bottom, run, series, labelled=False)
     else:
-        bottom.plot(steps, positive(series["global norm before"]), color="0.2", linewidth=1, label="global norm before")
+        full = ~short_batches(run)
+        bottom.plot(steps[full], positive(series["global norm before"])[full], color="0.2", linewidth=1,
+                    label="global norm before")
         if "global norm after" in series:
             acted = run.metrics["clipped"] > 0
             after = positive(series["global norm after"])
@@ -564,19 +594,17 @@ def ratio_layers(run: Run) -> list[int]:
 def smoothed_lines(ax, steps, values, smoothing: Smoothing, color, label: str, **style) -> None:
     """The raw values, pale, and their moving geometric mean on top (or the raw values
     alone, labelled, when the run is too short to smooth)."""
+    full = smoothing.keep  # the raw line too leaves the short batches out
+    raw_steps, raw = np.asarray(steps)[full], positive(values)[full]
     if smoothing.smooths:
-        ax.plot(steps, positive(values), color=color, alpha=0.25, linewidth=0.8)
+        ax.plot(raw_steps, raw, color=color, alpha=0.25, linewidth=0.8)
         ax.plot(steps, smoothing.geometric(values), color=color, linewidth=2.2, label=label, **style)
     else:
-        ax.plot(steps, positive(values), color=color, linewidth=1.5, marker="o", markersize=3, label=label, **style)
+        ax.plot(raw_steps, raw, color=color, linewidth=1.5, marker="o", markersize=3, label=label, **style)
 
 
 def ratio_figure(run: Run) -> Figure:
     """|g_w1|/|g_wL| (and a middle layer's) before clipping, raw and smoothed."""
-    if run.net.is_recurrent:
-        from mnist_clip.time_plots import time_ratio_figure
-
-        return time_ratio_figure(run)
     fig, ax = subplots(figsize=FIGSIZE)
     steps = run.metrics["step"]
     smoothing = run_smoothing(run)
@@ -615,7 +643,8 @@ def loss_figure(run: Run) -> Figure:
     steps = run.metrics["step"]
     loss = run.metrics["loss"]
     smoothing = run_smoothing(run)
-    left.plot(steps, positive(loss), color="0.6", linewidth=0.8, label="loss per step")
+    full = smoothing.keep
+    left.plot(steps[full], positive(loss)[full], color="0.6", linewidth=0.8, label="loss per step")
     if smoothing.smooths:
         left.plot(steps, smoothing.geometric(loss), color="k", linewidth=1.8, label=smoothing.words())
     if run.epochs["epoch"].size:
@@ -634,15 +663,11 @@ def loss_figure(run: Run) -> Figure:
     right.set_ylabel("test accuracy (%)")
     right.set_title("Test accuracy after each epoch", fontsize=10)
     right.grid(alpha=0.3)
-    return finish_figure(fig, run, legend_axes=(left,))
+    return finish_figure(fig, run, short_batch_note(run), legend_axes=(left,))
 
 
 def signals_figure(run: Run) -> Figure:
     """Back-propagated signal |dL/dz_l| per layer beside the weight-gradient norms, and inactive units."""
-    if run.net.is_recurrent:
-        from mnist_clip.time_plots import time_signals_figure
-
-        return time_signals_figure(run)
     fig, (top, middle, bottom) = subplots(3, 1, figsize=(10, 9), sharex=True, height_ratios=(3, 2, 1.3))
     steps = run.metrics["step"]
     smoothing = run_smoothing(run)
@@ -669,11 +694,13 @@ def signals_figure(run: Run) -> Figure:
     middle.set_title("First layer over last: " + ("raw (pale) and smoothed" if smoothing.smooths else "raw"), fontsize=9)
     kind = "dead (zero for the whole batch)" if run.activation == "relu" else "saturated (derivative < 1% of its maximum for the whole batch)"
     for layer, column in enumerate(run.activity_columns, start=1):
-        bottom.plot(steps, 100 * run.metrics[column], color=colors[layer - 1], linewidth=1,
+        bottom.plot(steps[smoothing.keep], 100 * run.metrics[column][smoothing.keep], color=colors[layer - 1], linewidth=1,
                     label=f"h{layer}: {'dead' if run.activation == 'relu' else 'saturated'} units" if labelled else None)
     bottom.set_title(f"Hidden units {kind}, raw per step" if run.activity_columns else "No hidden layer", fontsize=9)
     bottom.set_ylabel("units (%)")
-    bottom.set_ylim(bottom=0)
+    largest = max((np.nanmax(100 * run.metrics[column][smoothing.keep], initial=0.0) for column in run.activity_columns),
+                  default=0.0)
+    bottom.set_ylim(0, max(5.0, 1.1 * largest))  # a line at 0 stays in sight above the axis, on a scale of %
     for ax in (top, middle, bottom):
         mark_divergence(ax, run)
     run_step_axis(bottom, run)
@@ -743,54 +770,132 @@ def size_note(run: Run) -> str | None:
             "of one size, and the dashed signal δ.")
 
 
-def flow_figure(run: Run) -> Figure:
-    """The gradient-flow profile: per layer from input to output, the weight-gradient norm
-    and the back-propagated signal, one line per chosen epoch; and a layer x step map."""
+RUNUP_STEPS = 4  # a diverged run's flow picture draws this many of its last finite steps,
+RUNUP_SPAN = 10  # spread over this many steps before the first NaN/Inf
+
+
+def runup_rows(run: Run) -> list[int]:
+    """The rows of a diverged run's run-up that flow.png draws one by one: up to RUNUP_STEPS
+    of its last RUNUP_SPAN finite steps, the last one included. Empty for a run that did not
+    diverge, or diverged at its first step."""
+    step = run.nonfinite_step
+    if step is None:
+        return []
+    finite = np.flatnonzero(np.asarray(run.metrics["step"]) < step)[-RUNUP_SPAN:]
+    if not finite.size:
+        return []
+    picks = np.unique(np.round(np.linspace(0, finite.size - 1, min(RUNUP_STEPS, finite.size))).astype(int))
+    return finite[picks].tolist()
+
+
+def drawn_epochs(run: Run) -> list[int]:
+    """The epochs flow.png draws as medians: profile_epochs of a run that did not diverge; of a
+    diverged one, up to three of the epochs it completed (its run-up is drawn step by step)."""
+    if run.nonfinite_step is None:
+        return profile_epochs(run)
+    complete = last_complete_epoch(run)
+    if complete is None:
+        return []
+    return np.unique(np.round(np.linspace(0, complete, min(3, complete + 1))).astype(int)).tolist()
+
+
+def runup_colors(count: int) -> list:
+    """Reds, light to dark toward the last finite step."""
+    cmap = colormap("Reds")
+    return [cmap(x) for x in np.linspace(0.45, 0.95, count)] if count > 1 else [cmap(0.95)]
+
+
+ZERO_MARK = "v"  # a value of exactly 0 on a log axis: a triangle on its bottom edge
+INF_MARK = "^"  # an Inf: a triangle on its top edge
+
+
+def edge_marks(ax, x, values, color, size: float = 6) -> set[str]:
+    """Values a log axis cannot show, kept in view: exactly 0 as a triangle on the bottom edge,
+    Inf on the top edge. Returns which kinds were drawn ("zero", "inf")."""
+    values = np.asarray(values, dtype=float)
+    x = np.asarray(x)
+    drawn = set()
+    for kind, where, edge, marker in (("zero", values == 0, 0.0, ZERO_MARK), ("inf", np.isposinf(values), 1.0, INF_MARK)):
+        if where.any():
+            ax.plot(x[where], np.full(int(where.sum()), edge), linestyle="none", marker=marker, color=color,
+                    markersize=size, clip_on=False, transform=ax.get_xaxis_transform(), zorder=5)
+            drawn.add(kind)
+    return drawn
+
+
+def edge_handles(kinds: set[str]) -> list:
     from matplotlib.lines import Line2D
 
-    if run.net.is_recurrent:
-        from mnist_clip.time_plots import time_flow_figure
+    words = {"zero": (ZERO_MARK, "on the bottom edge: exactly 0 (a log axis has no 0)"),
+             "inf": (INF_MARK, "on the top edge: Inf (float32 overflowed)")}
+    return [Line2D([], [], color="0.3", linestyle="none", marker=words[kind][0], label=words[kind][1])
+            for kind in ("zero", "inf") if kind in kinds]
 
-        return time_flow_figure(run)
+
+def step_profile(run: Run, row: int, prefix: str) -> np.ndarray:
+    """Per layer, one step's w{l}_before (prefix 'w') or signal (the recurrent net's dh_t)."""
+    columns = [f"{name}_before" for name in run.net.layer_weights] if prefix == "w" else run.net.signals
+    return np.array([run.metrics[column][row] for column in columns], dtype=float)
+
+
+def flow_figure(run: Run) -> Figure:
+    """The gradient-flow profile: per layer from input to output, the weight-gradient norm
+    and the back-propagated signal, one line per chosen epoch (a diverged run: its last
+    complete epochs and then its last finite steps, one by one); and a layer x step map."""
+    from matplotlib.lines import Line2D
+
     fig, (left, right) = subplots(1, 2, figsize=(12, 6), width_ratios=(1, 1.1))
     layers = np.arange(1, run.n_layers + 1)
-    epochs = profile_epochs(run)
-    complete = last_complete_epoch(run)
-    cmap = colormap("plasma")
-    handles = []
-    for i, epoch in enumerate(epochs):
-        color = cmap(0.85 * i / max(1, len(epochs) - 1))
-        left.plot(layers, positive(layer_profile(run, epoch, "w")), "o-", color=color, linewidth=1.8, markersize=4)
-        left.plot(layers, positive(layer_profile(run, epoch, "delta")), "s--", color=color, linewidth=1.0,
-                  markersize=3, alpha=0.8)
-        diverged = run.nonfinite_step is not None and (complete is None or epoch > complete)
-        words = f"epoch {epoch + 1}" + (f" (NaN/Inf at step {run.nonfinite_step}; finite steps)" if diverged else "")
+    epochs = drawn_epochs(run)
+    cmap = colormap("viridis" if run.nonfinite_step is not None else "plasma")
+    median = " (median)" if run.nonfinite_step is not None else ""  # beside single steps
+    profiles = [(f"epoch {epoch + 1}{median}", layer_profile(run, epoch, "w"), layer_profile(run, epoch, "delta"),
+                 cmap(0.85 * i / max(1, len(epochs) - 1))) for i, epoch in enumerate(epochs)]
+    rows = runup_rows(run)
+    profiles += [(f"step {int(run.metrics['step'][row])}" + (" (last finite)" if row == rows[-1] else ""),
+                  step_profile(run, row, "w"), step_profile(run, row, "delta"), color)
+                 for row, color in zip(rows, runup_colors(len(rows)))]
+    handles, edges = [], set()
+    for words, weights, signal, color in profiles:
+        left.plot(layers, positive(weights), "o-", color=color, linewidth=1.8, markersize=4)
+        left.plot(layers, positive(signal), "s--", color=color, linewidth=1.0, markersize=3, alpha=0.8)
+        edges |= edge_marks(left, layers, weights, color) | edge_marks(left, layers, signal, color)
         handles.append(Line2D([], [], color=color, linewidth=3, label=words))
     handles += [Line2D([], [], color="0.3", marker="o", linewidth=1.8, markersize=4, label="|g_w|: weight gradient"),
                 Line2D([], [], color="0.3", marker="s", linestyle="--", linewidth=1.0, markersize=3,
                        label="|δ|: back-propagated signal")]
+    handles += edge_handles(edges)
     log_y(left)
     left.set_xlabel("layer (1 = next to the input, %d = output)" % run.n_layers, fontsize=9)
-    left.set_ylabel("median L2 norm over the epoch (log)")
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
-    left.set_title("Gradient flow: weight gradients (solid) and back-propagated\nsignal δ (dashed). "
-                   "A slope down to the left is vanishing; flat is healthy.", fontsize=10)
+    title = ("Gradient flow: weight gradients (solid) and back-propagated\nsignal δ (dashed). "
+             "A slope down to the left is vanishing; flat is healthy.")
+    if run.nonfinite_step is not None:
+        left.set_ylabel("L2 norm: an epoch's median, or one step (log)")
+        title += f"\nReds: the last finite steps before NaN/Inf at step {run.nonfinite_step}."
+    else:
+        left.set_ylabel("median L2 norm over the epoch (log)")
+    left.set_title(title, fontsize=10)
     # below the axes, where it cannot hide a line; an epoch is one entry, never split
-    left.legend(handles=handles, fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+    legend_below(left, handles, ncol=2)
     left.grid(alpha=0.3, which="both")
 
     steps = run.metrics["step"]
     table = np.array([positive(run.metrics[f"w{layer}_before"]) for layer in layers])
+    full = ~short_batches(run)  # a short batch's norms stand apart: it would draw a stripe
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_table = np.log10(table)
+        log_table = np.log10(table[:, full])
     finite = log_table[np.isfinite(log_table)]
     if finite.size:
-        # the colours span every value, step 0's large norms too: nothing is cut off
-        image = right.pcolormesh(np.append(steps, steps[-1] + 1) - 0.5, np.arange(0.5, run.n_layers + 1),
-                                 np.ma.masked_invalid(log_table), cmap="magma", vmin=finite.min(), vmax=finite.max(),
-                                 shading="flat", rasterized=True)
+        # the colours span every value, step 0's large norms too: nothing is cut off; a short batch's
+        # column is left out and the step before it spans its place
+        kept = steps[full]
+        edges_x = np.append(kept - 0.5, steps[-1] + 0.5)
+        image = right.pcolormesh(edges_x, np.arange(0.5, run.n_layers + 1), np.ma.masked_invalid(log_table),
+                                 cmap="magma", vmin=finite.min(), vmax=finite.max(), shading="flat", rasterized=True)
         bar = fig.colorbar(image, ax=right, pad=0.02)
-        bar.set_label("log10 |g_w| before clipping (full range)", fontsize=9)
+        blank = not np.all(np.isfinite(log_table))
+        bar.set_label("log10 |g_w| before clipping (full range)" + ("; white: NaN/Inf" if blank else ""), fontsize=9)
         bar.ax.tick_params(labelsize=8)
     right.set_ylabel("layer")
     right.set_ylim(0.5, run.n_layers + 0.5)
@@ -798,7 +903,8 @@ def flow_figure(run: Run) -> Figure:
     right.set_title("Weight-gradient norm per layer and step", fontsize=10)
     mark_divergence(right, run)
     run_step_axis(right, run)
-    return finish_figure(fig, run, size_note(run))
+    notes = [size_note(run), short_batch_note(run, "the map")]
+    return finish_figure(fig, run, " ".join(note for note in notes if note) or None)
 
 
 UPDATE_RATIO_RULE = 1e-3  # the update-to-weight ratio practitioners look for
@@ -874,7 +980,7 @@ def empty_figure(run: Run) -> Figure:
     return finish_figure(fig, run)
 
 
-RUN_FIGURES = {
+RUN_FIGURES = {  # the MLP's pictures; mnist_clip.figures picks a run's family
     "norms.png": norms_figure,
     "ratio.png": ratio_figure,
     "loss.png": loss_figure,
@@ -889,22 +995,3 @@ def save_figure(fig: Figure, path: Path) -> Path:
     fig.savefig(buffer, format="png", dpi=DPI)
     write_atomic(path, buffer.getvalue())
     return path
-
-
-def write_run_plots(run_dir: str | Path, names: list[str] | None = None) -> list[Path]:
-    """Draw every run figure (or those of `names`) from the folder's files into <run>/plots/."""
-    run = read_run(run_dir)
-    out = run.path / PLOTS_DIR
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file, not a folder; move it away to draw the pictures")
-    out.mkdir(exist_ok=True)
-    from mnist_clip.interrupts import drawing_stopped
-
-    written = []
-    for filename, make in RUN_FIGURES.items():
-        if names is not None and filename not in names:
-            continue
-        if drawing_stopped():  # Ctrl-C while drawing: the run is kept, `mnist-clip plot` draws the rest
-            break
-        written.append(save_figure(make(run) if run.steps else empty_figure(run), out / filename))
-    return written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
@@ -37,6 +38,34 @@ def recipes() -> dict[str, str]:
     return {name: describe(recipes_folder() / f"{name}.toml") for name in recipe_names()}
 
 
+# A recipe's comment may say how long its point takes to show, measured:
+# "# needs about 15 epochs to leave chance (...)".
+NEEDS = re.compile(r"^#\s*needs about (\d+) epochs? (to [^.;(]+?)\s*(?:[.;(]|$)")
+
+
+def epochs_needed(name: str | None) -> tuple[int, str] | None:
+    """(epochs, what they show) from a packaged recipe's "needs about N epochs to ..." line."""
+    if not name:
+        return None
+    path = recipes_folder() / f"{name}.toml"
+    if not path.is_file():
+        return None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        found = NEEDS.match(line)
+        if found:
+            return int(found.group(1)), found.group(2)
+    return None
+
+
+def short_run_line(name: str | None, epochs: int) -> str | None:
+    """One line when a run of the recipe has fewer epochs than its point needs:
+    'deep_sigmoid_batchnorm needs about 15 epochs to leave chance; this run has 5'."""
+    needed = epochs_needed(name)
+    if needed is None or epochs >= needed[0]:
+        return None
+    return f"{name} needs about {needed[0]} epochs {needed[1]}; this run has {epochs}"
+
+
 def recipe_name(given: str | Path | None) -> str | None:
     """The name a recipe or TOML file gives its runs: the file's name without .toml."""
     if given is None:
@@ -56,4 +85,8 @@ def resolve_config_file(given: str | Path) -> Path:
     packaged = recipes_folder() / f"{stem}.toml"
     if path.parent == Path(".") and packaged.is_file():
         return packaged
+    close = difflib.get_close_matches(stem, recipe_names(), n=1, cutoff=0.6) if path.parent == Path(".") else []
+    if close:
+        raise InputError(f"config file not found: {given}; did you mean the recipe '{close[0]}'? "
+                         "(see `mnist-clip recipes`)")
     raise InputError(f"config file not found: {given}; give a path, or a recipe name: {', '.join(recipe_names())}")

@@ -4,7 +4,9 @@ a notebook, short lines elsewhere, and the closing summary."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,6 +20,57 @@ from mnist_clip.runs import clip_label, training_label
 
 MODES = ("auto", "bar", "lines", "quiet")
 _IMPORTED = time.perf_counter()
+
+
+NOT_A_TERMINAL_WIDTH = 100  # the width printed lines keep to when the output is not a terminal
+NARROWEST = 40  # a narrower terminal still gets lines of this width
+
+
+def terminal_width() -> int:
+    """The width printed lines keep to: $COLUMNS, else the terminal's, else 100."""
+    return max(NARROWEST, shutil.get_terminal_size((NOT_A_TERMINAL_WIDTH, 24)).columns)
+
+
+def fit_line(text: str, width: int | None = None) -> str:
+    """A line wrapped to the width, each continuation indented two spaces past the line's own indent."""
+    width = width or terminal_width()
+    if all(len(part) <= width for part in text.split("\n")):
+        return text
+    lines = []
+    for part in text.split("\n"):
+        indent = " " * (len(part) - len(part.lstrip(" ")))
+        # a path longer than the width stays whole: one that copies is worth more than one that fits
+        lines += textwrap.wrap(part, width, initial_indent="", subsequent_indent=indent + "  ",
+                               break_on_hyphens=False, break_long_words=False) or [""]
+    return "\n".join(lines)
+
+
+def table_lines(headers: list[str] | None, rows: list[list[str]], width: int | None = None,
+                hanging: bool = False) -> list[str]:
+    """Aligned columns (under a header line, when headers are given) when they fit the width.
+    Otherwise, with `hanging`, the last column wraps beneath itself; else each row becomes its
+    first cell, then `header: value` pairs wrapped beneath it."""
+    width = width or terminal_width()
+    n = len(headers) if headers else len(rows[0]) if rows else 0
+    widths = [max(len(headers[i]) if headers else 0, *(len(r[i]) for r in rows)) for i in range(n)]
+    every = [headers, *rows] if headers else rows
+    if sum(widths) + 2 * (n - 1) <= width:
+        return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in every]
+    start = sum(widths[:-1]) + 2 * (n - 1)
+    if hanging and start <= width // 2:
+        lines = []
+        for row in every:
+            parts = textwrap.wrap(row[-1], width - start, break_on_hyphens=False) or [""]
+            lines.append(("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + parts[0]).rstrip())
+            lines += [" " * start + part for part in parts[1:]]
+        return lines
+    lines = []
+    for row in rows:
+        lines.append(textwrap.shorten(row[0], width, placeholder="..."))
+        named = zip(headers[1:], row[1:]) if headers else (("", c) for c in row[1:])
+        pairs = "; ".join(f"{h}: {c}" if h else c for h, c in named if c != "")
+        lines += textwrap.wrap(pairs, width, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
+    return lines
 
 
 def in_notebook() -> bool:
@@ -66,12 +119,34 @@ def norm_listing(step: int, values: dict[str, float], tensors: tuple[str, ...]) 
     return lines
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 epoch', '5 epochs'."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+TUTORIAL_TRAINING = ("model", "loss", "input_scale", "optimizer", "lr", "hidden", "activation", "init", "norm")
+
+
+def accuracy_line(config: Config, summary: dict, train_size: int | None) -> str | None:
+    """One line on why a completed run of the tutorial's training setting ends where it does:
+    the few training digits, MSE on inputs scaled by 50, the tutorial's plain SGD."""
+    accuracy = summary.get("test_accuracy")
+    reference = Config()
+    if (summary.get("status") != "completed" or accuracy is None
+            or any(getattr(config, key) != getattr(reference, key) for key in TUTORIAL_TRAINING)):
+        return None
+    digits = f"{train_size:,} training digits, " if train_size else ""
+    return (f"why {100 * accuracy:.1f}%: {digits}MSE on x/{config.input_scale:g} inputs, plain SGD at "
+            f"{config.lr:g} for {plural(config.epochs, 'epoch')}: the tutorial's setting, made to show gradient "
+            "norms, not to score")
+
+
 def settings_text(config: Config) -> str:
     """The settings of a run in one line: what a reader needs to tell runs apart."""
     from mnist_clip.plots import architecture_label
 
     parts = [clip_label(config.to_dict()), training_label(config.to_dict()), f"x/{config.input_scale:g}",
-             architecture_label(config.to_dict()), f"seed {config.seed}", f"{config.epochs} epochs"]
+             architecture_label(config.to_dict()), f"seed {config.seed}", plural(config.epochs, "epoch")]
     if config.trainable != config.param_names:
         parts.append(f"trains {','.join(config.trainable)} only")
     if config.batch_size != 128:
@@ -94,10 +169,19 @@ class Reporter:
         self.bar = None
 
     def line(self, text: str) -> None:
+        text = fit_line(text)
         if self.bar is not None:
             self.bar.write(text)
         else:
             self.echo_raw(text)
+
+    def epochs_note(self, recipe: str | None, epochs: int) -> None:
+        """One line when the recipe needs more epochs than the run has to show its point."""
+        from mnist_clip.recipe_files import short_run_line
+
+        note = short_run_line(recipe, epochs)
+        if note:
+            self.line(note)
 
     def data(self, dataset) -> None:
         self.line(f"data: {dataset.name} ({len(dataset.y_train):,} train / {len(dataset.y_test):,} test): {dataset.reason}")
@@ -177,7 +261,11 @@ class Reporter:
             if kept_earlier is not None:
                 self.line(f"the earlier run in {kept_earlier} is kept; this one is in {outcome.path}")
         total = self.total_seconds() if self.total_seconds else summary["wall_seconds"]
-        for text in summary_lines(summary, outcome.path, outcome.plot_paths, total, outcome.pictures_stopped):
+        lines = summary_lines(summary, outcome.path, outcome.plot_paths, total, outcome.pictures_stopped)
+        why = accuracy_line(config, summary, run_train_size(outcome.path))
+        if why:
+            lines.insert(2, why)  # after the status and the accuracy
+        for text in lines:
             self.line(text)
         note = never_acted_line(summary, config)
         if note:
@@ -199,17 +287,27 @@ class Reporter:
         return cell_done
 
 
+def run_train_size(run_dir: Path) -> int | None:
+    """The number of training examples a run used, from its config.json."""
+    import json
+
+    try:
+        return int(json.loads((Path(run_dir) / "config.json").read_text())["dataset_used"]["train_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def epoch_line(config: Config, result) -> str:
     steps = len(result.values)
     norms = result.column("global_norm_before")
-    clip_text = "no clipping" if config.clip == "none" else f"clipped {int(result.column('clipped').sum())}/{steps} steps"
+    clip_text = "no clipping" if config.clip == "none" else f"clipped {int(result.column('clipped').sum())}/{steps}"
     smallest = np.nanmin(norms) if np.isfinite(norms).any() else float("nan")
     return (
         f"epoch {result.epoch + 1:>{len(str(config.epochs))}}/{config.epochs}"
-        f"  train loss {np.mean(result.column('loss')):.4g}"
-        f"  test loss {result.test_loss:.4g}  test acc {100 * result.test_accuracy:.1f}%"
+        f"  loss {np.mean(result.column('loss')):.4g} (test {result.test_loss:.4g})"
+        f"  test acc {100 * result.test_accuracy:.1f}%"
         f"  |g| {smallest:.3g}..{np.nanmax(norms):.3g}"
-        f"  {clip_text}  {result.seconds:.2f} s"
+        f"  {clip_text}  {result.seconds:.1f} s"
     )
 
 

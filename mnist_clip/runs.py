@@ -21,9 +21,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from mnist_clip.config import ACTIVATIONS, CONFIG_KEYS, NORMS, OPTIMIZER_KEYS, Config, coerce_value
+from mnist_clip.config import OPTIMIZER_KEYS, Config
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.net import Net
+from mnist_clip.validation import HAND_CHANGED, read_run_config, read_summary
 from mnist_clip.schema import (  # noqa: F401  (the run folder's columns, re-exported for its readers)
     BASE_METRIC_COLUMNS,
     EPOCH_COLUMNS,
@@ -363,8 +364,10 @@ class Run:
 
     @property
     def net(self) -> Net:
-        """The net the run trained, from its config.json."""
-        return Net.of(self.config)
+        """The net the run trained, from its config.json (a Keras model's, for a probe's run)."""
+        from mnist_clip.probe_schema import ModelNet, is_probe_config
+
+        return ModelNet.of_config(self.config) if is_probe_config(self.config) else Net.of(self.config)
 
     @property
     def n_layers(self) -> int:
@@ -377,7 +380,7 @@ class Run:
     @property
     def activity_columns(self) -> tuple[str, ...]:
         prefix = activity_column_prefix(self.activation)
-        return tuple(f"{prefix}_h{layer}" for layer in range(1, self.n_layers))
+        return tuple(f"{prefix}_h{layer.index}" for layer in self.net.hidden_layers)
 
     @property
     def clip_label(self) -> str:
@@ -439,8 +442,11 @@ def training_label(config: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def read_csv(path: Path, columns: tuple[str, ...] | None = None, earlier: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-    """A numeric CSV as {column: float array}. A last line cut short by a kill is dropped.
+def read_csv(path: Path, columns: tuple[str, ...] | None = None, earlier: tuple[str, ...] | None = None,
+             whole: tuple[str, ...] = ("step", "epoch", "steps")) -> dict[str, np.ndarray]:
+    """A numeric CSV as {column: float array}. A last line cut short by a kill (no newline yet)
+    is dropped; any other line that is not one number per column is refused, and so is a
+    column of `whole` (step, epoch) that holds anything but whole numbers.
     With `columns`, the header must be exactly those (or `earlier`, an older version's)."""
     with open(path, encoding="utf-8") as file:
         header = file.readline().rstrip("\n").split(",")
@@ -449,40 +455,65 @@ def read_csv(path: Path, columns: tuple[str, ...] | None = None, earlier: tuple[
             detail = f"missing {', '.join(missing[:5])}" if missing else "columns differ"
             raise InputError(f"{path}: unexpected columns ({detail}); expected {len(columns)} columns from {columns[0]} to {columns[-1]}")
         rows = []
-        for line in file:
+        for number, line in enumerate(file, start=2):
             if not line.endswith("\n"):
                 break  # partly written last line
             cells = line.rstrip("\n").split(",")
-            if len(cells) != len(header):
-                break
             try:
+                if len(cells) != len(header):
+                    raise ValueError
                 rows.append([float(cell) for cell in cells])
             except ValueError:
-                break
+                raise InputError(f"{path}: line {number} is not {len(header)} numbers, one per column; "
+                                 f"{HAND_CHANGED}") from None
     table = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
-    return {column: table[:, i] for i, column in enumerate(header)}
+    values = {column: table[:, i] for i, column in enumerate(header)}
+    for column in whole:
+        if column in values and not (np.isfinite(values[column]).all() and (values[column] % 1 == 0).all()):
+            raise InputError(f"{path}: column {column} holds a value that is not a whole number; {HAND_CHANGED}")
+    return values
 
 
-def _read_json_object(path: Path) -> dict:
+def read_run_files(path: Path) -> tuple[dict, dict | None]:
+    """A run folder's config.json and summary.json (None if it has none yet), each checked
+    against its file kind's shape (mnist_clip.validation), and metrics.csv's header: what
+    a plan checks of its runs before it resumes, and the first part of read_run."""
+    try:
+        config = read_config_file(path / CONFIG_FILE)
+        with open(path / METRICS_FILE, encoding="utf-8") as file:
+            header = tuple(file.readline().rstrip("\n").split(","))
+        columns = run_columns(config)[0]
+        if header not in (columns, earlier_headers(config, columns)):
+            read_csv(path / METRICS_FILE, columns, earlier_headers(config, columns))  # says which columns differ
+        summary_path = path / SUMMARY_FILE
+        summary = read_summary(summary_path) if summary_path.is_file() else None
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(f"{path}: cannot read run files ({describe_error(err)})") from None
+    return config, summary
+
+
+def read_config_file(path: Path) -> dict:
+    """config.json, checked: a run of mnist-clip's own nets (mnist_clip.validation), or of a Keras
+    model watched by GradientProbe (mnist_clip.probe_schema)."""
+    from mnist_clip.probe_schema import check_probe_config, is_probe_config
+
     value = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(value, dict):
-        raise InputError(f"{path}: expected a JSON object, found {type(value).__name__}; the file was changed by hand?")
-    return value
+    if isinstance(value, dict) and is_probe_config(value):
+        check_probe_config(value, path)
+        return value
+    return read_run_config(path)
 
 
-def check_run_config(config: dict, where: Path) -> None:
-    """Every config key in a run's config.json has the type mnist-clip writes (pictures and
-    tables compute with them); keys of other versions are left alone."""
-    if (config.get("activation", "relu") not in ACTIVATIONS or not isinstance(config.get("hidden", []), list)
-            or config.get("norm", "none") not in NORMS):
-        raise InputError(f"{where}: its activation, hidden or norm value is not one mnist-clip writes; the file was "
-                         "changed by hand?")
-    for key, value in config.items():
-        if key in CONFIG_KEYS and value is not None and value != []:
-            try:
-                coerce_value(key, value)
-            except InputError as err:
-                raise err.retold(f"{where}: ", "python") from None
+def run_columns(config: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The headers of metrics.csv and epochs.csv that a config.json calls for: the product's
+    net's, or a Keras model's (GradientProbe)."""
+    from mnist_clip.probe_schema import is_probe_config, probe_epoch_columns, probe_metric_columns
+
+    if is_probe_config(config):
+        return probe_metric_columns(config), probe_epoch_columns(config)
+    return metric_columns_for(config), epoch_columns_for(config)
 
 
 def read_run(path: str | Path) -> Run:
@@ -493,18 +524,13 @@ def read_run(path: str | Path) -> Run:
     for required in (CONFIG_FILE, METRICS_FILE):
         if not (path / required).is_file():
             raise InputError(not_a_run.format(f"no {required}"))
+    config, summary = read_run_files(path)
     try:
-        config = _read_json_object(path / CONFIG_FILE)
-        check_run_config(config, path / CONFIG_FILE)
-        metric_columns, epoch_columns = metric_columns_for(config), epoch_columns_for(config)
+        metric_columns, epoch_columns = run_columns(config)
         metrics = read_csv(path / METRICS_FILE, metric_columns, earlier_headers(config, metric_columns))
         epochs_path = path / EPOCHS_FILE
         epochs = (read_csv(epochs_path, epoch_columns, earlier_headers(config, epoch_columns)) if epochs_path.is_file()
                   else {c: np.zeros(0) for c in epoch_columns})
-        summary_path = path / SUMMARY_FILE
-        summary = _read_json_object(summary_path) if summary_path.is_file() else None
-        if summary is not None and not isinstance(summary.get("status"), str):
-            raise InputError(f"{summary_path}: no status; the file was changed by hand?")
     except (OSError, ValueError, UnicodeDecodeError) as err:
         if isinstance(err, InputError):
             raise

@@ -7,7 +7,6 @@ import csv
 import hashlib
 import io
 import itertools
-import json
 import math
 import os
 import queue
@@ -23,7 +22,7 @@ import numpy as np
 
 from mnist_clip.config import MAX_SEED, CONFIG_KEYS, Config, format_hidden, normalize_key, parse_hidden, unknown_key_message
 from mnist_clip.errors import InputError, name as named
-from mnist_clip.runs import MAX_NAME_BYTES, SUMMARY_FILE, SWEEP_FILE, format_value, read_run, write_atomic
+from mnist_clip.runs import MAX_NAME_BYTES, SUMMARY_FILE, SWEEP_FILE, format_value, read_run, read_run_files, write_atomic
 from mnist_clip.stats import spread
 
 DEFAULT_GRID = ("lr=0.01,0.03,0.1,0.3", "clip_norm=none,1,5,15", "input_scale=50,255")
@@ -77,7 +76,8 @@ def format_setting(value: Any) -> str:
             return format_hidden(value).replace(",", "+")
         return "+".join(value)
     if isinstance(value, float):
-        return f"{value:g}"
+        short = f"{value:g}"  # 0.01, 15, 1e-05; the exact digits where 6 would change the number
+        return short if float(short) == value or not math.isfinite(value) else repr(value)
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -177,17 +177,22 @@ def make_cells(base: Config, grid: list[tuple[str, list]], seeds: int = 1) -> li
             if key is None:
                 raise
             spelled = f"{named('grid')} {key}={format_setting(given[key])}"
-            raise InputError(err.template.replace(named(err.key), spelled, 1), "grid", err.language) from None
+            setting = named(err.key, given[key])  # "beta2=0.99999999 is 1.0 in float32" names the setting
+            token = setting if key == err.key and setting in err.template else named(err.key)
+            raise InputError(err.template.replace(token, spelled, 1), "grid", err.language) from None
         for offset in range(seeds):
             cells.append(Cell(settings, config.replace(seed=base.seed + offset), seeded=seeds > 1))
     return cells
 
 
 def cell_finished(cell_dir: Path) -> bool:
-    """A cell is done when its summary says completed or diverged; anything else is run again."""
+    """A cell is done when its summary says completed or diverged; anything else is run again
+    (a resumed plan has refused a summary of the wrong shape before: ResumablePlan.check_runs)."""
+    from mnist_clip.validation import read_summary
+
     try:
-        return json.loads((cell_dir / SUMMARY_FILE).read_text())["status"] in FINISHED
-    except (OSError, ValueError, KeyError, TypeError):
+        return read_summary(cell_dir / SUMMARY_FILE)["status"] in FINISHED
+    except (OSError, ValueError):
         return False
 
 
@@ -406,6 +411,7 @@ def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str
     only when every seed diverged."""
     from matplotlib.colors import LogNorm, Normalize
     from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FuncFormatter
 
     from mnist_clip.plots import PlainLogFormatter, subplots
 
@@ -481,7 +487,10 @@ def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str
                 ax.set_yticks([])
             title = ", ".join(f"{k}={v}" for k, v in ((col_key, col_val), (row_key, row_val)) if k)
             ax.set_title(title, fontsize=10)
-    bar = fig.colorbar(image, ax=axes, label=metric.replace("_", " "), shrink=0.85)
+    bar = fig.colorbar(image, ax=axes, label=metric.replace("_", " ") + (" (%)" if metric == "test_accuracy" else ""),
+                       shrink=0.85)
+    if metric == "test_accuracy":  # in % like the cells
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{100 * value:.0f}"))
     if metric == "final_loss":
         bar.ax.yaxis.set_major_formatter(PlainLogFormatter())
         bar.ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
@@ -620,15 +629,27 @@ class ResumablePlan:
                 shutil.rmtree(folder, ignore_errors=True)  # refused or failed before any result: leave nothing
             raise
 
+    def check_runs(self, folder: Path) -> None:
+        """Every run the folder holds already has files of the right shape: a file changed by
+        hand is refused before anything is written, not found after the missing runs trained."""
+        for cell in self.cells:
+            run_dir = folder / self.runs_folder / cell.folder_name
+            if (run_dir / "config.json").is_file():
+                read_run_files(run_dir)
+
     def check_resumable(self, folder: Path, base: Config, seeds: int, grid: list, report: Callable[[str], None]) -> None:
+        from mnist_clip.validation import read_plan_record
+
         record = folder / self.record
         if not record.is_file():
             raise InputError(f"{folder} exists and is not a {self.kind} folder; choose another {named('name')}")
         try:
-            recorded = json.loads(record.read_text())
-            stored, stored_seeds = recorded.get("base", {}), int(recorded.get("seeds", 1))
-        except (OSError, ValueError, AttributeError, TypeError):
+            recorded = read_plan_record(record)  # a record of the wrong shape: InputError naming the key
+        except InputError:
+            raise
+        except (OSError, ValueError):
             raise InputError(f"{record} cannot be read; choose another {named('name')}") from None
+        stored, stored_seeds = recorded.get("base", {}), recorded.get("seeds", 1)
         if (stored_seeds > 1) != (seeds > 1):
             raise InputError(
                 f"{self.kind} {folder.name} was run with {stored_seeds} seed(s) and its {self.unit} are named "
@@ -642,6 +663,7 @@ class ResumablePlan:
                 f"{self.kind} {folder.name} was run with other options ({shown}); resuming would mix "
                 f"incomparable {self.unit}: give the same options, or another {named('name')}"
             )
+        self.check_runs(folder)
         report(f"{self.kind}: {folder} (resuming)")
         if seeds != stored_seeds:
             report(f"seeds: {seeds} asked for, {stored_seeds} before; "

@@ -181,3 +181,34 @@ def test_a_run_leaves_nothing_in_the_temp_folder_and_no_process_behind(tmp_path)
         except OSError:
             continue
     assert stray == []
+
+
+def test_printed_lines_fit_the_terminal_width(one_epoch_run, tmp_path, monkeypatch, mnist_5k):
+    """At COLUMNS=100 no command prints a line over 100 characters: progress, summaries, tables
+    (compare, an rnn demo with seeds, cures), diagnoses, listings and errors."""
+    from conftest import first_digits
+
+    monkeypatch.setenv("COLUMNS", "100")
+    part = first_digits(mnist_5k, 768, 128)  # explode diverges at step 4, within the 6 steps of an epoch
+    data = tmp_path / "digits.npz"
+    np.savez(data, x_train=part.x_train, y_train=part.y_train, x_test=part.x_test, y_test=part.y_test)
+    out = str(tmp_path / "out")
+    small = ("--data-path", str(data), "--epochs", "1", "--out", out, "--no-plots")
+    explode = run_cli("train", "--config", "explode", "--name", "explode", *small)
+    assert "likely cause:" in explode.output  # a diagnosis is among the lines checked
+    demo = run_cli("demo", "--config", "rnn_explode_clipped", "--seeds", "2", "--name", "rnn", *small)
+    assert "dh1/dh28" in demo.output and "δ1" not in demo.output and "w1/wL" not in demo.output
+    cures = run_cli("cures", "--config", "deep_sigmoid_batchnorm", "--cure", "lower_lr", "--jobs", "1", "--name", "c",
+                    *small[:-1])
+    assert "deep_sigmoid_batchnorm needs about 12 epochs to leave chance; this run has 1" in cures.output
+    outputs = {
+        "train": one_epoch_run[0].output, "explode": explode.output, "demo": demo.output, "cures": cures.output,
+        "compare": run_cli("compare", str(one_epoch_run[1]), str(tmp_path / "out" / "explode"), "--out",
+                           str(tmp_path / "cmp")).output,
+        "recipes": run_cli("recipes").output, "cures --list": run_cli("cures", "--list").output,
+        "misspelt recipe": run_cli("train", "--config", "explod").output,
+    }
+    assert "did you mean the recipe 'explode'?" in outputs["misspelt recipe"]
+    for command, output in outputs.items():
+        long = [line for line in output.splitlines() if len(line) > 100]
+        assert not long, (command, long)

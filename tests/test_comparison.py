@@ -58,7 +58,7 @@ def test_compare_table_and_figure(tmp_path):
         else:
             assert np.isclose(float(row["final_loss"]), want["final_loss"], rtol=1e-6)
     image = Image.open(out / "compare.png")
-    assert image.size == (1200, 1300)
+    assert image.size[0] == 1200 and 1300 < image.size[1] < 1600  # the panels, then the legend, table and notes
     assert (np.asarray(image.convert("L")) < 200).mean() > 0.02
     for name in ("long", "short", "nan"):
         assert name in result.output  # the terminal table
@@ -72,21 +72,21 @@ def test_default_output_folder_is_new_and_beside_the_runs(tmp_path):
     assert len(made) == 1 and sorted(p.name for p in made[0].iterdir()) == ["compare.csv", "compare.png"]
 
 
-def test_compare_labels_runs_by_their_names_without_the_timestamps(tmp_path):
-    from mnist_clip.comparison import compare_figure, run_labels
+def test_compare_numbers_the_runs_and_tables_their_names_without_the_timestamps(tmp_path):
+    from mnist_clip.comparison import compare_figure
     from mnist_clip.runs import read_run
 
     runs = [read_run(write_run(tmp_path / "deep_sigmoid-20260101-120000", steps=20)),
             read_run(write_run(tmp_path / "deep_relu_he-20260101-120500", steps=20, clip="none"))]
-    labels = run_labels(runs)
-    assert labels[0].startswith("deep_sigmoid (") and labels[1].startswith("deep_relu_he (")
-    assert "global_norm 15" in labels[0] and "no clipping" in labels[1]
-    figure_labels = [t.get_text() for t in compare_figure(runs).legends[0].get_texts()]
-    assert figure_labels[:2] == labels
+    fig = compare_figure(runs)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:2] == ["1: global_norm 15", "2: no clipping"]  # what differs, and only that
+    table = [t.get_text() for t in fig.texts if t.get_text().startswith("#")][0].splitlines()
+    assert table[1].split()[:2] == ["1", "deep_sigmoid"] and table[2].split()[:2] == ["2", "deep_relu_he"]
     # two runs of one recipe keep their timestamps: they are how a reader tells them apart
     again = [runs[0], read_run(write_run(tmp_path / "deep_sigmoid-20260101-130000", steps=20, seed=4))]
-    assert [label.split(" ")[0] for label in run_labels(again)] == ["deep_sigmoid-20260101-120000",
-                                                                    "deep_sigmoid-20260101-130000"]
+    table = [t.get_text() for t in compare_figure(again).texts if t.get_text().startswith("#")][0].splitlines()
+    assert [line.split()[1] for line in table[1:]] == ["deep_sigmoid-20260101-120000", "deep_sigmoid-20260101-130000"]
 
 
 def test_the_seed_report_says_a_tie_is_a_tie():

@@ -13,8 +13,8 @@ import mnist_clip as mc
 from conftest import first_digits
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
-from mnist_clip.cure_runs import plan_cures
-from mnist_clip.cure_table import BY_NAME, CURE_NAMES, resolved_changes
+from mnist_clip.cure_runs import cures_text, plan_cures
+from mnist_clip.cure_table import BY_NAME, CURE_NAMES, apply_cure, resolved_changes
 from mnist_clip.errors import InputError, render
 from processes import Command
 
@@ -57,7 +57,10 @@ def test_each_cure_changes_what_it_claims_and_nothing_else(tmp_path, mnist_5k):
         assert row["status"] == json.loads((folder / cure / "summary.json").read_text())["status"]
     assert float(rows["lower_lr"]["test_accuracy"]) >= 0 and rows["clipping"]["changes"] == "clip global_norm, clip_norm 15"
     assert (folder / "cures.png").stat().st_size > 20_000
-    assert any(line.startswith("clean_data ") and "dirty_fraction 0" in line for line in result.notes)
+    wide = cures_text(result.rows, width=250)  # a table that fits names each cure's changes in its row
+    assert any(line.startswith("clean_data ") and "dirty_fraction 0" in line for line in wide)
+    assert all(len(line) <= 100 for note in result.notes for line in note.splitlines())  # the width off a terminal
+    assert any(line.startswith("clean_data ") for line in result.notes)
     assert set(result.runs) == set(CURE_NAMES)
 
 
@@ -143,5 +146,18 @@ def test_a_cures_folder_is_resumed_only_for_its_own_setup(tmp_path):
     result = CliRunner().invoke(cli, ["cures", "--epochs", "2", "--out", str(tmp_path), "--name", "d"])
     assert result.exit_code == 2 and "exists and is not a cures folder" in result.stderr
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["mine.txt"]
-    with pytest.raises(InputError, match="cure: give cure names such as 'lower_lr'"):
+    with pytest.raises(InputError, match="cure: must be a cure's name such as 'lower_lr', a list of them, or None \\(got list \\[3\\]\\)"):
         mc.cures(cure=[3], out=tmp_path)
+
+
+def test_adam_replaces_the_optimizer_at_its_customary_learning_rate():
+    """Adam at Keras's default 0.001, not at the setup's (0.05 for explode, 50 times that)."""
+    import keras
+
+    explode = Config(lr=0.05, clip="none")
+    changes = resolved_changes(BY_NAME["adam"], explode)
+    assert set(changes) == {"optimizer", "lr"} and changes["optimizer"] == "adam"
+    assert np.isclose(changes["lr"], float(keras.optimizers.Adam().learning_rate))  # Keras's own default
+    cured = apply_cure(BY_NAME["adam"], explode)
+    assert cured.optimizer == "adam" and cured.lr == 0.001 and cured.replace(optimizer="sgd", lr=0.05) == explode
+    assert "replacing the setup's optimizer and learning rate" in BY_NAME["adam"].words

@@ -9,7 +9,8 @@ import pytest
 import mnist_clip as mc
 from conftest import first_digits
 from mnist_clip.config import PARAM_NAMES, Config
-from mnist_clip.diagnosis import BAD_INPUT, EXPLODING, MODEL_DESIGN, backward_order, diagnose, run_up, steps_to_inspect
+from mnist_clip.diagnosis import (BAD_INPUT, EXPLODING, MODEL_DESIGN, OUTPUT_LR, RUN_UP_STEPS, backward_order, diagnose,
+                                  run_up, steps_to_inspect)
 
 CLEAN = {"batch_size": 128, "largest_abs_input": 5.1, "dirty_in_batch": 0}
 
@@ -191,3 +192,73 @@ def test_a_signal_that_grows_back_through_time_is_exploding_gradients():
         mlp[f"{name}_before"] = table["wx_before"]
     mlp.update({"delta1": np.full(2, 6.4), "delta2": np.full(2, 0.1), "delta3": np.full(2, 0.1)})
     assert diagnosed(mlp)["cause"] == MODEL_DESIGN and not diagnosed(mlp)["through_time"]  # the MLP: as before
+
+
+def recurrent_metrics(steps, wo_norms, recurrent_norms, early_signal, saturated):
+    """Recurrent-net columns for `steps` finite steps then a non-finite one: wo and bo carry
+    wo_norms (each half of its square), wx, wh, bh recurrent_norms; dh_t for t <= 6 is
+    early_signal times dh28 (1), the later ones 1; saturated_h1 the share of saturated units."""
+    table = {"step": np.arange(steps + 1), "loss": np.append(np.ones(steps), math.nan)}
+    for names, norms in ((("wo", "bo"), wo_norms), (("wx", "wh", "bh"), recurrent_norms)):
+        for name in names:
+            table[f"{name}_before"] = np.append(np.asarray(norms, float) / math.sqrt(len(names)), math.nan)
+    squares = sum(table[f"{name}_before"] ** 2 for name in ("wx", "wh", "bh", "wo", "bo"))
+    table["global_norm_before"] = np.sqrt(squares)
+    for t in range(1, 29):
+        table[f"dh{t}"] = np.append(np.asarray(early_signal, float) if t <= 6 else np.ones(steps), math.nan)
+    table["saturated_h1"] = np.append(np.asarray(saturated, float), math.nan)
+    return table
+
+
+def test_saturated_units_and_a_growing_output_layer_are_its_learning_rate():
+    """The recurrent net's signal grew through time at the first steps; then every unit saturated,
+    nothing flowed back, and only the output layer's gradient grew (x4 per step) up to the NaN:
+    a learning rate too high for the output layer, not back-propagation through time."""
+    steps = 20
+    wo = np.append(np.full(8, 0.5), 0.5 * 4.0 ** np.arange(1, steps - 7))
+    recurrent = np.append(np.full(8, 2.0), np.full(steps - 8, 1e-3))
+    early = np.append(np.full(8, 56.0), np.zeros(steps - 8))  # dh1..dh27 are 0 once all units saturate
+    saturated = np.append(np.full(8, 0.1), np.ones(steps - 8))
+    d = diagnosed(recurrent_metrics(steps, wo, recurrent, early, saturated), Config(model="rnn", clip="none"))
+    assert d["cause"] == OUTPUT_LR and not d["through_time"] and d["cures"] == ["lower_lr", "clipping"]
+    m = d["run_up"]
+    assert (m["from_step"], m["to_step"]) == (steps - RUN_UP_STEPS, steps - 1)
+    window = slice(steps - RUN_UP_STEPS, steps)
+    share = np.median(wo[window] ** 2 / (wo[window] ** 2 + recurrent[window] ** 2))  # float64 reference
+    assert np.isclose(m["output_share"], share) and m["output_share"] > 0.99
+    assert np.isclose(m["growth"]["wo"], 4.0) and np.isclose(m["growth"]["wh"], 1.0)
+    assert m["signal_growth"] == 0 and m["inactive"] == 1
+    assert np.isclose(d["signal_gain"], 56)  # the calm's growth through time is still reported, as earlier
+    cause = d["text"][1]
+    assert cause.startswith(f"likely cause: {OUTPUT_LR} (over steps 10-19, the output layer (wo, bo) carried 100% of "
+                            "the squared global norm and its gradient grew x4 per step, while almost no signal "
+                            "flowed back (100% of the hidden units saturated, dh1-6 / dh28 0)")
+    assert "Earlier, back-propagation through time had multiplied the signal x56 (from the last time step back to the " \
+           "first): those are the steps clipping acts on; unclipped, their large steps then saturated the units" in cause
+    assert "back-propagation through time multiplies" not in cause
+    assert d["text"][2].startswith("the run-up (steps 10-19): gradients per step wo x4, bo x4, ")
+    assert "dh1-6 / dh28 0" in d["text"][2] and "w1" not in " ".join(d["text"]) and "delta" not in " ".join(d["text"])
+
+
+def test_a_signal_growing_through_time_over_the_run_up_is_exploding_gradients():
+    """The recurrent layer carries most of the norm and dh_1-6 / dh_28 is x30 over the run-up,
+    the units mostly active: exploding gradients through time, whatever the first steps were."""
+    steps = 12
+    recurrent = 2.0 * 3.0 ** np.arange(steps)
+    d = diagnosed(recurrent_metrics(steps, np.full(steps, 1.0), recurrent, np.full(steps, 30.0), np.full(steps, 0.2)),
+                  Config(model="rnn", clip="none"))
+    assert d["cause"] == EXPLODING and d["through_time"]
+    assert d["run_up"]["hidden_share"] > 0.99 and np.isclose(d["run_up"]["growth"]["wh"], 3.0)
+    assert ("back-propagation through time multiplies the signal x30 from the last time step back to the first "
+            "rows over steps 2-11 (dh1-6 / dh28, median)") in d["text"][1]
+    assert "the output layer (wo, bo) carried 0% of the squared global norm, the recurrent layer (wx, wh, bh) 100%" \
+        in d["text"][2]
+    # the same run-up with its units saturated and the output layer carrying the norm is not
+    swapped = recurrent_metrics(steps, recurrent, np.full(steps, 1.0), np.zeros(steps), np.ones(steps))
+    assert diagnosed(swapped, Config(model="rnn", clip="none"))["cause"] == OUTPUT_LR
+    # nor is one whose units are not all saturated at every time step, but whose signal is 0 before t = 28
+    silent = recurrent_metrics(steps, recurrent, np.full(steps, 1.0), np.zeros(steps), np.full(steps, 0.13))
+    assert diagnosed(silent, Config(model="rnn", clip="none"))["cause"] == OUTPUT_LR
+    # an output layer that carries most of the norm while the signal still flows back is not named so
+    flowing = recurrent_metrics(steps, recurrent, np.full(steps, 1.0), np.full(steps, 0.5), np.full(steps, 0.13))
+    assert diagnosed(flowing, Config(model="rnn", clip="none"))["cause"] == EXPLODING

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from mnist_clip.cli import cli
 from mnist_clip.comparison import compare_figure
-from mnist_clip.plots import RUN_FIGURES, loss_figure, norms_figure, ratio_figure, signals_figure
+from mnist_clip.plots import RUN_FIGURES, flow_figure, loss_figure, norms_figure, ratio_figure, signals_figure
 from mnist_clip.runs import read_run
 from mnist_clip.config import Config
 from mnist_clip.sweeps import make_cells, parse_grid, stability_figure, sweep_rows
@@ -123,10 +123,11 @@ def test_the_threshold_is_drawn_against_what_the_method_compares(tmp_path, clip,
     else:
         assert len(thresholds) == 1 and np.allclose(thresholds[0].get_ydata(), threshold)
     drawn = [line for line in bottom.get_lines() if not line.get_label().startswith(("threshold", "clipping", "NaN"))]
-    if clip == "value":  # each tensor's largest |element|, not the global norm
-        ydata = [line.get_ydata() for line in drawn if len(line.get_ydata()) == run.steps]
-        assert any(np.allclose(y, run.metrics["w3_max_abs"]) for y in ydata)
-        assert not any(np.allclose(y, run.metrics["global_norm_before"]) for y in ydata)
+    if clip == "value":  # each tensor's largest |element|, not the global norm (the short batches left out)
+        full = np.arange(run.steps) % 32 != 31
+        ydata = [line.get_ydata() for line in drawn if len(line.get_ydata()) == full.sum()]
+        assert any(np.allclose(y, run.metrics["w3_max_abs"][full]) for y in ydata)
+        assert not any(np.allclose(y, run.metrics["global_norm_before"][full]) for y in ydata)
     for label in series:
         assert label in lines or label in [line.get_label() for line in drawn] or clip == "value"
 
@@ -154,14 +155,75 @@ def test_titles_never_speak_of_a_one_step_smoothing_window(tmp_path):
         assert "1-step" not in titles and "raw values" in titles
 
 
-def test_the_short_last_batch_is_explained_where_it_shows(tmp_path):
+def test_the_short_last_batch_is_left_out_of_the_raw_lines_and_said_only_where_it_is(tmp_path):
     run = long_run(tmp_path)
-    fig = ratio_figure(run)
-    notes = [t.get_text() for t in fig.texts]
-    assert any("4,000 = 31 x 128 + 32" in note for note in notes)
+    short = np.arange(960) % 32 == 31  # 4,000 digits at batch 128: every 32nd step holds 32 examples
+    figures = {make: make(run) for make in (norms_figure, signals_figure, flow_figure, loss_figure)}
+    for make, fig in figures.items():
+        notes = " ".join(t.get_text().replace("\n", " ") for t in fig.texts)
+        assert "4,000 = 31 x 128 + 32" in notes and "30 such steps, left out of the " in notes, make.__name__
+    top = figures[norms_figure].axes[0]  # raw per-tensor lines: the full batches only
+    w1 = [line for line in top.get_lines() if line.get_label() == "w1"][0]
+    np.testing.assert_array_equal(w1.get_xdata(), np.flatnonzero(~short))
+    np.testing.assert_allclose(w1.get_ydata(), run.metrics["w1_before"][~short])
+    dead = [line for line in figures[signals_figure].axes[2].get_lines() if line.get_label() == "h2: dead units"][0]
+    assert 31 not in dead.get_xdata() and len(dead.get_xdata()) == 930
+    mesh = figures[flow_figure].axes[1].collections[0]  # the map: a column per full batch, no stripe
+    assert mesh.get_array().shape == (3, 930)
     even = read_run(write_run(tmp_path / "even", steps=300, steps_per_epoch=30, train_size=128 * 30))
-    fig = ratio_figure(even)
-    assert not any("shorter batch" in t.get_text() for t in fig.texts)
+    for make in (ratio_figure, flow_figure):
+        assert not any("shorter batch" in t.get_text() for t in make(even).texts)
+
+
+def test_flow_of_a_diverged_run_draws_its_last_finite_steps(tmp_path):
+    run = read_run(write_run(tmp_path / "late", steps=960, steps_per_epoch=32, nonfinite_from=40, train_size=4000))
+    fig = flow_figure(run)
+    left = fig.axes[0]
+    labels = [t.get_text() for t in left.get_legend().get_texts()]
+    # epoch 1, the last it completed, then 4 of the last 10 finite steps (30..39), the last one included
+    assert labels[:5] == ["epoch 1 (median)", "step 30", "step 33", "step 36", "step 39 (last finite)"]
+    weights = [np.asarray(line.get_ydata(), dtype=float) for line in left.get_lines()]
+    last = np.array([run.metrics[f"w{layer}_before"][39] for layer in (1, 2, 3)])
+    assert any(np.allclose(y, last) for y in weights)
+    assert "NaN/Inf at step 40" in left.get_title()
+    early = read_run(write_run(tmp_path / "early", steps=960, steps_per_epoch=32, nonfinite_from=4, train_size=4000))
+    labels = [t.get_text() for t in flow_figure(early).axes[0].get_legend().get_texts()]
+    assert labels[:4] == ["step 0", "step 1", "step 2", "step 3 (last finite)"]  # no epoch was completed
+
+
+def test_the_signal_through_time_is_told_as_it_is():
+    from mnist_clip.time_plots import growth_words
+
+    gain = 1.17 ** (27 - np.arange(28))  # x1.17 per step back from t = 28
+    assert growth_words(gain) == growth_words(gain, 0.0) == "x1.17 per step back"
+    saturated = np.r_[np.zeros(27), np.inf]
+    assert growth_words(saturated, 0.78) == "dL/dh28 is Inf; exactly 0 for t < 28; 78% of the units saturated"
+    assert growth_words(saturated, 1.0).endswith("every hidden unit saturated")
+    assert growth_words(np.r_[np.zeros(20), np.ones(8)], None) == "exactly 0 for t < 21"
+    assert "saturated" not in growth_words(np.r_[np.zeros(20), np.ones(8)], None)
+
+
+def test_cures_and_stability_write_their_numbers_as_the_run_pictures_do():
+    from mnist_clip.cure_runs import cures_figure
+
+    rows = [dict(cure=cure, status="completed", test_accuracy=0.5, first_nonfinite_step="",
+                 median_delta1_deltaL_first_epoch=first, median_delta1_deltaL_last_epoch=last, w1_moved=moved)
+            for cure, first, last, moved in (("base", 0.3, 1e-5, 0.002), ("lower_lr", 0.5, 0.02, 0.4))]
+    fig = cures_figure(rows)
+    drawn(fig)
+    for ax in fig.axes[2:]:
+        low, high = ax.get_xlim()
+        labels = [t.get_text() for t in ax.get_xticklabels(which="both")
+                  if t.get_text() and low <= t.get_position()[0] <= high]
+        assert labels and not any("$" in text or "^" in text for text in labels), labels  # no 10^-3 beside 0.5
+    grid = [("lr", [0.01, 0.1])]
+    stability = stability_figure([dict(lr="0.01", status="completed", test_accuracy=0.679),
+                                  dict(lr="0.1", status="completed", test_accuracy=0.3)], grid)
+    drawn(stability)
+    bar = stability.axes[-1]
+    ticks = [t.get_text() for t in bar.get_yticklabels() if t.get_text()]
+    assert ticks == ["0", "20", "40", "60", "80", "100"] and "(%)" in bar.get_ylabel()
+    assert "68%" in [t.get_text() for t in stability.axes[0].texts]  # the cells say the same in %
 
 
 def test_compare_keeps_an_exploding_run_from_flattening_the_others_and_labels_thresholds(tmp_path):
@@ -174,12 +236,15 @@ def test_compare_keeps_an_exploding_run_from_flattening_the_others_and_labels_th
     (boom / "metrics.csv").write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
     fig = compare_figure([stable, read_run(boom)])
     loss_ax, norm_ax = fig.axes[0], fig.axes[2]
-    assert loss_ax.get_ylim()[1] < 1e3  # fitted to the run that did not diverge
+    assert loss_ax.get_ylim()[1] < 1e3  # fitted to the run that did not diverge, and two powers of ten
     assert loss_ax.get_ylim()[1] >= np.nanmax(stable.metrics["loss"])
-    assert any("off the scale: b reaches 1e+33" in t.get_text() for t in loss_ax.texts)
-    threshold_labels = [t.get_text() for t in norm_ax.get_legend().get_texts()]
-    assert threshold_labels == ["threshold 15 (a)"]
-    smoothed = [line for line in fig.axes[4].get_lines() if line.get_label().startswith("a (")]
+    assert "2 up to 1e+33 (step 3)" in loss_ax.get_title().replace("\n", " ")  # beside the panel, not over it
+    assert not loss_ax.texts
+    top_marks = [line for line in loss_ax.get_lines() if line.get_marker() == "^"]
+    assert len(top_marks) == 1 and top_marks[0].get_xdata()[0] == 3  # where run 2 leaves the range
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "clip threshold 15 (of 1)" in legend and norm_ax.get_legend() is None
+    smoothed = [line for line in fig.axes[4].get_lines() if line.get_label().startswith("1: ")]
     assert len(fig.axes[4].get_lines()) >= 4  # raw and smoothed for both runs in the signal panel too
     assert smoothed
     x0, x4 = loss_ax.transData.transform([(0, 1), (4, 1)])[:, 0]

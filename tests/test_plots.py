@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from mnist_clip.comparison import compare_figure
+from mnist_clip.figures import write_run_plots
 from mnist_clip.plots import (log_moving_average, moving_average, ratio_figure, run_smoothing, signals_figure,
-                              windowed_mean, write_run_plots)
+                              windowed_mean)
 from mnist_clip.runs import read_run
 from runfolders import write_run
 
@@ -133,16 +134,16 @@ def test_no_picture_hooks_at_the_end_of_a_run_with_short_batches(tmp_path):
             y = np.asarray(line.get_ydata(), dtype=float)
             assert any(np.allclose(y, level) for level in levels), (make.__name__, line.get_label(), y[-3:])
     fig = compare_figure([run, read_run(write_run(tmp_path / "other", steps=960, steps_per_epoch=32, train_size=4000))])
-    dead = [line for line in fig.axes[5].get_lines() if line.get_label().startswith("run")]
+    dead = [line for line in fig.axes[5].get_lines() if line.get_label().startswith("1: ")]
     assert dead and np.allclose(dead[0].get_ydata(), 20.0)  # % dead units: level to the end, no jump
-    norm = [line for line in fig.axes[2].get_lines() if line.get_label().startswith("run")]
+    norm = [line for line in fig.axes[2].get_lines() if line.get_label().startswith("1: ")]
     assert norm and np.allclose(norm[0].get_ydata(), norm[0].get_ydata()[0])
 
 
 def test_plotting_does_not_import_tensorflow(tmp_path):
     run = write_run(tmp_path / "run", steps=20)
     code = (
-        "import sys; from mnist_clip.plots import write_run_plots; "
+        "import sys; from mnist_clip.figures import write_run_plots; "
         f"write_run_plots({str(run)!r}); assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

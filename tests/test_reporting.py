@@ -43,3 +43,50 @@ def test_the_bar_times_the_run_from_its_steady_epochs_and_says_when_pictures_are
     quiet = []
     Reporter(quiet.append, "lines").run_progress(Config(), drawing=False).on_end()
     assert quiet == []
+
+
+def test_lines_and_tables_fit_the_width_and_keep_every_word(monkeypatch):
+    from mnist_clip.reporting import fit_line, table_lines, terminal_width
+
+    monkeypatch.setenv("COLUMNS", "60")
+    assert terminal_width() == 60
+    monkeypatch.delenv("COLUMNS")
+    assert terminal_width() == 100  # not a terminal under pytest
+    text = "  " + " ".join(f"word{i}" for i in range(60))
+    wrapped = fit_line(text, 50).split("\n")
+    assert all(len(line) <= 50 for line in wrapped) and " ".join(wrapped).split() == text.split()
+    assert all(line.startswith("    ") for line in wrapped[1:])  # the continuation: its own indent and two more
+    assert fit_line("short", 50) == "short"
+    headers, rows = ["name", "value"], [["a", "1"], ["bbb", "22"]]
+    assert table_lines(headers, rows, 50) == ["name  value", "a     1", "bbb   22"]
+    wide = [["first-run", "x" * 30, "y" * 30]]
+    narrow = table_lines(["run", "p", "q"], wide, 40)
+    assert all(len(line) <= 40 for line in narrow) and narrow[0] == "first-run"
+    assert "".join(narrow[1:]).replace(" ", "") == f"p:{'x' * 30};q:{'y' * 30}"
+    hanging = table_lines(None, [["abc", "one two three four five six seven"]], 20, hanging=True)
+    assert hanging == ["abc  one two three", "     four five six", "     seven"]
+
+
+def test_the_tutorial_setting_says_why_its_accuracy_is_low():
+    from mnist_clip.reporting import accuracy_line, plural
+
+    summary = {"status": "completed", "test_accuracy": 0.679}
+    assert accuracy_line(Config(), summary, 4000) == (
+        "why 67.9%: 4,000 training digits, MSE on x/50 inputs, plain SGD at 0.01 for 30 epochs: the tutorial's "
+        "setting, made to show gradient norms, not to score")
+    assert accuracy_line(Config(input_scale=255.0), summary, 4000) is None  # not the tutorial's setting
+    assert accuracy_line(Config(), {**summary, "status": "diverged"}, 4000) is None
+    assert plural(1, "epoch") == "1 epoch" and plural(5, "epoch") == "5 epochs"
+
+
+def test_a_recipe_says_how_many_epochs_its_point_needs():
+    from mnist_clip.recipe_files import epochs_needed, recipes_folder, short_run_line
+
+    line = next(l for l in (recipes_folder() / "deep_sigmoid_batchnorm.toml").read_text().splitlines()
+                if l.startswith("# needs about"))
+    assert line.startswith("# needs about 12 epochs to leave chance")
+    assert epochs_needed("deep_sigmoid_batchnorm") == (12, "to leave chance")
+    assert short_run_line("deep_sigmoid_batchnorm", 5) == \
+        "deep_sigmoid_batchnorm needs about 12 epochs to leave chance; this run has 5"
+    assert short_run_line("deep_sigmoid_batchnorm", 12) is None and short_run_line("blog", 1) is None
+    assert short_run_line(None, 1) is None

@@ -9,7 +9,9 @@ from click.testing import CliRunner
 
 from conftest import first_digits
 from mnist_clip.cli import cli
-from mnist_clip.config import Config
+from mnist_clip.config import Config, load_toml
+from mnist_clip.diagnosis import EXPLODING, OUTPUT_LR, diagnose
+from mnist_clip.recipe_files import resolve_config_file
 from mnist_clip.errors import InputError
 from mnist_clip.model import config_params, forward, one_hot, prepare_inputs
 from mnist_clip.training import Trainer, train_epochs
@@ -110,7 +112,8 @@ def test_the_forward_pass_equals_keras_simple_rnn_then_dense(mnist_5k, activatio
 
 def test_a_recurrent_run_writes_its_signal_through_time_and_draws_every_picture(mnist_5k, tmp_path):
     from mnist_clip.experiment import run_experiment
-    from mnist_clip.plots import RUN_FIGURES, write_run_plots
+    from mnist_clip.figures import figures_for, write_run_plots
+    from mnist_clip.time_plots import TIME_FIGURES
     from mnist_clip.runs import read_run
     from mnist_clip.time_plots import time_profile
 
@@ -123,7 +126,8 @@ def test_a_recurrent_run_writes_its_signal_through_time_and_draws_every_picture(
     assert signal.shape == (28, 6) and np.all(signal > 0)
     assert set(run.epochs) >= {"wx_moved", "wh_moved", "wo_moved"}
     np.testing.assert_allclose(time_profile(run, 1), np.median(signal[:, 3:], axis=1))
-    assert [p.name for p in write_run_plots(run.path)] == list(RUN_FIGURES)
+    assert figures_for(run) is TIME_FIGURES  # the recurrent family: signals and flow through time
+    assert [p.name for p in write_run_plots(run.path)] == list(TIME_FIGURES)
 
 
 REFUSALS = {
@@ -189,3 +193,61 @@ def test_agc_clips_the_recurrent_weight_unit_by_unit_over_its_fan_in(mnist_5k):
         after = np.where(clipped, LAMBDA * w_units, g_units)
         np.testing.assert_allclose(row[column[f"{name}_after"]], np.linalg.norm(after), rtol=1e-4, err_msg=name)
     assert 0 < row[column["wh_units_clipped"]] < 1  # some hidden units clipped, not all: the test can tell
+
+
+def run_until_nonfinite(config, dataset):
+    """The metrics of a run of `config` as arrays, and its first non-finite step (None if none)."""
+    trainer = Trainer(config, dataset)
+    values = np.concatenate([result.values for result in train_epochs(trainer)])
+    metrics = dict(zip(trainer.columns, values.T))
+    bad = ~np.isfinite(metrics["loss"]) | ~np.isfinite(metrics["global_norm_before"])
+    return metrics, (int(np.argmax(bad)) if bad.any() else None)
+
+
+def recipe(name, **changes):
+    return Config(**{**load_toml(resolve_config_file(name)), **changes})
+
+
+def run_up_reference(metrics, step, output=("wo", "bo")):
+    """float64 NumPy from the columns: over the (up to) 10 steps before `step`, the median share
+    of the squared global norm that the output layer carries, the median of the largest of
+    dh1..dh6 over dh28, and the mean share of inactive units."""
+    span = slice(max(0, step - 10), step)
+    squares = {name: metrics[f"{name}_before"][span].astype(np.float64) ** 2 for name in ("wx", "wh", "bh", "wo", "bo")}
+    share = np.median(sum(squares[name] for name in output) / sum(squares.values()))
+    early = np.max([metrics[f"dh{t}"][span].astype(np.float64) for t in range(1, 7)], axis=0)
+    inactive = [metrics[c][span] for c in metrics if c.startswith(("dead_h", "saturated_h"))]
+    return share, np.median(early / metrics["dh28"][span]), float(np.mean(inactive))
+
+
+def test_rnn_explode_fails_through_time_and_its_clipped_twin_trains(mnist_5k):
+    """What rnn_explode's comment claims, read from a real run's metrics: over the steps before
+    the first non-finite one the recurrent layer carries most of the global norm and the signal
+    near the first inked rows is 10x dh28 or more (back-propagation through time multiplies it),
+    with most units alive; the diagnosis says exploding gradients through time. Its clipped twin
+    clips those first steps and stays finite."""
+    data = first_digits(mnist_5k, 1024, 100)
+    metrics, step = run_until_nonfinite(recipe("rnn_explode", epochs=1), data)
+    assert step is not None and step >= 2
+    output_share, through_time, inactive = run_up_reference(metrics, step)
+    assert output_share < 0.5 and through_time >= 10 and inactive < 0.5
+    d = diagnose(metrics, recipe("rnn_explode"), step, {}, 1.0)
+    assert d["cause"] == EXPLODING and d["through_time"]
+    assert "likely cause: exploding gradients (back-propagation through time multiplies the signal x" in d["text"][1]
+    assert np.isclose(d["run_up"]["output_share"], output_share) and np.isclose(d["run_up"]["signal_growth"], through_time)
+    clipped, failed = run_until_nonfinite(recipe("rnn_explode_clipped", epochs=1), data)
+    assert failed is None and clipped["clipped"][:step].all()
+
+
+def test_rnn_saturate_fails_in_its_output_layer_after_the_units_saturate(mnist_5k):
+    """The older recurrent recipe's real chain: the signal grows through time at the first steps
+    (dh1-6 / dh28 well above 10 at step 0); then the units saturate, and over the run-up to the
+    NaN the output layer (wo, bo) carries almost all the global norm while nothing flows back:
+    the diagnosis names a learning rate too high for the output layer."""
+    metrics, step = run_until_nonfinite(recipe("rnn_saturate", epochs=2), mnist_5k)
+    assert step is not None
+    first = max(metrics[f"dh{t}"][0] for t in range(1, 7)) / metrics["dh28"][0]
+    output_share, through_time, inactive = run_up_reference(metrics, step)
+    assert first >= 10 and output_share > 0.9 and through_time < 1 and inactive >= 0.5
+    d = diagnose(metrics, recipe("rnn_saturate"), step, {}, 1.0)
+    assert d["cause"] == OUTPUT_LR and "the output layer (wo, bo) carried" in d["text"][1]

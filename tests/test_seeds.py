@@ -129,6 +129,9 @@ def test_demo_over_seeds_pairs_the_twins_and_reports_their_statistics(tmp_path):
     difference = np.array(clipped) - np.array(unclipped)
     ahead = int((difference > 0).sum())
     assert "over 3 seeds" in result.output
-    line = next(l for l in result.output.splitlines() if l.strip().startswith("test accuracy:"))
+    lines = result.output.splitlines()
+    first = next(i for i, l in enumerate(lines) if l.strip().startswith("test accuracy:"))
+    end = next(i for i in range(first + 1, len(lines)) if not lines[i].startswith("    "))
+    line = " ".join(l.strip() for l in lines[first:end])  # the line as wrapped to the width, joined again
     assert f"difference {100 * difference.mean():+.1f} points" in line
     assert line.endswith(f"clipping ahead in {ahead} of 3 seeds")

@@ -181,7 +181,8 @@ def test_ctrl_c_while_the_pictures_are_drawn_stops_the_drawing_and_keeps_the_run
     run_cmd.wait_for("drawing the pictures")
     run_cmd.signal(signal.SIGINT)
     assert run_cmd.finish() == 130, run_cmd.output()
-    assert f"pictures: stopped while drawing them; `mnist-clip plot {tmp_path / 'run'}` draws them" in run_cmd.output()
+    said = " ".join(run_cmd.output().split())  # the lines as wrapped to the terminal's width, joined again
+    assert f"pictures: stopped while drawing them; `mnist-clip plot {tmp_path / 'run'}` draws them" in said
     assert "Traceback" not in run_cmd.output()
     run = read_run(tmp_path / "run")
     assert run.status == "completed" and run.steps == 32  # the training it finished is whole
