@@ -296,14 +296,15 @@ def update_reason(failed: Mapping[str, Any], metrics: Mapping[str, np.ndarray], 
     written = failed["written"]
     t = np.float32(step + 1)  # the optimizer's step count: every step before was applied
     if setup.optimizer == "adam" and np.float32(1) - np.float32(setup.beta1) ** t == 0:
-        return (f"Adam's bias correction divided by 1 - beta1^t = 0: beta1 {setup.beta1:g} is "
+        return (f"Adam's bias correction divided by 1 - beta1^t = 0: beta1 {setup.beta1:.10g} is "
                 f"{float(np.float32(setup.beta1)):.9g} in float32, and t = {int(t)}")
     if written["what"] == "moving statistic":
         return f"batch norm's {written['tensor']} overflowed float32"
     if written["what"] != "update":
         return f"the optimizer's {written['what']} of {written['tensor']} overflowed float32"
     after = float(column(metrics, "global_norm_after")[step])
-    return (f"a step of learning rate {setup.lr:g} on gradients of global norm {number(after)} (after clipping) "
+    clipped = " after clipping" if setup.clip != "none" else ""
+    return (f"a step of learning rate {setup.lr:g} on gradients of global norm {number(after)}{clipped} "
             f"left float32's range (largest {float(np.finfo(np.float32).max):.3g})")
 
 
