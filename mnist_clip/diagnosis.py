@@ -38,6 +38,9 @@ CURES_FOR = {
     MODEL_DESIGN: ("he_relu", "glorot", "batchnorm", "layernorm", "residual", "clipping", "lower_lr"),
     OUTPUT_LR: ("lower_lr", "clipping"),
 }
+# With finite gradients, the update rule's own arithmetic made a NaN/Inf: the step was not applied
+NONFINITE_UPDATE = "the update became non-finite with finite gradients"
+CURES_FOR[NONFINITE_UPDATE] = ("lower_lr", "clipping")
 
 
 def column(metrics: Mapping[str, np.ndarray], name: str) -> np.ndarray:
@@ -95,9 +98,10 @@ def steps_to_inspect(metrics: Mapping[str, np.ndarray], step: int) -> list[int]:
     return sorted({start, *range(max(start, step - INSPECTED_STEPS + 1), step + 1)})
 
 
-def first_nonfinite(metrics: Mapping[str, np.ndarray], step: int) -> dict:
+def first_nonfinite(metrics: Mapping[str, np.ndarray], step: int, update: Mapping[str, Any] | None = None) -> dict:
     """What turned NaN/Inf at the step, in the order the step computes it: the loss, then the
-    gradients from the output layer back to the first."""
+    gradients from the output layer back to the first, then what the step would write (`update`,
+    the run's record of it: what, tensor and value; see Trainer.written)."""
     loss = float(column(metrics, "loss")[step])
     tensors = tensors_of(metrics)
     bad = [name for name in backward_order(tensors) if not math.isfinite(float(column(metrics, f"{name}_before")[step]))]
@@ -105,6 +109,9 @@ def first_nonfinite(metrics: Mapping[str, np.ndarray], step: int) -> dict:
     if not math.isfinite(loss):
         return {"first_nonfinite": "loss", "value": "NaN" if math.isnan(loss) else "Inf", "loss": None,
                 "nonfinite_gradients": bad}
+    if not bad and update is not None and math.isfinite(float(column(metrics, "global_norm_before")[step])):
+        return {"first_nonfinite": "update", "value": update["value"], "loss": loss, "nonfinite_gradients": [],
+                "written": dict(update)}
     if not bad:  # the global norm alone overflowed: every norm finite, their sum of squares not
         return {"first_nonfinite": "global_norm", "value": "Inf", "loss": loss, "nonfinite_gradients": []}
     return {"first_nonfinite": bad[0], "value": kinds[bad[0]], "loss": loss, "nonfinite_gradients": bad}
@@ -191,13 +198,16 @@ def cures_worth_trying(cause: str, config: Mapping[str, Any] | Config, largest_c
 
 
 def diagnose(metrics: Mapping[str, np.ndarray], config: Mapping[str, Any] | Config, step: int,
-             batches: Mapping[int, Mapping[str, Any]], largest_clean_input: float) -> dict:
+             batches: Mapping[int, Mapping[str, Any]], largest_clean_input: float,
+             update: Mapping[str, Any] | None = None) -> dict:
     """The diagnosis of a run that turned non-finite at `step`.
 
     metrics: the recorded columns (metrics.csv's, as arrays) up to that step at least;
     batches: per inspected step (steps_to_inspect), its batch's batch_size, largest_abs_input
     and dirty_in_batch; largest_clean_input: the largest |input| of the training set without
-    its dirty examples (as they were before the dirt). Returns a dict of numbers and the words that follow from them."""
+    its dirty examples (as they were before the dirt); update: what the step would have written
+    non-finite (the summary's nonfinite_update), if anything. Returns a dict of numbers and the
+    words that follow from them."""
     norms = column(metrics, "global_norm_before")
     growth = run_up(norms, step)
     outliers = [s for s in sorted(batches) if batches[s]["dirty_in_batch"] > 0
@@ -225,9 +235,13 @@ def diagnose(metrics: Mapping[str, np.ndarray], config: Mapping[str, Any] | Conf
         cause = MODEL_DESIGN
     else:
         cause = EXPLODING
+    failed = first_nonfinite(metrics, step, update)
+    if failed["first_nonfinite"] == "update":  # finite gradients: the rule's own arithmetic failed
+        cause = NONFINITE_UPDATE
     result = {
         "step": step,
-        **first_nonfinite(metrics, step),
+        **failed,
+        "update_reason": update_reason(failed, metrics, config, step),
         "growth": growth,
         "batch": dict(batches[step]) if step in batches else None,
         "bad_batches": [dict(batches[s]) for s in decisive],
@@ -273,7 +287,33 @@ def number(value: float) -> str:
     return f"{value:.3g}"
 
 
+def update_reason(failed: Mapping[str, Any], metrics: Mapping[str, np.ndarray], config: Mapping[str, Any] | Config,
+                  step: int) -> str | None:
+    """Why a step with finite gradients wrote a NaN/Inf, from the numbers float32 made of the config."""
+    setup = as_config(config)
+    if failed["first_nonfinite"] != "update" or setup is None:
+        return None
+    written = failed["written"]
+    t = np.float32(step + 1)  # the optimizer's step count: every step before was applied
+    if setup.optimizer == "adam" and np.float32(1) - np.float32(setup.beta1) ** t == 0:
+        return (f"Adam's bias correction divided by 1 - beta1^t = 0: beta1 {setup.beta1:.10g} is "
+                f"{float(np.float32(setup.beta1)):.9g} in float32, and t = {int(t)}")
+    if written["what"] == "moving statistic":
+        return f"batch norm's {written['tensor']} overflowed float32"
+    if written["what"] != "update":
+        return f"the optimizer's {written['what']} of {written['tensor']} overflowed float32"
+    after = float(column(metrics, "global_norm_after")[step])
+    clipped = " after clipping" if setup.clip != "none" else ""
+    return (f"a step of learning rate {setup.lr:g} on gradients of global norm {number(after)}{clipped} "
+            f"left float32's range (largest {float(np.finfo(np.float32).max):.3g})")
+
+
 def what_failed(d: dict) -> str:
+    if d["first_nonfinite"] == "update":
+        written = d["written"]
+        part = "update" if written["what"] == "update" else written["what"]
+        return (f"the {part} of {written['tensor']} became {d['value']} with finite gradients, the loss still finite "
+                f"({number(d['loss'])}): the step was not applied")
     if d["first_nonfinite"] == "loss":
         return f"the loss became {d['value']}"
     if d["first_nonfinite"] == "global_norm":
@@ -364,6 +404,8 @@ def cause_words(d: dict) -> str:
                f"{d.get('signal_path', 'the output layer to the first')}"
                if d["signal_gain"] is not None and d["signal_gain"] >= DESIGN_GAIN
                else "the net's first step, from its initial weights, is already non-finite")
+    elif cause == NONFINITE_UPDATE:
+        why = d.get("update_reason") or "the update rule's arithmetic left float32's range"
     elif d.get("through_time"):
         if m is not None and m["signal_growth"] is not None:
             why = (f"back-propagation through time multiplies the signal x{number(m['signal_growth'])} from "
@@ -376,7 +418,7 @@ def cause_words(d: dict) -> str:
         why = "the updates themselves made the gradients grow"
         if m is not None and m["output_share"] is not None and m["output_share"] >= OUTPUT_LAYER_SHARE:
             why += f", {layer_words(m)} carrying {percent(m['output_share'])} of the squared global norm"
-    if cause != BAD_INPUT and d["largest_clean_input"] > SCALED_INPUT:
+    if cause not in (BAD_INPUT, NONFINITE_UPDATE) and d["largest_clean_input"] > SCALED_INPUT:
         why += f"; the inputs reach {number(d['largest_clean_input'])}, not scaled to 0..1"
     return f"likely cause: {cause} ({why})"
 

@@ -74,8 +74,10 @@ def summarize(
     first_nonfinite_step: int | None,
     wall_seconds: float,
     train_seconds: float,
+    nonfinite_update: dict | None = None,
 ) -> dict:
-    """summary.json from the step values and the epoch results of a run."""
+    """summary.json from the step values and the epoch results of a run. `nonfinite_update`: what
+    the first non-finite step would have written non-finite, when its loss and gradients were finite."""
     def column(name: str) -> np.ndarray:
         return values[:, columns.index(name)]
 
@@ -103,6 +105,7 @@ def summarize(
         "clipped_steps_per_tensor": per_tensor,
         "clipped_fraction_per_tensor": {k: (v / steps if steps else 0.0) for k, v in per_tensor.items()},
         "first_nonfinite_step": first_nonfinite_step,
+        "nonfinite_update": nonfinite_update,
         "wall_seconds": round(wall_seconds, 3),
         "train_seconds": round(train_seconds, 3),
         "ms_per_step": steady_ms_per_step(epochs),
@@ -132,18 +135,25 @@ def steady_ms_per_step(epochs: list) -> float | None:
     return round(1000 * sum(e.train_seconds for e in timed) / steps, 4) if steps else None
 
 
-def diagnose_run(trainer, values: np.ndarray, step: int) -> dict:
-    """The diagnosis of the run's first non-finite step, with the facts of the batches it inspects."""
+def diagnose_run(trainer, values: np.ndarray, step: int, update: dict | None = None) -> dict:
+    """The diagnosis of the run's first non-finite step, with the facts of the batches it inspects
+    (and `update`, what the step would have written non-finite when its gradients were finite)."""
     from mnist_clip.diagnosis import diagnose, steps_to_inspect
 
     metrics = dict(zip(trainer.columns, values.T))
     batches = {inspected: trainer.batch_facts(inspected) for inspected in steps_to_inspect(metrics, step)}
-    return diagnose(metrics, trainer.config, step, batches, trainer.clean_largest_input)
+    return diagnose(metrics, trainer.config, step, batches, trainer.clean_largest_input, update)
 
 
-def first_nonfinite(result) -> int | None:
+def first_nonfinite(result) -> tuple[int | None, dict | None]:
+    """The epoch's first non-finite step: a NaN/Inf loss or gradient, or a step whose loss and
+    gradients were finite but which computed a NaN/Inf to write (then also what it was)."""
     bad = nonfinite_steps(result.column("loss"), result.column("global_norm_before"))
-    return result.first_step + int(np.argmax(bad)) if bad.any() else None
+    step = result.first_step + int(np.argmax(bad)) if bad.any() else None
+    written = result.nonfinite_write
+    if written is not None and (step is None or written["step"] < step):
+        return written["step"], written
+    return step, None
 
 
 def run_experiment(
@@ -175,7 +185,7 @@ def run_experiment(
             from mnist_clip.tensorboard_log import TensorBoardLog
 
             board = TensorBoardLog(run_dir, trainer.columns, config.net, config.loss)
-        all_values, epochs, nonfinite_step, train_seconds = [], [], None, 0.0
+        all_values, epochs, nonfinite_step, nonfinite_update, train_seconds = [], [], None, None, 0.0
         with catch_stop_signals(STOP_NOTICE) as stop:
             for result in train_epochs(trainer, should_stop=lambda: stop.requested, call=in_worker_thread):
                 writer.append_steps(result.first_step, result.epoch, result.values)
@@ -195,7 +205,7 @@ def run_experiment(
                     )
                 )
                 if nonfinite_step is None:
-                    nonfinite_step = first_nonfinite(result)
+                    nonfinite_step, nonfinite_update = first_nonfinite(result)
                 if board is not None:
                     board.write_epoch(result, trainer)
                 progress.on_steps(result)
@@ -210,10 +220,11 @@ def run_experiment(
         writer.write_params("final", trainer.params_arrays())
         values = np.concatenate(all_values) if all_values else np.zeros((0, len(trainer.columns)))
         summary = summarize(
-            config, trainer.columns, values, epochs, status, nonfinite_step, time.perf_counter() - started, train_seconds
+            config, trainer.columns, values, epochs, status, nonfinite_step, time.perf_counter() - started, train_seconds,
+            nonfinite_update,
         )
         if nonfinite_step is not None:
-            summary["diagnosis"] = diagnose_run(trainer, values, nonfinite_step)
+            summary["diagnosis"] = diagnose_run(trainer, values, nonfinite_step, nonfinite_update)
         writer.write_summary(summary)
     finally:
         if draw_plots:

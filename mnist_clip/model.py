@@ -95,15 +95,40 @@ DERIVATIVE_MAX = {"relu": 1.0, "sigmoid": 0.25, "tanh": 1.0}
 SATURATION_FRACTION = 0.01
 
 
-def inactive_fraction(activation: str, h: tf.Tensor) -> tf.Tensor:
+def inactive_fraction(activation: str, h: tf.Tensor, real: tf.Tensor | None = None) -> tf.Tensor:
     """ReLU: the share of units that are zero for every example of the batch (dead).
     sigmoid, tanh: the share whose derivative is below 1% of its maximum for every
-    example (saturated). Either way, units that pass almost no gradient back."""
+    example (saturated). Either way, units that pass almost no gradient back.
+    `real` [rows] marks the rows of a padded batch that are real examples: only they count."""
     if activation == "relu":
         inactive = h <= 0.0
     else:
         inactive = activation_derivative(activation, h) < SATURATION_FRACTION * DERIVATIVE_MAX[activation]
-    return tf.reduce_mean(tf.cast(tf.reduce_all(inactive, axis=0), tf.float32))
+    if real is not None:
+        inactive = inactive | tf.logical_not(real)[:, tf.newaxis]
+    # Per unit, the count of examples where it is inactive, as a matrix-vector product: exact
+    # (small integers), and on XLA:CPU far cheaper than a fused reduction over the batch.
+    rows = int(inactive.shape[0])
+    counts = tf.linalg.matvec(tf.cast(inactive, tf.float32), tf.ones([rows]), transpose_a=True)
+    return tf.reduce_mean(tf.cast(tf.equal(counts, float(rows)), tf.float32))
+
+
+def masked_mean(values: tf.Tensor, real: tf.Tensor) -> tf.Tensor:
+    """The mean over the rows `real` marks (the real examples of a padded batch). The padding's
+    rows are selected away, not multiplied by zero: their gradient is exactly zero, NaN or not.
+    With every row real it is reduce_mean's sum and division, bit for bit."""
+    count = tf.reduce_sum(tf.cast(real, values.dtype))
+    return tf.reduce_sum(tf.where(real, values, tf.zeros_like(values)), axis=0) / count
+
+
+def batch_moments(z: tf.Tensor, real: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """Batch norm's statistics per unit: tf.nn.moments over the batch (the biased variance, as
+    Keras), over the rows `real` marks when the batch is padded."""
+    if real is None:
+        return tf.nn.moments(z, axes=[0])
+    rows = real[:, tf.newaxis]
+    mean = masked_mean(z, rows)
+    return mean, masked_mean(tf.math.squared_difference(z, tf.stop_gradient(mean)), rows)
 
 
 class Forward(NamedTuple):
@@ -128,9 +153,10 @@ def normalize(z: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean: tf.Tensor, 
 
 
 def forward(params: dict[str, tf.Variable], x: tf.Tensor, net: Net | str = "relu",
-            moving: dict[str, tf.Tensor] | None = None) -> Forward:
+            moving: dict[str, tf.Tensor] | None = None, real: tf.Tensor | None = None) -> Forward:
     """The net's forward pass. `net` may be an activation name for a plain MLP of the params'
-    depth. Batch norm uses the batch's statistics, or with `moving` (the test set) the moving ones."""
+    depth. Batch norm uses the batch's statistics (over the rows `real` marks, in a padded
+    batch), or with `moving` (the test set) the moving ones."""
     if isinstance(net, str):
         n_layers = sum(1 for name in params if name.startswith("w"))
         hidden = tuple(int(params[f"w{layer}"].shape[1]) for layer in range(1, n_layers))
@@ -148,7 +174,7 @@ def forward(params: dict[str, tf.Variable], x: tf.Tensor, net: Net | str = "relu
         u = z
         if layer.norm == "batch":
             if moving is None:
-                mean, variance = tf.nn.moments(z, axes=[0])  # the biased variance, as Keras
+                mean, variance = batch_moments(z, real)
                 stats[layer.index] = (mean, variance)
             else:
                 mean, variance = moving[f"moving_mean{layer.index}"], moving[f"moving_variance{layer.index}"]
@@ -179,11 +205,12 @@ def recurrent_forward(params: dict[str, tf.Variable], x: tf.Tensor, activation: 
     return Forward([out], hs, {}, hs, [tf.concat(hs, axis=0)])
 
 
-def update_moving_stats(state: dict[str, tf.Variable], batch_stats: dict) -> None:
-    """moving = 0.99 moving + 0.01 batch statistic, once per applied training step (Keras's rule)."""
-    for layer, (mean, variance) in batch_stats.items():
-        for name, value in ((f"moving_mean{layer}", mean), (f"moving_variance{layer}", variance)):
-            state[name].assign(state[name] * BATCH_NORM_MOMENTUM + value * (1 - BATCH_NORM_MOMENTUM))
+def moving_stats_after(state: dict[str, tf.Tensor], batch_stats: dict) -> dict[str, tf.Tensor]:
+    """moving = 0.99 moving + 0.01 batch statistic (Keras's rule), as values: what one training
+    step writes, for the caller to commit."""
+    return {name: state[name] * BATCH_NORM_MOMENTUM + value * (1 - BATCH_NORM_MOMENTUM)
+            for layer, (mean, variance) in batch_stats.items()
+            for name, value in ((f"moving_mean{layer}", mean), (f"moving_variance{layer}", variance))}
 
 
 def mse_loss(y_onehot: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
@@ -197,11 +224,17 @@ def crossentropy_loss(y_onehot: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
 
 
 LOSS_FUNCTIONS = {"mse": mse_loss, "crossentropy": crossentropy_loss}
+# Each loss before its mean over the batch: one value per example
+EXAMPLE_LOSSES = {
+    "mse": lambda y_onehot, out: tf.reduce_mean(tf.square(y_onehot - out), axis=1),
+    "crossentropy": lambda y_onehot, out: tf.nn.softmax_cross_entropy_with_logits(labels=y_onehot, logits=out),
+}
 
 
-def accuracy(y_onehot: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
-    hits = tf.equal(tf.argmax(out, axis=1), tf.argmax(y_onehot, axis=1))
-    return tf.reduce_mean(tf.cast(hits, tf.float32))
+def accuracy(y_onehot: tf.Tensor, out: tf.Tensor, real: tf.Tensor | None = None) -> tf.Tensor:
+    """The share of examples (of the real ones, when `real` marks them) whose largest output is their label."""
+    hits = tf.cast(tf.equal(tf.argmax(out, axis=1), tf.argmax(y_onehot, axis=1)), tf.float32)
+    return tf.reduce_mean(hits) if real is None else masked_mean(hits, real)
 
 
 def prepare_inputs(images: np.ndarray, input_scale: float) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import tensorflow as tf
 
@@ -54,57 +54,60 @@ class OptimizerState:
         return (self.iterations, [slot for slots in self.slots for slot in slots])
 
 
-def apply_updates(rule: UpdateRule, variables: Sequence[tf.Variable], gradients: Sequence[tf.Tensor],
-                  trained: Sequence[bool], iterations: tf.Variable, slot_variables: Sequence[tf.Variable],
-                  hyper: tf.Tensor) -> list[tf.Tensor]:
-    """Apply one step to the trained variables; return the step each took (up to its sign;
-    None where frozen), whose L2 norm is ||theta_after - theta_before||.
+class NextState(NamedTuple):
+    """One step of a rule as values, nothing assigned yet: the new weights (None where frozen),
+    the new slot values in the state's order, and the step each trained tensor takes (up to its
+    sign; None where frozen), whose L2 norm is ||theta_after - theta_before||."""
+
+    weights: list
+    slots: list
+    steps: list
+
+
+def next_state(rule: UpdateRule, weights: Sequence[tf.Tensor], gradients: Sequence[tf.Tensor],
+               trained: Sequence[bool], iterations: tf.Tensor, slots: Sequence[tf.Tensor],
+               hyper: tf.Tensor) -> NextState:
+    """The rule's step from the values read at its start (weights, slots, the count of steps
+    applied). The caller commits the result, or not: nothing is assigned here.
 
     Each formula is Keras 3's update_step, operation for operation, so that float32 results agree.
     """
     lr, momentum, beta1, beta2, epsilon, rho, one_minus_beta1, one_minus_beta2, one_minus_rho = tf.unstack(hyper)
-    slots = iter(slot_variables)
+    slots = iter(slots)
     step = tf.cast(iterations + 1, tf.float32)
     if rule.kind == "adam":
         alpha = lr * tf.sqrt(1 - tf.pow(beta2, step)) / (1 - tf.pow(beta1, step))
-    # New state is computed from values read once, then assigned: reading a variable back
-    # after assigning it inside the XLA loop is what makes such programs slow.
-    updates = []
-    for variable, g, is_trained in zip(variables, gradients, trained):
+    new_weights, new_slots, steps = [], [], []
+    for weight, g, is_trained in zip(weights, gradients, trained):
         if not is_trained:
-            updates.append(None)
+            new_weights.append(None)
+            steps.append(None)
             continue
         if rule.kind == "adam":
-            m_slot, v_slot = next(slots), next(slots)
-            m = m_slot + (g - m_slot) * one_minus_beta1
-            v = v_slot + (tf.square(g) - v_slot) * one_minus_beta2
-            m_slot.assign(m)
-            v_slot.assign(v)
+            m_old, v_old = next(slots), next(slots)
+            m = m_old + (g - m_old) * one_minus_beta1
+            v = v_old + (tf.square(g) - v_old) * one_minus_beta2
             decrement = (m * alpha) / (tf.sqrt(v) + epsilon)
-            variable.assign_sub(decrement)
-            updates.append(decrement)
-            continue
-        if rule.kind == "rmsprop":
-            v_slot = next(slots)
-            v = v_slot * rho + one_minus_rho * tf.square(g)
-            v_slot.assign(v)
+            new_slots += [m, v]
+            new_weights.append(weight - decrement)
+            steps.append(decrement)
+        elif rule.kind == "rmsprop":
+            v = next(slots) * rho + one_minus_rho * tf.square(g)
+            new_slots.append(v)
             decrement = (lr * g) / tf.sqrt(v + epsilon)
             if rule.momentum:
-                velocity_slot = next(slots)
-                decrement = momentum * velocity_slot + decrement
-                velocity_slot.assign(decrement)
-            variable.assign_sub(decrement)
-            updates.append(decrement)
-            continue
-        if rule.momentum:
-            m_slot = next(slots)
-            m = m_slot * momentum - g * lr
-            m_slot.assign(m)
+                decrement = momentum * next(slots) + decrement
+                new_slots.append(decrement)
+            new_weights.append(weight - decrement)
+            steps.append(decrement)
+        elif rule.momentum:
+            m = next(slots) * momentum - g * lr
+            new_slots.append(m)
             increment = m * momentum - g * lr if rule.nesterov else m
-            variable.assign_add(increment)
-            updates.append(increment)
-            continue
-        variable.assign_sub(g * lr)  # plain SGD, the reference's w -= lr * g
-        updates.append(g * lr)
-    iterations.assign_add(1)
-    return updates
+            new_weights.append(weight + increment)
+            steps.append(increment)
+        else:
+            decrement = g * lr  # plain SGD, the reference's w -= lr * g
+            new_weights.append(weight - decrement)
+            steps.append(decrement)
+    return NextState(new_weights, new_slots, steps)

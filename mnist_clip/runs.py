@@ -388,7 +388,10 @@ class Run:
 
     @property
     def nonfinite_step(self) -> int | None:
-        """The first step whose loss or global norm is NaN or Inf, from the metrics themselves."""
+        """The first step whose loss or global norm is NaN or Inf, or (as the summary records it)
+        whose update would have written a NaN/Inf, from finite gradients."""
+        if self.summary and self.summary.get("nonfinite_update"):
+            return int(self.summary["first_nonfinite_step"])
         bad = nonfinite_steps(self.metrics["loss"], self.metrics["global_norm_before"])
         return int(self.metrics["step"][np.argmax(bad)]) if bad.any() else None
 

@@ -14,6 +14,7 @@ from mnist_clip.config import Config
 from mnist_clip.data import Dataset
 from mnist_clip.dirt import batch_members, dirty_examples, dirty_per_batch, make_dirty
 from mnist_clip.model import (
+    EXAMPLE_LOSSES,
     LOSS_FUNCTIONS,
     accuracy,
     forward,
@@ -21,21 +22,25 @@ from mnist_clip.model import (
     config_params,
     init_state,
     one_hot,
+    masked_mean,
+    moving_stats_after,
     prepare_inputs,
-    update_moving_stats,
 )
 from mnist_clip.net import Net
-from mnist_clip.optimizers import OptimizerState, UpdateRule, apply_updates, hyperparameters
+from mnist_clip.optimizers import OptimizerState, UpdateRule, hyperparameters, next_state
 from mnist_clip.schema import data_columns, gradient_columns, step_value_columns
 
 
 def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip: str, threshold,
-                net: Net | str = "relu", autoclip: AutoClipHistory | None = None, loss_name: str = "mse"):
+                net: Net | str = "relu", autoclip: AutoClipHistory | None = None, loss_name: str = "mse",
+                real: tf.Tensor | None = None):
     """One step's gradients and everything logged about them, before any update.
 
     `threshold` is clip_norm (a number or a scalar tensor); for autoclip, `autoclip`
     holds the history the step's threshold comes from. `net` may be an activation name
-    for a plain MLP of the params' depth.
+    for a plain MLP of the params' depth. `real` [B] marks the real examples of a padded
+    batch: the loss, accuracy, batch statistics and inactive units are theirs, and so are
+    the gradients (the padding's rows get exactly zero).
     Returns (clipped gradients, finite flag, the gradient_columns vector, batch norm's
     batch statistics).
     """
@@ -43,8 +48,8 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
     variables = [params[name] for name in names]
     activation = net if isinstance(net, str) else net.activation
     with tf.GradientTape() as tape:
-        fwd = forward(params, x, net)
-        loss = LOSS_FUNCTIONS[loss_name](y, fwd.out)
+        fwd = forward(params, x, net, real=real)
+        loss = batch_loss(loss_name, y, fwd.out, real)
     # Gradients w.r.t. the pre-activations z_1..z_L (the recurrent net's states h_1..h_28) are
     # the back-propagated signals; asking for them with the weights costs one backward pass.
     gradients = tape.gradient(loss, variables + fwd.signals)
@@ -70,22 +75,100 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
     global_after = tf.norm(tf.stack(norms_after))
     finite = tf.math.is_finite(loss) & tf.math.is_finite(global_before)
     interleaved = [n for pair in zip(norms_before, norms_after) for n in pair]
-    activity = [inactive_fraction(activation, h) for h in fwd.units]
+    activity = [inactive_fraction(activation, h, rows_real(real, h)) for h in fwd.units]
     values = tf.stack(
         [
             loss,
-            accuracy(y, fwd.out),
+            accuracy(y, fwd.out, real),
             global_before,
             global_after,
             tf.reduce_max(tf.stack(fired)),
             *interleaved,
             *fired,
-            *(tf.norm(delta) for delta in deltas),
+            *(l2_norm(delta) for delta in deltas),
             *activity,
             *extra,
         ]
     )
     return clipped, finite, values, fwd.batch_stats
+
+
+def batch_loss(loss_name: str, y: tf.Tensor, out: tf.Tensor, real: tf.Tensor | None = None) -> tf.Tensor:
+    """The loss of the batch: its mean over the real examples when `real` marks them."""
+    if real is None:
+        return LOSS_FUNCTIONS[loss_name](y, out)
+    return masked_mean(EXAMPLE_LOSSES[loss_name](y, out), real)
+
+
+def rows_real(real: tf.Tensor | None, units: tf.Tensor) -> tf.Tensor | None:
+    """`real` for a tensor of units whose rows are the batch's, repeated (the recurrent net's
+    28 time steps, each of the whole batch)."""
+    if real is None:
+        return None
+    repeats = int(units.shape[0]) // int(real.shape[0])
+    return tf.tile(real, [repeats]) if repeats > 1 else real
+
+
+def element_sum(values: tf.Tensor, scale: float = 1.0) -> tf.Tensor:
+    """The sum of a tensor's elements (times `scale`) as a matrix-vector product, then a sum of
+    its rows.
+
+    On XLA:CPU a reduction fused with the computation of its operand runs element by element,
+    and every reduction pays a fixed cost besides; the product runs in a vectorized kernel,
+    8 to 20 times faster on the nets' tensors. Its additions come in another order than
+    tf.reduce_sum's: the same sum to float32 rounding."""
+    matrix = tf.reshape(values, [-1, values.shape[-1]] if values.shape.rank >= 2 else [1, -1])
+    return tf.reduce_sum(tf.linalg.matvec(matrix, tf.fill([int(matrix.shape[1])], tf.constant(scale, values.dtype))))
+
+
+def l2_norm(values: tf.Tensor) -> tf.Tensor:
+    """tf.norm, by element_sum: for the norms only logged (weights, steps, signals)."""
+    return tf.sqrt(element_sum(tf.square(values)))
+
+
+# Scaled by this, the largest float32 is 2.7e8, and a sum of a million of them stays finite:
+# the scaled sum of a tensor is finite exactly when all its elements are.
+FINITE_SCALE = 2.0**-100
+
+
+def nonfinite_kind(tensor: tf.Tensor) -> tf.Tensor:
+    """0 when every element is finite, else 1 (the scaled sum is infinite: some element is) or
+    2 (it is NaN: some element is NaN, or infinities of both signs). One vectorized read of
+    the tensor, nothing computed element by element."""
+    total = element_sum(tensor, FINITE_SCALE)
+    return tf.where(tf.math.is_nan(total), 2.0, tf.where(tf.math.is_inf(total), 1.0, 0.0))
+
+
+def first_nonfinite_write(kinds: list[tf.Tensor]) -> tf.Tensor:
+    """One number for what a step wrote: 0 if all of it is finite, else 2 i + kind for the first
+    written tensor i that is not (kind 1 Inf, 2 NaN); see written_nonfinite."""
+    kinds = tf.stack(kinds)
+    bad = kinds > 0
+    first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
+    code = 2.0 * tf.cast(first, tf.float32) + tf.gather(kinds, first)
+    return tf.where(tf.reduce_any(bad), code, 0.0)
+
+
+def written_tensors(net: Net, rule: UpdateRule, trained: Sequence[bool]) -> list[tuple[str, str]]:
+    """What a step writes, as (what, tensor) in the order it computes it: batch norm's moving
+    statistics (in the forward pass), then per trained tensor the optimizer's state (Keras's
+    slot names: momentum, velocity) and its new value (the update)."""
+    written = [("moving statistic", tensor.name) for tensor in net.state]
+    for name, is_trained in zip(net.names, trained):
+        if is_trained:
+            written += [(slot, name) for slot in rule.slots] + [("update", name)]
+    return written
+
+
+def written_nonfinite(code: float, net: Net, rule: UpdateRule, trained: Sequence[bool]) -> dict | None:
+    """What a step's record (its first_nonfinite_write code) says it wrote non-finite first:
+    {"what": update, a slot name (momentum, velocity) or moving statistic, "tensor": its name,
+    "value": NaN or Inf}; None when everything it wrote was finite."""
+    if not code:
+        return None
+    index = (int(code) - 1) // 2
+    what, tensor = written_tensors(net, rule, trained)[index]
+    return {"what": what, "tensor": tensor, "value": "NaN" if int(code) - 2 * index == 2 else "Inf"}
 
 
 # Compiled programs, one per shape of the work and per setting that changes the program
@@ -101,57 +184,66 @@ def compiled_program(net: Net, clip: str, trained: tuple[bool, ...], stop_on_non
     if key in _PROGRAMS:
         return _PROGRAMS[key]
     names, weights = net.names, net.weights
-    n_values = len(step_value_columns(net, clip) if log_updates else gradient_columns(net, clip))
-    loss_function = LOSS_FUNCTIONS[loss_name]
+    n_values = len(step_value_columns(net, clip) if log_updates else gradient_columns(net, clip)) if log_norms else 1
     after_columns = [gradient_columns(net, clip).index(f"{name}_after") for name in names]
 
-    def one_step(variables, hyper, threshold, autoclip, optimizer_state, moving, x, y):
+    def one_step(variables, hyper, threshold, autoclip, optimizer_state, moving, x, y, size):
         params = dict(zip(names, variables))
+        real = tf.range(int(x.shape[0])) < size  # the batch's real examples; the rest pads it
         if log_norms:
-            clipped, finite, values, batch_stats = step_values(params, x, y, clip, threshold, net, autoclip, loss_name)
+            clipped, finite, values, batch_stats = step_values(params, x, y, clip, threshold, net, autoclip,
+                                                               loss_name, real)
             # read before the update: the weights the step's gradients were taken at
-            weight_norms = tf.stack([tf.norm(params[name]) for name in weights])
+            weight_norms = tf.stack([l2_norm(params[name]) for name in weights])
         else:
             with tf.GradientTape() as tape:
-                fwd = forward(params, x, net)
-                loss = loss_function(y, fwd.out)
+                fwd = forward(params, x, net, real=real)
+                loss = batch_loss(loss_name, y, fwd.out, real)
             clipped = clip_only(clip, tape.gradient(loss, variables), variables, threshold, autoclip)
             finite, values, batch_stats = tf.math.is_finite(loss), tf.reshape(loss, [1]), fwd.batch_stats
 
-        def apply():
-            update_moving_stats(moving, batch_stats)
-            steps = apply_updates(rule, variables, clipped, trained, *optimizer_state, hyper)
-            if not (log_norms and log_updates):
-                return tf.zeros([len(names)])
-            if rule == UpdateRule("sgd"):
-                # plain SGD's step is lr g: its norm is lr times the clipped norm, already logged
-                return tf.stack([hyper[0] * values[after] if is_trained else tf.constant(0.0)
-                                 for after, is_trained in zip(after_columns, trained)])
-            return tf.stack([tf.norm(step) if step is not None else tf.constant(0.0) for step in steps])
-
-        def skip():
-            return tf.zeros([len(names)])
-
-        update_norms = tf.cond(finite, apply, skip) if stop_on_nonfinite else apply()
+        # No branch around the update: XLA fuses it with the clipping's pass.
+        iterations, slot_variables = optimizer_state
+        moving_after = moving_stats_after(moving, batch_stats)
+        after = next_state(rule, variables, clipped, trained, iterations, slot_variables, hyper)
+        slots = iter(zip(slot_variables, after.slots))
+        writes = [(moving[name], value) for name, value in moving_after.items()]
+        for variable, new_value, is_trained in zip(variables, after.weights, trained):
+            if is_trained:
+                writes += [next(slots) for _ in rule.slots] + [(variable, new_value)]
+        # Committed whatever it holds: a step that is not finite stops the chunk, and run_chunk
+        # puts back the state before it (see make_train_chunk).
+        for variable, value in writes:
+            variable.assign(value)
+        iterations.assign_add(1)
+        written = first_nonfinite_write([nonfinite_kind(value) for _, value in writes])
+        finite = finite & tf.equal(written, 0.0)
         if not (log_norms and log_updates):
-            return finite, values
-        return finite, tf.concat([values, update_norms, weight_norms], axis=0)
+            return finite, tf.concat([values, [written]], axis=0)
+        if rule == UpdateRule("sgd"):
+            # plain SGD's step is lr g: its norm is lr times the clipped norm, already logged
+            update_norms = tf.stack([hyper[0] * values[column] if is_trained else tf.constant(0.0)
+                                     for column, is_trained in zip(after_columns, trained)])
+        else:
+            update_norms = tf.stack([l2_norm(step) if step is not None else tf.constant(0.0) for step in after.steps])
+        return finite, tf.concat([values, update_norms, weight_norms, [written]], axis=0)
 
     # XLA fuses the element-wise work of a step (clipping, norms, the update)
     # into few passes over memory; it needs static shapes, hence [n, B, ...].
     @tf.function(jit_compile=True, autograph=False)
-    def run_chunk(variables, hyper, threshold, autoclip_state, optimizer_state, moving, xb, yb):
+    def run_chunk(variables, hyper, threshold, autoclip_state, optimizer_state, moving, xb, yb, sizes, limit):
         autoclip = None
         if percentile is not None:
             autoclip = AutoClipHistory.bound(*autoclip_state, percentile)
-        n_steps = tf.shape(xb)[0]
-        records = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_values if log_norms else 1])
+        n_steps = tf.minimum(tf.shape(xb)[0], limit)
+        records = tf.TensorArray(tf.float32, size=tf.shape(xb)[0], element_shape=[n_values + 1])
 
         def keep_going(i, stopped, records):
             return tf.logical_and(i < n_steps, tf.logical_not(stopped))
 
         def body(i, stopped, records):
-            finite, values = one_step(variables, hyper, threshold, autoclip, optimizer_state, moving, xb[i], yb[i])
+            finite, values = one_step(variables, hyper, threshold, autoclip, optimizer_state, moving,
+                                      xb[i], yb[i], sizes[i])
             stopped = tf.logical_not(finite) if stop_on_nonfinite else stopped
             return i + 1, stopped, records.write(i, values)
 
@@ -171,20 +263,28 @@ def make_train_chunk(
     autoclip: AutoClipHistory | None = None,
     log_updates: bool = True,
     moving: dict[str, tf.Variable] | None = None,
+    optimizer_state: OptimizerState | None = None,
 ):
-    """A function (xb [n, B, 784], yb [n, B, 10]) -> (values [n, value columns], steps run, stopped).
+    """A function (xb [n, B, 784], yb [n, B, 10], sizes [n] or None) -> (records [n, value
+    columns + 1], steps run, stopped).
 
-    It runs n steps of batch size B, batch i being xb[i], in one XLA-compiled
-    loop, keeps each step's values in a TensorArray and hands them back once.
+    It runs n steps of batch size B, batch i being the first sizes[i] rows of xb[i] (all B
+    when sizes is None; the rest pads a short batch to B), in one XLA-compiled loop, keeps
+    each step's values in a TensorArray and hands them back once. Each record ends with
+    what the step wrote non-finite (first_nonfinite_write; 0 when nothing).
     The config gives the clipping method and threshold, the loss, the activation and
     the optimizer, whose state lives beside the weights across chunks.
-    With stop_on_nonfinite, a step whose loss or gradients are NaN/Inf is
-    recorded but not applied, and the chunk ends there (rows after it are
-    zeros). With log_norms=False only the loss is kept (the benchmark's
-    baseline for what logging costs); with log_updates=False, everything but the
-    steps taken and the weights' norms (what logging those costs). For
+    With stop_on_nonfinite, a step whose loss or gradients are NaN/Inf, or that would write
+    a NaN/Inf (weights, optimizer state, moving statistics), is recorded but not applied,
+    and the chunk ends there (rows after it are zeros): the compiled step applies every
+    step, with no branch, and checks what it wrote; after a failing one, the state the chunk
+    began with is put back and the steps before it run again. With log_norms=False only the loss
+    is kept (the benchmark's baseline for what logging costs); with log_updates=False,
+    everything but the steps taken and the weights' norms (what logging those costs). For
     clip="autoclip", `autoclip` holds the history of global norms across chunks;
-    for batch norm, `moving` holds the moving statistics each applied step updates.
+    for batch norm, `moving` holds the moving statistics each applied step updates; the
+    optimizer's state is `optimizer_state` (by default a new one, zero). The function's
+    `program` and `optimizer_state` are the compiled program and that state.
     """
     names = list(params)
     variables = [params[name] for name in names]
@@ -198,24 +298,55 @@ def make_train_chunk(
     hyper = hyperparameters(config)
     threshold_value = tf.constant(config.clip_norm, tf.float32)
     state = autoclip.variables() if autoclip is not None else ()
-    optimizer_state = OptimizerState(rule, variables, trained).variables()
-
+    if optimizer_state is None:
+        optimizer_state = OptimizerState(rule, variables, trained)
+    optimizer_variables = optimizer_state.variables()
     moving = moving if moving is not None else {}
 
-    def run_chunk(xb, yb):
-        return program(variables, hyper, threshold_value, state, optimizer_state, moving, xb, yb)
+    written = [*moving.values(), *variables, *optimizer_variables[1], optimizer_variables[0], *state]
+    written_order = [moving[tensor.name] for tensor in config.net.state]  # as written_tensors lists them
+    for variable, slots, is_trained in zip(variables, optimizer_state.slots, trained):
+        written_order += [*slots, variable] if is_trained else []
 
+    def run(xb, yb, sizes, limit):
+        return program(variables, hyper, threshold_value, state, optimizer_variables, moving, xb, yb, sizes,
+                       tf.constant(limit, tf.int32))
+
+    def run_chunk(xb, yb, sizes=None):
+        if sizes is None:
+            sizes = tf.fill([int(xb.shape[0])], int(xb.shape[1]))
+        if not stop_on_nonfinite:
+            return run(xb, yb, sizes, int(xb.shape[0]))
+        before = [variable.numpy() for variable in written]
+        records, steps_run, stopped = run(xb, yb, sizes, int(xb.shape[0]))
+        if bool(stopped):
+            # The failing step was applied: put back the state the chunk began with and run the
+            # steps before it again. XLA on the CPU computes them bit for bit as it did.
+            code = float(records[int(steps_run) - 1, -1])
+            if code:  # read what the step wrote while it is there: NaN or Inf exactly
+                index, value = next((i, v.numpy()) for i, v in enumerate(written_order) if not np.isfinite(v.numpy()).all())
+                code = 2 * index + 1 + float(np.isnan(value).any())
+            for variable, value in zip(written, before):
+                variable.assign(value)
+            if int(steps_run) > 1:
+                run(xb, yb, sizes, int(steps_run) - 1)
+            if code:
+                records = tf.tensor_scatter_nd_update(records, [[int(steps_run) - 1, int(records.shape[1]) - 1]], [code])
+        return records, steps_run, stopped
+
+    run_chunk.program = program
+    run_chunk.optimizer_state = optimizer_state
     return run_chunk
 
 
-def batched(x: tf.Tensor, batch_size: int) -> list[tf.Tensor]:
-    """Dataset.batch(batch_size) as static shapes: [full batches, B, ...] and, when the
-    size does not divide, [1, remainder, ...] for the shorter last batch."""
-    n_full = int(x.shape[0]) // batch_size
-    parts = [tf.reshape(x[: n_full * batch_size], [n_full, batch_size, *x.shape[1:]])] if n_full else []
-    if int(x.shape[0]) % batch_size:
-        parts.append(x[n_full * batch_size :][tf.newaxis])
-    return parts
+def padded_order(order: np.ndarray, batch_rows: int) -> np.ndarray:
+    """The epoch's example order with a short last batch padded to batch_rows by repeating its
+    own examples (so that the padding is as finite as the batch; it is masked out anyway)."""
+    short = len(order) % batch_rows
+    if not short:
+        return order
+    last = order[len(order) - short:]
+    return np.concatenate([order, last[np.arange(batch_rows - short) % short]])
 
 
 _EVALUATORS: dict = {}
@@ -257,6 +388,8 @@ class EpochResult:
     train_seconds: float
     finished: bool  # False when a non-finite step stopped the run in this epoch
     moved: dict[str, float] = field(default_factory=dict)  # per weight: ||w - w_init|| / ||w_init||
+    # the epoch's first step that computed a NaN/Inf to write ({"step", **Trainer.written}), or None
+    nonfinite_write: dict | None = None
 
     def column(self, name: str) -> np.ndarray:
         return self.values[:, self.columns.index(name)]
@@ -280,12 +413,19 @@ class Trainer:
         self.y_train = tf.constant(one_hot(dataset.y_train))
         self.x_test = tf.constant(prepare_inputs(dataset.x_test, config.input_scale))
         self.y_test = tf.constant(one_hot(dataset.y_test))
-        self.steps_per_epoch = config.steps_per_epoch(len(dataset.y_train))
-        self.batches = None
+        n_train = len(dataset.y_train)
+        self.steps_per_epoch = config.steps_per_epoch(n_train)
+        # One program runs every batch: a short last batch is padded to the full one and masked.
+        # A batch never holds more than the training set, so neither does the program's.
+        self.batch_rows = max(1, min(config.batch_size, n_train))
+        self.batch_sizes = tf.constant([min(config.batch_size, n_train - first)
+                                        for first in range(0, n_train, config.batch_size)], tf.int32)
+        self.chunk = None
         if not config.shuffle:
             # every epoch has the same batches: make them once, and keep only them
-            self.batches = self.epoch_batches(0)
+            self.chunk = self.epoch_chunk(0)
             self.x_train = self.y_train = None
+        self.trained = tuple(name in config.trainable for name in self.params)
         self.run_chunk = make_train_chunk(
             self.params,
             config,
@@ -299,15 +439,27 @@ class Trainer:
         )
         self.evaluate = make_evaluate(self.params, config.net, config.loss, self.moving)
 
+    def epoch_chunk(self, epoch: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """The epoch's batches as one chunk (xb [steps, B, 784], yb [steps, B, 10]), in file order
+        or shuffled; a short last batch is padded to B with its own examples (batch_sizes says
+        how many rows of each batch are real)."""
+        if self.chunk is not None:
+            return self.chunk
+        order = padded_order(self.epoch_examples(epoch), self.batch_rows)
+        shape = [len(order) // self.batch_rows, self.batch_rows]
+        x, y = (tf.reshape(tf.gather(t, order), shape + t.shape[1:]) for t in (self.x_train, self.y_train))
+        return x, y
+
     def epoch_batches(self, epoch: int) -> list[tuple[tf.Tensor, tf.Tensor]]:
-        """The epoch's batches as (xb, yb) pairs of static shape, in file order or shuffled."""
-        if self.batches is not None:
-            return self.batches
-        x, y = self.x_train, self.y_train
-        if self.config.shuffle:
-            order = tf.constant(epoch_order(int(x.shape[0]), self.config.seed, epoch))
-            x, y = tf.gather(x, order), tf.gather(y, order)
-        return list(zip(batched(x, self.config.batch_size), batched(y, self.config.batch_size)))
+        """The epoch's real batches as (xb, yb) pairs of static shape: [full batches, B, ...] and,
+        when the size does not divide, [1, remainder, ...] for the shorter last batch."""
+        xb, yb = self.epoch_chunk(epoch)
+        short = int(self.batch_sizes[-1])
+        n_full = len(self.batch_sizes) - (short < self.batch_rows)
+        parts = [(xb[:n_full], yb[:n_full])] if n_full else []
+        if short < self.batch_rows:
+            parts.append((xb[n_full:, :short], yb[n_full:, :short]))
+        return parts
 
     def epoch_examples(self, epoch: int) -> np.ndarray:
         """The training examples (indices) in the order the epoch trains them."""
@@ -321,21 +473,27 @@ class Trainer:
         return {"step": step, "batch_size": len(members), "largest_abs_input": float(self.largest_input[members].max()),
                 "dirty_in_batch": int(np.isin(members, self.dirty).sum())}
 
-    def train_chunks(self, epoch: int) -> tuple[np.ndarray, bool]:
-        """Run one epoch's steps: the values of the steps actually run, and whether a
-        non-finite step stopped them."""
-        parts = []
-        for xb, yb in self.epoch_batches(epoch):
-            values, steps_run, stopped = self.run_chunk(xb, yb)
-            parts.append(values.numpy()[: int(steps_run)])
-            if bool(stopped):
-                return np.concatenate(parts), True
-        return np.concatenate(parts), False
+    def train_chunks(self, epoch: int) -> tuple[np.ndarray, bool, np.ndarray]:
+        """Run one epoch's steps in one call of the compiled program: the values of the steps
+        actually run, whether a non-finite step stopped them, and per step what it wrote
+        non-finite (0 for nothing; see written)."""
+        xb, yb = self.epoch_chunk(epoch)
+        records, steps_run, stopped = self.run_chunk(xb, yb, self.batch_sizes)
+        records = records.numpy()[: int(steps_run)]
+        return records[:, :-1], bool(stopped), records[:, -1]
+
+    def written(self, code: float) -> dict | None:
+        """What a step's record says it wrote non-finite first (see written_nonfinite)."""
+        return written_nonfinite(code, self.config.net, UpdateRule.of(self.config), self.trained)
 
     def run_epoch(self, epoch: int) -> EpochResult:
         started = time.perf_counter()
-        values, stopped = self.train_chunks(epoch)
+        values, stopped, writes = self.train_chunks(epoch)
         train_seconds = time.perf_counter() - started
+        nonfinite_write = None
+        if writes.any():
+            step = int(np.argmax(writes != 0))
+            nonfinite_write = {"step": epoch * self.steps_per_epoch + step, **self.written(writes[step])}
         if data_columns(self.config.to_dict()):
             dirty = dirty_per_batch(self.epoch_examples(epoch), self.config.batch_size, self.dirty)
             values = np.column_stack([values, dirty[: len(values)].astype(values.dtype)])
@@ -351,6 +509,7 @@ class Trainer:
             train_seconds=train_seconds,
             finished=not stopped,
             moved=self.moved(),
+            nonfinite_write=nonfinite_write,
         )
 
     def moved(self) -> dict[str, float]:

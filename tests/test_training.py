@@ -144,8 +144,8 @@ def test_compiled_chunks_equal_the_eager_loop(config, small):
 
 @pytest.fixture(scope="module")
 def full_batches():
-    """384 examples: three full batches an epoch, one compiled program (a shorter last batch
-    would need a second) where that batch is not what a test is about."""
+    """384 examples: three full batches an epoch, where a shorter last batch is not what a test
+    is about."""
     return small_dataset(n_train=384)
 
 
