@@ -13,10 +13,10 @@ from mnist_clip.tf_setup import cache_entry_is_whole
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def train(cache: Path, out: Path, name: str) -> subprocess.CompletedProcess:
+def train(cache: Path, out: Path, name: str, *options: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MNIST_CLIP_XLA_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "mnist_clip", "train", "--dataset", "mnist-5k", "--epochs", "1",
-                           "--hidden", "32", "--no-plots", "--quiet", "--out", str(out), "--name", name],
+                           "--hidden", "32", "--no-plots", "--quiet", "--out", str(out), "--name", name, *options],
                           capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -28,8 +28,11 @@ def test_a_truncated_and_a_mismatched_cache_entry_are_discarded_and_recompiled(t
     cache = tmp_path / "cache"  # never the user's cache
     first = train(cache, tmp_path, "first")
     assert first.returncode == 0, first.stderr
+    assert len(list(cache.glob("xla-*/*.pb"))) == 1  # one program per run, the short last batch included
+    other = train(cache, tmp_path, "other", "--clip", "norm")  # another clipping method: another program
+    assert other.returncode == 0, other.stderr
     entries = sorted(cache.glob("xla-*/*.pb"))
-    assert len(entries) >= 2 and all(cache_entry_is_whole(path) for path in entries)  # a full chunk, the short one
+    assert len(entries) == 2 and all(cache_entry_is_whole(path) for path in entries)
     truncated, mismatched = entries[:2]
     whole = truncated.read_bytes()
     truncated.write_bytes(whole[: len(whole) // 2])  # a full disk or a crash mid-write: "Can't parse" / short read
@@ -42,6 +45,7 @@ def test_a_truncated_and_a_mismatched_cache_entry_are_discarded_and_recompiled(t
     notes = [line for line in second.stderr.splitlines() if "compile cache" in line]
     assert len(notes) == 1 and "discarded 2 damaged entries" in notes[0], second.stderr
     np.testing.assert_allclose(metrics(tmp_path / "second"), metrics(tmp_path / "first"), rtol=1e-6, atol=0)
+    assert train(cache, tmp_path, "other-again", "--clip", "norm").returncode == 0
     again = sorted(cache.glob("xla-*/*.pb"))
     assert truncated in again and mismatched in again  # compiled anew and stored again
     assert all(cache_entry_is_whole(path) for path in again)
