@@ -169,7 +169,7 @@ def mnist_clip_loop(config: Config, dataset, log_norms: bool, log_updates: bool 
     def run(n_epochs: int):
         values = None
         for epoch in range(n_epochs):
-            values, _ = trainer.train_chunks(epoch)  # the records reach Python once per chunk, as in a real run
+            values, _, _ = trainer.train_chunks(epoch)  # the records reach Python once per chunk, as in a real run
         return values  # the last epoch's
 
     return run

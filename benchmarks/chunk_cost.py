@@ -32,7 +32,7 @@ LENGTHS = (1, 4, 16, 31)
 def callers(config: Config, dataset, lengths=LENGTHS) -> dict:
     """name -> {n: a function that runs one program call of n steps and brings its values to the host}."""
     trainer = Trainer(config, dataset)
-    xb, yb = trainer.batches[0]
+    xb, yb = trainer.epoch_chunk(0)  # the epoch's full batches first
     jax_trainer = JaxTrainer(config, dataset)
     jxb, jyb = jax_trainer.batches[0]
 

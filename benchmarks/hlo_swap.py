@@ -77,7 +77,7 @@ def main() -> None:
         np.asarray(rows)
 
     trainer = Trainer(config, dataset)  # (c): the same program, compiled and run by TensorFlow
-    tf_xb, tf_yb = trainer.batches[0]
+    tf_xb, tf_yb = (t[: len(xb)] for t in trainer.epoch_chunk(0))  # the same full batches
 
     def in_tensorflow(_):
         values, steps_run, stopped = trainer.run_chunk(tf_xb, tf_yb)

@@ -21,7 +21,7 @@ from mnist_clip.training import Trainer  # noqa: E402
 
 def both_loops(config: Config, data) -> tuple[np.ndarray, bool, np.ndarray, bool, tuple]:
     """One epoch of mnist-clip's compiled loop (c) and of the JAX loop (f) from the same weights."""
-    expected, expected_stopped = Trainer(config, data).train_chunks(0)
+    expected, expected_stopped, _ = Trainer(config, data).train_chunks(0)
     jax_trainer = JaxTrainer(config, data)
     values, stopped = jax_trainer.train_epoch()
     return expected, expected_stopped, values, stopped, jax_trainer.columns
