@@ -5,6 +5,8 @@
     run.summary["status"], run.metrics, run.figures()
 """
 
+from typing import TYPE_CHECKING
+
 from mnist_clip.version import __version__
 from mnist_clip.api import (  # noqa: E402
     CuresResult,
@@ -22,6 +24,9 @@ from mnist_clip.api import (  # noqa: E402
 )
 from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.errors import InputError  # noqa: E402
+
+if TYPE_CHECKING:  # for type checkers and the API reference; at run time, __getattr__ below
+    from mnist_clip.probe import GradientProbe
 
 
 def __getattr__(name: str):

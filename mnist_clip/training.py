@@ -518,7 +518,8 @@ class Trainer:
         for name in self.config.net.weights:
             start = self.initial_params[name].astype(np.float64)
             now = self.params[name].numpy().astype(np.float64)
-            distances[name] = float(np.linalg.norm(now - start) / np.linalg.norm(start))
+            with np.errstate(divide="ignore", invalid="ignore"):  # a weight that starts at 0: inf (or nan if it stays)
+                distances[name] = float(np.linalg.norm(now - start) / np.linalg.norm(start))
         return distances
 
     def params_arrays(self) -> dict[str, np.ndarray]:
