@@ -603,24 +603,38 @@ def smoothed_lines(ax, steps, values, smoothing: Smoothing, color, label: str, *
         ax.plot(raw_steps, raw, color=color, linewidth=1.5, marker="o", markersize=3, label=label, **style)
 
 
-def ratio_figure(run: Run) -> Figure:
-    """|g_w1|/|g_wL| (and a middle layer's) before clipping, raw and smoothed."""
+PER_TENSOR_METHODS = ("norm", "value", "average_norm", "agc")  # they can change one tensor's norm against another's
+
+
+def ratio_panel(run: Run, lines: list[tuple[str, str, str]], denominator: str, ylabel: str, title: str) -> Figure:
+    """The ratio picture of any net: per (numerator, colour, label) |g_numerator| / |g_denominator|
+    before clipping, raw (pale) and smoothed, dashed after per-tensor clipping; `title` ends in a note."""
     fig, ax = subplots(figsize=FIGSIZE)
     steps = run.metrics["step"]
     smoothing = run_smoothing(run)
-    last = f"w{run.n_layers}"
-    per_tensor = run.config.get("clip") in ("norm", "value", "average_norm", "agc")
-    colors = layer_colors(run.n_layers)
-    for layer in ratio_layers(run):
-        name = f"w{layer}"
-        color = colors[layer - 1]
-        smoothed_lines(ax, steps, norm_ratio(run, name), smoothing, color, f"|g_{name}| / |g_{last}| before clipping")
-        if per_tensor:
-            ax.plot(steps, smoothing.geometric(norm_ratio(run, name, when="after")), color=color,
-                    linewidth=1.8, linestyle="--", label=f"|g_{name}| / |g_{last}| after {run.config['clip']} clipping")
+    for numerator, color, label in lines:
+        smoothed_lines(ax, steps, norm_ratio(run, numerator, denominator), smoothing, color, label)
+        if run.config.get("clip") in PER_TENSOR_METHODS:
+            ax.plot(steps, smoothing.geometric(norm_ratio(run, numerator, denominator, when="after")), color=color,
+                    linewidth=1.8, linestyle="--", label=label.replace("before clipping",
+                                                                       f"after {run.config['clip']} clipping"))
     ax.axhline(1.0, color="0.5", linewidth=0.8)
     log_y(ax)
-    ax.set_ylabel("ratio of gradient norms (log)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(textwrap.fill(title.format(smoothing=smoothing.words()), 120), fontsize=10)
+    mark_divergence(ax, run)
+    run_step_axis(ax, run, epochs_on_top=True)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=9)
+    return fig
+
+
+def ratio_figure(run: Run) -> Figure:
+    """|g_w1|/|g_wL| (and a middle layer's) before clipping, raw and smoothed."""
+    last = f"w{run.n_layers}"
+    colors = layer_colors(run.n_layers)
+    lines = [(f"w{layer}", colors[layer - 1], f"|g_w{layer}| / |g_{last}| before clipping")
+             for layer in ratio_layers(run)]
     note = {
         "global_norm": "Global-norm clipping scales all tensors of a step alike: it leaves these ratios unchanged.",
         "autoclip": "AutoClip clips by global norm: it leaves these ratios unchanged.",
@@ -628,12 +642,9 @@ def ratio_figure(run: Run) -> Figure:
     }.get(run.config.get("clip"), "Dashed: the same ratios after per-tensor clipping.")
     if run.n_layers == 1:
         note = "A linear model has one layer: there is no ratio to show."
-    ax.set_title(textwrap.fill("Weight-gradient norm of the first (and middle) layer relative to the last: raw per step "
-                               f"(pale) and {smoothing.words()}. {note}", 120), fontsize=10)
-    mark_divergence(ax, run)
-    run_step_axis(ax, run, epochs_on_top=True)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=9)
+    fig = ratio_panel(run, lines, last, "ratio of gradient norms (log)",
+                      "Weight-gradient norm of the first (and middle) layer relative to the last: raw per step "
+                      f"(pale) and {{smoothing}}. {note}")
     return finish_figure(fig, run, short_batch_note(run))
 
 
@@ -838,6 +849,20 @@ def step_profile(run: Run, row: int, prefix: str) -> np.ndarray:
     return np.array([run.metrics[column][row] for column in columns], dtype=float)
 
 
+def profile_axis(ax, run: Run, xlabel: str, quantity: str, title: str) -> None:
+    """A flow picture's profile panel: log y, integer x, and labels that say whether a line is an
+    epoch's median or, in a diverged run, one of its last finite steps."""
+    log_y(ax)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if run.nonfinite_step is not None:
+        ax.set_ylabel(f"{quantity}: an epoch's median, or one step (log)")
+        title += f"\nReds: the last finite steps before NaN/Inf at step {run.nonfinite_step}."
+    else:
+        ax.set_ylabel(f"median {quantity} over the epoch (log)")
+    ax.set_title(title, fontsize=10)
+
+
 def flow_figure(run: Run) -> Figure:
     """The gradient-flow profile: per layer from input to output, the weight-gradient norm
     and the back-propagated signal, one line per chosen epoch (a diverged run: its last
@@ -865,17 +890,9 @@ def flow_figure(run: Run) -> Figure:
                 Line2D([], [], color="0.3", marker="s", linestyle="--", linewidth=1.0, markersize=3,
                        label="|δ|: back-propagated signal")]
     handles += edge_handles(edges)
-    log_y(left)
-    left.set_xlabel("layer (1 = next to the input, %d = output)" % run.n_layers, fontsize=9)
-    left.xaxis.set_major_locator(MaxNLocator(integer=True))
-    title = ("Gradient flow: weight gradients (solid) and back-propagated\nsignal δ (dashed). "
-             "A slope down to the left is vanishing; flat is healthy.")
-    if run.nonfinite_step is not None:
-        left.set_ylabel("L2 norm: an epoch's median, or one step (log)")
-        title += f"\nReds: the last finite steps before NaN/Inf at step {run.nonfinite_step}."
-    else:
-        left.set_ylabel("median L2 norm over the epoch (log)")
-    left.set_title(title, fontsize=10)
+    profile_axis(left, run, "layer (1 = next to the input, %d = output)" % run.n_layers, "L2 norm",
+                 "Gradient flow: weight gradients (solid) and back-propagated\nsignal δ (dashed). "
+                 "A slope down to the left is vanishing; flat is healthy.")
     # below the axes, where it cannot hide a line; an epoch is one entry, never split
     legend_below(left, handles, ncol=2)
     left.grid(alpha=0.3, which="both")

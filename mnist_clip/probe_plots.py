@@ -3,26 +3,22 @@ and the ratio and flow pictures by the model's own layers. No TensorFlow here.""
 
 from __future__ import annotations
 
-import textwrap
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from mnist_clip.plots import (
-    FIGSIZE,
     colormap,
     finish_figure,
     layer_colors,
     log_y,
     loss_figure,
     mark_divergence,
-    norm_ratio,
     norms_figure,
     profile_epochs,
-    run_smoothing,
+    ratio_panel,
     run_step_axis,
-    smoothed_lines,
     subplots,
     updates_figure,
 )
@@ -39,34 +35,19 @@ def short_layer(path: str) -> str:
 def model_ratio_figure(run: Run) -> Figure:
     """|g| of the first layer's weight (and a middle one's) over the last layer's, before clipping,
     raw and smoothed; dashed after per-tensor clipping."""
-    fig, ax = subplots(figsize=FIGSIZE)
     weights = run.net.layer_weights
-    steps = run.metrics["step"]
-    smoothing = run_smoothing(run)
     colors = layer_colors(len(weights))
-    per_tensor = run.config.get("clip") in ("norm", "value", "average_norm", "agc")
     shown = [0] + ([len(weights) // 2] if len(weights) > 2 else [])
     last = weights[-1] if weights else ""
-    for index in shown if len(weights) > 1 else []:
-        name = weights[index]
-        label = f"|g {short_layer(name)}| / |g {short_layer(last)}| before clipping"
-        smoothed_lines(ax, steps, norm_ratio(run, name, last), smoothing, colors[index], label)
-        if per_tensor:
-            ax.plot(steps, smoothing.geometric(norm_ratio(run, name, last, when="after")), color=colors[index],
-                    linewidth=1.8, linestyle="--", label=label.replace("before", "after"))
-    ax.axhline(1.0, color="0.5", linewidth=0.8)
-    log_y(ax)
-    ax.set_ylabel("ratio of weight-gradient norms (log)")
+    lines = [(weights[index], colors[index], f"|g {short_layer(weights[index])}| / |g {short_layer(last)}| before "
+              "clipping") for index in (shown if len(weights) > 1 else [])]
     note = {"global_norm": "Global-norm clipping scales all tensors of a step alike: it leaves these ratios unchanged.",
             "none": "No clipping in this run."}.get(run.config.get("clip"), "")
     if len(weights) < 2:
         note = "The model has one layer with a weight matrix: there is no ratio to show."
-    ax.set_title(textwrap.fill("Weight-gradient norm of the first (and middle) layer over the last, in the model's "
-                               f"order: raw per step (pale) and {smoothing.words()}. {note}", 120), fontsize=10)
-    mark_divergence(ax, run)
-    run_step_axis(ax, run, epochs_on_top=True)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=9)
+    fig = ratio_panel(run, lines, last, "ratio of weight-gradient norms (log)",
+                      "Weight-gradient norm of the first (and middle) layer over the last, in the model's "
+                      f"order: raw per step (pale) and {{smoothing}}. {note}")
     return finish_figure(fig, run)
 
 

@@ -29,6 +29,7 @@ from mnist_clip.plots import (
     mark_divergence,
     norm_ratio,
     norms_figure,
+    profile_axis,
     positive,
     run_smoothing,
     runup_colors,
@@ -223,16 +224,9 @@ def time_flow_figure(run: Run) -> Figure:
         handles.append(Line2D([], [], color="0.35", linestyle=":", linewidth=1.4,
                               label=f"x{gain(run):g} per step back: the gain, from step 0's dh28"))
     handles += edge_handles(edges)
-    log_y(left)
-    left.set_xlabel("time step t (image row; back-propagation runs from 28 down to 1)", fontsize=9)
-    left.xaxis.set_major_locator(MaxNLocator(integer=True))
-    title = "Signal through time. Rising toward t = 1 is exploding,\nfalling toward t = 1 is vanishing; flat is healthy."
-    if run.nonfinite_step is not None:
-        left.set_ylabel("|dL/dh_t|: an epoch's median, or one step (log)")
-        title += f"\nReds: the last finite steps before NaN/Inf at step {run.nonfinite_step}."
-    else:
-        left.set_ylabel("median |dL/dh_t| over the epoch (log)")
-    left.set_title(title, fontsize=10)
+    profile_axis(left, run, "time step t (image row; back-propagation runs from 28 down to 1)", "|dL/dh_t|",
+                 "Signal through time. Rising toward t = 1 is exploding,\n"
+                 "falling toward t = 1 is vanishing; flat is healthy.")
     long_labels = max(len(handle.get_label()) for handle in handles) > 48
     legend_below(left, handles, ncol=1 if long_labels else 2)
     left.grid(alpha=0.3, which="both")
