@@ -123,7 +123,7 @@ def declared(cls: type) -> dict[str, Option]:
 
 # --- text ----------------------------------------------------------------------------------
 
-NUMBER_WORDS = {"int": "a valid integer", "float": "a valid float"}
+_NUMBER_WORDS = {"int": "a valid integer", "float": "a valid float"}
 _NUMBERS = {"int": int, "float": float}
 
 
@@ -139,7 +139,7 @@ def parse_text(option: Option, text: str, where: str | None = None, joiner: str 
         try:
             return _NUMBERS[kind](text)
         except ValueError:
-            raise InputError(f"{where}: {text!r} is not {NUMBER_WORDS[kind]}{option.text_hint}", option.name) from None
+            raise InputError(f"{where}: {text!r} is not {_NUMBER_WORDS[kind]}{option.text_hint}", option.name) from None
     if kind == "bool":
         if text.lower() not in ("true", "false"):
             raise InputError(f"{where}: {text!r} is not true or false{option.text_hint}", option.name)
