@@ -41,7 +41,7 @@ from mnist_clip import training  # noqa: E402
 from mnist_clip.config import Config, layer_sizes  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
 from mnist_clip.experiment import run_experiment  # noqa: E402
-from mnist_clip.sweeps import DEFAULT_GRID, make_cells, parse_grid  # noqa: E402
+from mnist_clip.plans.grid import DEFAULT_GRID, make_cells, parse_grid  # noqa: E402
 from bench_train import matmul_throughput  # noqa: E402  (this folder is on the path when run as a script)
 
 

@@ -13,8 +13,9 @@ from typing import Any, Iterable, Mapping
 from mnist_clip.arguments import check_value, checked, shown
 from mnist_clip.config import Config, check_given_keys, load_toml, values_from_mapping
 from mnist_clip.data import Dataset
-from mnist_clip.errors import InputError, name as named, render
-from mnist_clip.runs import DEMO_FILE, Run, RunTarget, check_out_folder, default_run_name, read_run, write_json
+from mnist_clip.errors import InputError, name as named
+from mnist_clip.plans.runner import load_data
+from mnist_clip.runs import Run, RunTarget, check_out_folder, default_run_name, read_run
 
 
 @dataclass
@@ -152,11 +153,10 @@ class SweepResult:
 
     def figure(self):
         """The stability map, as drawn into stability.png."""
-        from mnist_clip.sweeps import make_cells, stability_figure, sweep_rows
+        from mnist_clip.plans.sweep import sweep_figure
 
         show_figures_inline()
-        cells = make_cells(self.config, self.grid, self.seeds)
-        return stability_figure(sweep_rows(cells, self.path), self.grid, self.metric)
+        return sweep_figure(self.config, self.grid, self.seeds, self.path, self.metric)
 
     def __repr__(self) -> str:
         return f"<SweepResult {self.path}: {len(self.table)} rows>"
@@ -176,7 +176,7 @@ class CuresResult:
 
     def figure(self):
         """cures.png, as a matplotlib Figure."""
-        from mnist_clip.cure_runs import cures_figure
+        from mnist_clip.viz.cures import cures_figure
 
         show_figures_inline()
         return cures_figure(self.rows, self.title)
@@ -235,14 +235,6 @@ def check_arguments(data: Dataset | None = None, out: str | Path = "outputs", na
     check_value("name", name, str | None)
     for flag, value in flags.items():
         check_value(flag, value, int if flag in ("print_every", "jobs", "seeds") else bool)
-
-
-def load_data(config: Config, reporter):
-    from mnist_clip.data import load_dataset
-
-    dataset = load_dataset(config.dataset, config.data_path)
-    reporter.data(dataset)
-    return dataset
 
 
 def run_training(config: Config, reporter, out: str | Path = "outputs", name: str | None = None,
@@ -310,47 +302,11 @@ def run_demo(config: Config, reporter, out: str | Path = "outputs", name: str | 
              recipe: str | None = None) -> DemoResult:
     """The same config with and without clipping, same seed and data, then compared; with
     seeds > 1, a pair per seed and the paired statistics."""
-    from mnist_clip.comparison import compare_runs, paired_rows, paired_text
-    from mnist_clip.experiment import never_acted_line
-    from mnist_clip.interrupts import catch_stop_signals
-    from mnist_clip.sweeps import check_seeds
+    from mnist_clip.plans.demo import run_demo as run_twins
 
-    if config.clip == "none":
-        raise InputError(f"{named('clip')}: demo compares a clipping method with none; give one of global_norm, norm, "
-                         "value, average_norm, agc or autoclip", "clip")
-    check_seeds(config, seeds, runs_per_seed=2)
-    prefix = f"demo-{recipe}" if recipe else "demo"
-    target = RunTarget(Path(out), name, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}", overwrite, marker=DEMO_FILE)
-    target.check()
-    reporter.epochs_note(recipe, config.epochs)
-    data = data if data is not None else load_data(config, reporter)
-    with catch_stop_signals() as stop:
-        folder = target.create()
-        write_json(folder / DEMO_FILE, {"config": config.to_dict(), "seeds": seeds})
-        runs, exit_code = [], 0
-        for seed in range(config.seed, config.seed + seeds):
-            for label, variant in (("clipped", config), ("unclipped", config.replace(clip="none"))):
-                if stop.requested:
-                    break
-                variant = variant.replace(seed=seed)
-                folder_name = label if seeds == 1 else f"{label}-seed{seed}"
-                reporter.line(f"--- {folder_name}: {'no clipping' if variant.clip == 'none' else variant.clip}")
-                result = run_training(variant, reporter, folder, folder_name, False, plots, tensorboard, data)
-                runs.append(result)
-                exit_code = exit_code or result.exit_code
-        final = target.commit(folder, keep_old=bool(exit_code))
-    runs = [RunResult(read_run(final / run.path.name), run.exit_code) for run in runs]
-    rows, files = compare_runs([run.path for run in runs], final)
-    notes = []
-    if seeds > 1:
-        by_clip = [[row for row in rows if not row["statistic"] and (row["clip"] == "no clipping") == unclipped]
-                   for unclipped in (False, True)]
-        if len(by_clip[0]) == len(by_clip[1]):
-            notes += paired_text(paired_rows(*by_clip))
-    acted = [run for run in runs if run.config.get("clip") != "none" and never_acted_line(run.summary, config)]
-    if acted and len(acted) == len([run for run in runs if run.config.get("clip") != "none"]):
-        notes.append(never_acted_line(acted[0].summary, config).replace("note: ", "note: the two runs are the same run: "))
-    return DemoResult(final, runs, _frame(rows), exit_code, notes)
+    outcome = run_twins(config, reporter, run_training, out, name, overwrite, plots, tensorboard, data, seeds, recipe)
+    return DemoResult(outcome.folder, [RunResult(run, code) for run, code in outcome.runs], _frame(outcome.rows),
+                      outcome.exit_code, outcome.notes)
 
 
 @checked
@@ -414,37 +370,6 @@ def compare(runs: Iterable | str | Path | Run | RunResult, out: str | Path | Non
     return _frame(rows), compare_figure(runs)
 
 
-def grid_specs(grid) -> list[str]:
-    """A grid as --grid strings: {"lr": [0.01, 0.1], "clip_norm": [None, 15]} or ["lr=0.01,0.1"]."""
-    from mnist_clip.sweeps import DEFAULT_GRID, format_setting
-
-    if grid is None:
-        return list(DEFAULT_GRID)
-    if isinstance(grid, str):
-        grid = [grid]
-    if isinstance(grid, Mapping):
-        specs = []
-        for key, values in grid.items():
-            if not isinstance(key, str):
-                raise InputError(f"{named('grid')}: its keys are config keys such as 'lr' (got {_shown(key)})", "grid")
-            if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-                raise InputError(f"{named('grid')} {key}: give a list of values such as [0.01, 0.1] "
-                                 f"(got {_shown(values)})", "grid")
-            values = [tuple(v) if isinstance(v, list) else v for v in values]
-            if not values:
-                raise InputError(f"{named('grid')} {key}: no values; give a list such as [0.01, 0.1]", "grid")
-            specs.append(f"{key}=" + ",".join(format_setting(v) for v in values))
-    elif isinstance(grid, Iterable) and all(isinstance(spec, str) for spec in grid):
-        specs = list(grid)
-    else:
-        raise InputError(f"{named('grid')}: give a dict such as {{'lr': [0.01, 0.1]}} or strings such as 'lr=0.01,0.1' "
-                         f"(got {_shown(grid)})", "grid")
-    if not specs:
-        raise InputError(f"{named('grid')}: empty; give at least one key and its values, such as {{'lr': [0.01, 0.1]}}, "
-                         "or leave grid out (None) for the default grid", "grid")
-    return specs
-
-
 @checked
 def sweep(grid: Mapping | Iterable[str] | str | None = None, config: Config | str | Path | None = None, *,
           out: str | Path = "outputs", name: str | None = None, jobs: int = 1, plots: bool = False, metric: str = "test_accuracy",
@@ -452,6 +377,8 @@ def sweep(grid: Mapping | Iterable[str] | str | None = None, config: Config | st
     """Train every cell of a grid ({"lr": [0.01, 0.1], "clip_norm": [None, 15]}; None for
     clip_norm means no clipping), for each of `seeds` seeds, into <out>/<name>/cells/ and map
     where training blows up."""
+    from mnist_clip.plans.grid import grid_specs
+
     specs = grid_specs(grid)
     config = make_config(config, overrides)
     return run_sweep_reported(config, specs, _reporter(progress), out, name, jobs, plots, metric, data, seeds)
@@ -459,28 +386,12 @@ def sweep(grid: Mapping | Iterable[str] | str | None = None, config: Config | st
 
 def run_sweep_reported(config: Config, specs: list[str], reporter, out, name, jobs: int, plots: bool, metric: str,
                        data=None, seeds: int = 1, language: str = "python") -> SweepResult:
-    from mnist_clip.sweeps import DEFAULT_GRID, METRICS, make_cells, parse_grid, run_sweep
-
-    if metric not in METRICS:
-        raise InputError(f"{named('metric')}: unknown value {metric!r}; allowed: {', '.join(METRICS)}", "metric")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InputError(f"{named('jobs')}: must be a whole number >= 1 (got {jobs!r})", "jobs")
-    grid = parse_grid(specs or DEFAULT_GRID)
-    make_cells(config, grid, seeds)  # every cell's config is valid before anything runs
-    data = data if data is not None else load_data(config, reporter)
-    sweep_dir, exit_code, files = run_sweep(config, grid, out, name, jobs, plots, metric, report=reporter.line,
-                                            dataset=data, progress=reporter.sweep_progress, seeds=seeds)
-    reporter.close_bar()
-    for path in files:
-        reporter.line(f"wrote {path}")
-    again = render(f"run the same command with {named('name', sweep_dir.name)}" if language == "cli"
-                   else f"call sweep again with {named('name', sweep_dir.name)}", language)
-    if exit_code and exit_code != 1:
-        reporter.line(f"interrupted; {again} to resume")
-    elif exit_code:
-        reporter.line(f"some cells failed (see above); {again} to try them again")
+    """`sweep` with its progress and closing lines: the one path behind the command and mc.sweep."""
     import pandas as pd
 
+    from mnist_clip.plans.sweep import run_sweep_reported as run
+
+    sweep_dir, exit_code, grid = run(config, specs, reporter, out, name, jobs, plots, metric, data, seeds, language)
     return SweepResult(sweep_dir, pd.read_csv(sweep_dir / "sweep.csv"), grid, config, metric, exit_code, seeds)
 
 
@@ -505,7 +416,7 @@ def cures(config: Config | str | Path | None = None, *, cure: Iterable[str] | st
     """Train the setup (a Config, a recipe name or a TOML path, with keyword overrides) beside
     each cure that applies to it, from the same weights and data for each of `seeds` seeds, into
     <out>/<name>/<cure>[-seed<N>]/, and report each cure against the setup (`base`). `cure`:
-    the cures to train (names from mnist_clip.cure_table.CURE_NAMES), all by default. A folder of
+    the cures to train (names from mnist_clip.plans.cure_table.CURE_NAMES), all by default. A folder of
     the same name is resumed."""
     recipe = given_recipe(config)
     config = make_config(config, overrides)
@@ -522,26 +433,8 @@ def run_cures_reported(config: Config, names: list[str], reporter, out, name, se
     """`cures` with its progress and closing lines: the one path behind the command and mc.cures."""
     import pandas as pd
 
-    from mnist_clip.cure_runs import cures_text, diagnosis_lines, plan_cures, run_cures, setup_title
+    from mnist_clip.plans.cures import run_cures_reported as run
 
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InputError(f"{named('jobs')}: must be a whole number >= 1 (got {jobs!r})", "jobs")
-    check_out_folder(Path(out))
-    plan_cures(config, names, seeds)  # every run's config is valid before anything loads
-    reporter.epochs_note(recipe, config.epochs)
-    data = data if data is not None else load_data(config, reporter)
-    outcome = run_cures(config, names, out, name, seeds, jobs, plots, report=reporter.line, dataset=data,
-                        progress=lambda total: reporter.sweep_progress(total, "run", "cures"), recipe=recipe,
-                        language=language)
-    reporter.close_bar()
-    title = setup_title(config, outcome.cells)
-    notes = [title] + cures_text(outcome.rows, outcome.skipped, language, config.net.is_recurrent)
-    notes += diagnosis_lines(outcome.cells, outcome.folder) + [f"wrote {path}" for path in outcome.files]
-    again = render(f"run the same command with {named('name', outcome.folder.name)}" if language == "cli"
-                   else f"call cures again with {named('name', outcome.folder.name)}", language)
-    if outcome.exit_code and outcome.exit_code != 1:
-        notes.append(f"interrupted; {again} to resume")
-    elif outcome.exit_code:
-        notes.append(f"some runs failed (see above); {again} to try them again")
-    return CuresResult(outcome.folder, pd.read_csv(outcome.folder / "cures.csv"), outcome.skipped, notes, title,
-                       outcome.rows, outcome.exit_code)
+    outcome = run(config, names, reporter, out, name, seeds, jobs, plots, data, recipe, language)
+    return CuresResult(outcome.folder, pd.read_csv(outcome.folder / "cures.csv"), outcome.skipped, outcome.notes,
+                       outcome.title, outcome.rows, outcome.exit_code)

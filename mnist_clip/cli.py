@@ -15,9 +15,9 @@ from mnist_clip.version import __version__
 from mnist_clip.config import OPTIONS, Config, load_toml, resolve
 from mnist_clip.errors import InputError, Interrupted
 from mnist_clip.options import Option, format_text, parse_text
-from mnist_clip.cure_runs import CURES_STOP_NOTICE
 from mnist_clip.interrupts import STOP_NOTICE, SWEEP_STOP_NOTICE, catch_stop_signals
-from mnist_clip.sweeps import DEFAULT_GRID
+from mnist_clip.plans.cures import CURES_STOP_NOTICE
+from mnist_clip.plans.grid import DEFAULT_GRID
 
 DEFAULTS = Config()
 
@@ -327,7 +327,7 @@ def cures(ctx: click.Context, cure_names: tuple[str, ...], list_cures: bool, out
     interrupted run of cures resumes with the same --name.
     """
     from mnist_clip.api import run_cures_reported
-    from mnist_clip.cure_table import CURES, changes_text
+    from mnist_clip.plans.cure_table import CURES, changes_text
     from mnist_clip.recipe_files import recipe_name
 
     if list_cures:

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from mnist_clip.config import Config, CONFIG_KEYS
-from mnist_clip.cure_table import BY_NAME, apply_cure
+from mnist_clip.plans.cure_table import BY_NAME, apply_cure
 from mnist_clip.net import Net
 
 EXPLODING, BAD_INPUT, MODEL_DESIGN = "exploding gradients", "bad input", "model design"

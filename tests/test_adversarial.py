@@ -331,7 +331,7 @@ def test_a_sweep_refused_for_a_missing_data_file_leaves_no_folder(tmp_path):
     (["demo", "--seeds", "5001"], "--seeds: 10,002 runs (5001 seeds x 2); at most 10,000 runs"),
 ])
 def test_a_plan_beyond_reason_is_refused_before_anything_exists(tmp_path, args, message):
-    from mnist_clip.sweeps import MAX_RUNS
+    from mnist_clip.plans.runner import MAX_RUNS
 
     assert MAX_RUNS == 10_000
     assert_one_line_error(invoke(*args, "--out", tmp_path / "o"), message)
@@ -340,7 +340,8 @@ def test_a_plan_beyond_reason_is_refused_before_anything_exists(tmp_path, args, 
 
 def test_the_largest_plan_allowed_is_planned_quickly():
     from mnist_clip.config import Config
-    from mnist_clip.sweeps import MAX_RUNS, make_cells, parse_grid
+    from mnist_clip.plans.grid import make_cells, parse_grid
+    from mnist_clip.plans.runner import MAX_RUNS
 
     cells = make_cells(Config(), parse_grid(["lr=0.01,0.02"]), seeds=MAX_RUNS // 2)
     assert len(cells) == MAX_RUNS and cells[-1].config.seed == Config().seed + MAX_RUNS // 2 - 1

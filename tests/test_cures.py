@@ -13,8 +13,8 @@ import mnist_clip as mc
 from conftest import first_digits
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
-from mnist_clip.cure_runs import cures_text, plan_cures
-from mnist_clip.cure_table import BY_NAME, CURE_NAMES, apply_cure, resolved_changes
+from mnist_clip.plans.cures import cures_text, plan_cures
+from mnist_clip.plans.cure_table import BY_NAME, CURE_NAMES, apply_cure, resolved_changes
 from mnist_clip.errors import InputError, render
 from processes import Command
 

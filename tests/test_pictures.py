@@ -13,7 +13,9 @@ from mnist_clip.comparison import compare_figure
 from mnist_clip.plots import RUN_FIGURES, flow_figure, loss_figure, norms_figure, ratio_figure, signals_figure
 from mnist_clip.runs import read_run
 from mnist_clip.config import Config
-from mnist_clip.sweeps import make_cells, parse_grid, stability_figure, sweep_rows
+from mnist_clip.plans.grid import make_cells, parse_grid
+from mnist_clip.plans.sweep import sweep_rows
+from mnist_clip.viz.stability import stability_figure
 from runfolders import write_run
 
 
@@ -204,7 +206,7 @@ def test_the_signal_through_time_is_told_as_it_is():
 
 
 def test_cures_and_stability_write_their_numbers_as_the_run_pictures_do():
-    from mnist_clip.cure_runs import cures_figure
+    from mnist_clip.viz.cures import cures_figure
 
     rows = [dict(cure=cure, status="completed", test_accuracy=0.5, first_nonfinite_step="",
                  median_delta1_deltaL_first_epoch=first, median_delta1_deltaL_last_epoch=last, w1_moved=moved)

@@ -74,7 +74,9 @@ def test_a_sweep_over_seeds_tables_maps_resumes_and_extends(tmp_path):
     assert means[("0.1", "none")]["status"] == "2/2 diverged"
 
     from mnist_clip.config import Config
-    from mnist_clip.sweeps import make_cells, parse_grid, stability_figure, sweep_rows
+    from mnist_clip.plans.grid import make_cells, parse_grid
+    from mnist_clip.plans.sweep import sweep_rows
+    from mnist_clip.viz.stability import stability_figure
 
     grid = parse_grid(["lr=0.01,0.1", "clip_norm=none,15"])
     fig = stability_figure(sweep_rows(make_cells(Config(epochs=1, dataset="mnist-5k"), grid, 2), folder), grid)

@@ -10,7 +10,7 @@ from PIL import Image
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
 from mnist_clip.errors import InputError
-from mnist_clip.sweeps import make_cells, parse_grid
+from mnist_clip.plans.grid import make_cells, parse_grid
 
 
 def test_grid_values_take_the_fields_types():

@@ -15,9 +15,9 @@ import mnist_clip as mc
 from conftest import first_digits
 from mnist_clip.cli import cli
 from mnist_clip.config import CONFIG_KEYS, FIELD_TYPES, OPTIMIZER_KEYS, RANGES, Config
-from mnist_clip.cure_runs import plan_cures
+from mnist_clip.plans.cures import plan_cures
 from mnist_clip.data import load_path
-from mnist_clip.sweeps import format_setting, make_cells, parse_grid
+from mnist_clip.plans.grid import format_setting, make_cells, parse_grid
 from runfolders import write_run
 
 F32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32, 1.1754944e-38

@@ -1,20 +1,20 @@
 """`mnist-clip cures`: a setup trained beside each cure that applies to it, from the same weights
-and data per seed, on the sweep's machinery (its workers, lock and resume); then cures.csv,
+and data per seed, as a plan of runs (resumed, in parallel, under a lock); then cures.csv,
 cures.png and the paired report against the setup itself."""
 
 from __future__ import annotations
 
 import math
-import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from mnist_clip.config import Config
-from mnist_clip.cure_table import BY_NAME, apply_cure, changes_text, check_cure_names
-from mnist_clip.errors import render
+from mnist_clip.errors import name as named, render
+from mnist_clip.plans.cure_table import BY_NAME, apply_cure, changes_text, check_cure_names
+from mnist_clip.plans.runner import ResumablePlan, check_jobs, check_seeds, load_data, rows_csv
 from mnist_clip.stats import paired_difference, spread
 
 CURES_FILE = "cures.json"
@@ -49,8 +49,6 @@ class CureCell:
 def plan_cures(base: Config, names: tuple[str, ...] | list[str] = (), seeds: int = 1
                ) -> tuple[list[CureCell], list[tuple[str, str]]]:
     """The runs (per seed, every cure that applies) and the cures skipped, each with why."""
-    from mnist_clip.sweeps import check_seeds
-
     cured, skipped = [], []
     for cure_name in check_cure_names(list(names)):
         result = apply_cure(BY_NAME[cure_name], base)
@@ -76,6 +74,8 @@ class CuresOutcome:
     rows: list[dict]  # cures.csv's
     cells: list[CureCell]
     skipped: list[tuple[str, str]]
+    title: str = ""
+    notes: list[str] = field(default_factory=list)  # the closing report's lines
 
 
 def run_cures(base: Config, names, out: str | Path, name: str | None = None, seeds: int = 1, jobs: int = 1,
@@ -87,30 +87,49 @@ def run_cures(base: Config, names, out: str | Path, name: str | None = None, see
 
     The folder is locked while it runs; resuming it with another setup is refused, with more
     cures or seeds trains the missing runs."""
-    from mnist_clip.runs import check_out_folder, write_json
-    from mnist_clip.sweeps import ResumablePlan, load_cell_datasets, preload_dataset, run_cells
-
-    out = Path(out)
-    check_out_folder(out)
     cells, skipped = plan_cures(base, names, seeds)
-    if dataset is not None:
-        preload_dataset(base, dataset)
-    load_cell_datasets(cells, keep=jobs <= 1)
-    plan = ResumablePlan("cures", CURES_FILE, "", cells, "runs", "the missing runs are trained",
-                         "only these are reported")
-    with plan.open(out, name, base, seeds, [], report, f"cures-{recipe}" if recipe else "cures") as folder:
-        runs_per_seed = len(cells) // seeds
-        write_json(folder / CURES_FILE, {"base": base.to_dict(), "seeds": seeds,
-                                         "cures": [cell.cure for cell in cells[:runs_per_seed]]})
-        for line in skipped_lines(skipped, language):
-            report(line)
-        report(f"{len(cells)} runs: {runs_per_seed} cures" + (f" x {seeds} seeds" if seeds > 1 else "")
-               + f", {jobs} job(s)")
-        exit_code = run_cells(cells, folder, jobs, plots, report=report, progress=progress, unit="runs",
-                              notice=CURES_STOP_NOTICE)
+    plan = ResumablePlan("cures", CURES_FILE, "", cells, "runs", base, seeds, [], "the missing runs are trained",
+                         "only these are reported", CURES_STOP_NOTICE)
+    runs_per_seed = len(cells) // seeds
+    record = {"base": base.to_dict(), "seeds": seeds, "cures": [cell.cure for cell in cells[:runs_per_seed]]}
+    intro = skipped_lines(skipped, language) + [f"{len(cells)} runs: {runs_per_seed} cures"
+                                                + (f" x {seeds} seeds" if seeds > 1 else "") + f", {jobs} job(s)"]
+
+    def outputs(folder: Path) -> tuple[list[dict], list[Path]]:
         rows = cure_rows(cells, skipped, folder)
-        files = write_cure_outputs(rows, folder, setup_title(base, cells))
+        return rows, write_cure_outputs(rows, folder, setup_title(base, cells))
+
+    folder, exit_code, (rows, files) = plan.run(out, name, record, intro, jobs, plots, outputs, report=report,
+                                                progress=progress, dataset=dataset,
+                                                prefix=f"cures-{recipe}" if recipe else "cures")
     return CuresOutcome(folder, exit_code, files, rows, cells, skipped)
+
+
+def run_cures_reported(config: Config, names: list[str], reporter, out, name, seeds: int, jobs: int, plots: bool,
+                       data=None, recipe: str | None = None, language: str = "python") -> CuresOutcome:
+    """`cures` with its progress and closing lines (in .notes): the one path behind the command and mc.cures."""
+    from mnist_clip.runs import check_out_folder
+
+    check_jobs(jobs)
+    check_out_folder(Path(out))
+    plan_cures(config, names, seeds)  # every run's config is valid before anything loads
+    reporter.epochs_note(recipe, config.epochs)
+    data = data if data is not None else load_data(config, reporter)
+    outcome = run_cures(config, names, out, name, seeds, jobs, plots, report=reporter.line, dataset=data,
+                        progress=lambda total: reporter.sweep_progress(total, "run", "cures"), recipe=recipe,
+                        language=language)
+    reporter.close_bar()
+    outcome.title = setup_title(config, outcome.cells)
+    notes = [outcome.title] + cures_text(outcome.rows, outcome.skipped, language, config.net.is_recurrent)
+    notes += diagnosis_lines(outcome.cells, outcome.folder) + [f"wrote {path}" for path in outcome.files]
+    again = render(f"run the same command with {named('name', outcome.folder.name)}" if language == "cli"
+                   else f"call cures again with {named('name', outcome.folder.name)}", language)
+    if outcome.exit_code and outcome.exit_code != 1:
+        notes.append(f"interrupted; {again} to resume")
+    elif outcome.exit_code:
+        notes.append(f"some runs failed (see above); {again} to try them again")
+    outcome.notes = notes
+    return outcome
 
 
 def cure_rows(cells: list[CureCell], skipped: list[tuple[str, str]], folder: Path) -> list[dict]:
@@ -161,7 +180,7 @@ def cure_rows(cells: list[CureCell], skipped: list[tuple[str, str]], folder: Pat
 def write_cure_outputs(rows: list[dict], folder: Path, title: str) -> list[Path]:
     from mnist_clip.plots import save_figure
     from mnist_clip.runs import write_atomic
-    from mnist_clip.sweeps import rows_csv
+    from mnist_clip.viz.cures import cures_figure
 
     csv_path = folder / "cures.csv"
     write_atomic(csv_path, rows_csv(rows).encode())
@@ -177,15 +196,6 @@ def setup_title(base: Config, cells: list[CureCell]) -> str:
     return f"Cures for: {settings_text(base).replace(f'seed {base.seed}', seed_words)}"
 
 
-def by_cure(rows: list[dict]) -> dict[str, list[dict]]:
-    """The run rows (not skipped, not statistics) of each cure, in the table's order."""
-    grouped: dict[str, list[dict]] = {}
-    for row in rows:
-        if not row.get("statistic") and row.get("status") not in ("skipped", "not run", ""):
-            grouped.setdefault(row["cure"], []).append(row)
-    return grouped
-
-
 def number(value: float, percent: bool = False, signed: bool = False) -> str:
     if value is None or value == "" or not np.isfinite(value):
         return "-"
@@ -196,6 +206,8 @@ def number(value: float, percent: bool = False, signed: bool = False) -> str:
 
 def paired_with_base(rows: list[dict], cure: str, column: str, higher_is_better: bool = True) -> dict:
     """The cure minus base, seed by seed."""
+    from mnist_clip.viz.cures import by_cure
+
     grouped = by_cure(rows)
     base = {row["seed"]: row[column] for row in grouped.get("base", [])}
     pairs = [(row[column], base[row["seed"]]) for row in grouped.get(cure, []) if row["seed"] in base]
@@ -212,6 +224,7 @@ def cures_text(rows: list[dict], skipped: list[tuple[str, str]] = (), language: 
     the cure came out ahead, and the gradient flow it leaves (for the recurrent net its own
     names: dh1/dh28, wx); then the skipped cures. The table fits the terminal's width."""
     from mnist_clip.reporting import fit_line, table_lines
+    from mnist_clip.viz.cures import by_cure
 
     grouped = by_cure(rows)
     n = max((len(members) for members in grouped.values()), default=0)
@@ -253,7 +266,7 @@ def cures_text(rows: list[dict], skipped: list[tuple[str, str]] = (), language: 
         narrower = table_lines(headers[:1] + headers[2:], [row[:1] + row[2:] for row in table], width)
         if len(fitted) > len(table) + 1 and len(narrower) == len(table) + 1:
             # the changes are what keeps the table from fitting: they are in cures.csv and `cures --list`
-            fitted = narrower + [fit_line("what each cure sets: `mnist-clip cures --list` (mc.cure_table.CURES), and "
+            fitted = narrower + [fit_line("what each cure sets: `mnist-clip cures --list` (mc.plans.cure_table.CURES), and "
                                           "cures.csv's changes column", width)]
         lines += fitted
     return lines + [fit_line(line, width) for line in skipped_lines(list(skipped), language)]
@@ -275,97 +288,3 @@ def diagnosis_lines(cells: list[CureCell], folder: Path) -> list[str]:
             cause = summary["diagnosis"].get("cause", "diverged")
             lines.append(f"{cell.name}: {cause}: {described[0]}")
     return lines
-
-
-def cures_figure(rows: list[dict], title: str = "Cures"):
-    """Per cure, one row across three panels: the test accuracy of each seed (diverged seeds as
-    red crosses) with the mean ± sd and how many diverged; the back-propagated signal that
-    reaches the first layer, |δ1| / |δL| (first epoch hollow, last epoch filled); and how far w1
-    moved from its start. The flow panels show the seeds that completed: a diverged run's last
-    steps are its explosion, not the flow the cure leaves. A skipped cure's row says why."""
-    from matplotlib.lines import Line2D
-
-    from matplotlib.ticker import LogLocator
-
-    from mnist_clip.plots import DIVERGED_COLOR, PlainLogFormatter, positive, subplots
-
-    grouped = by_cure(rows)
-    skipped = {row["cure"]: row["note"] for row in rows if row.get("status") == "skipped"}
-    cures = [cure for cure in BY_NAME if cure in grouped or cure in skipped]
-    fig, axes = subplots(1, 4, figsize=(14, 1.9 + 0.45 * max(len(cures), 1)), sharey=True,
-                         width_ratios=(1.5, 0.38, 1, 1), layout="constrained")
-    accuracy_ax, diverged_ax, signal_ax, moved_ax = axes
-    rng = np.random.default_rng(0)  # a fixed jitter keeps seeds of equal value apart
-    for index, cure in enumerate(cures):
-        y = len(cures) - 1 - index
-        if cure in skipped:
-            accuracy_ax.text(1, y, textwrap.fill(textwrap.shorten(f"skipped: {skipped[cure]}", 190), 100),
-                             va="center", fontsize=7, color="0.45")
-            continue
-        members = grouped[cure]
-        jitter = (rng.random(len(members)) - 0.5) * 0.3 if len(members) > 1 else np.zeros(1)
-        diverged = np.array([row["status"] == "diverged" for row in members])
-        accuracy = np.array([row["test_accuracy"] for row in members], dtype=float) * 100
-        accuracy_ax.scatter(accuracy[~diverged], y + jitter[~diverged], s=22, color="0.35", zorder=3)
-        accuracy_ax.scatter(accuracy[diverged], y + jitter[diverged], s=34, marker="x", color=DIVERGED_COLOR, zorder=3)
-        values = spread(accuracy)
-        if values["n"] > 1:
-            accuracy_ax.errorbar(values["mean"], y, xerr=values["std"], fmt="|", markersize=16, color="black",
-                                 capsize=4, linewidth=1.5, zorder=4)
-        elif values["n"]:
-            accuracy_ax.plot(values["mean"], y, "|", markersize=16, color="black", zorder=4)
-        steps = sorted({int(row["first_nonfinite_step"]) for row in members if row["status"] == "diverged"})
-        where = "" if not steps else f"\nat step {steps[0]}" if len(steps) == 1 else f"\nat steps {steps[0]}-{steps[-1]}"
-        diverged_ax.text(0.5, y, f"{int(diverged.sum())} of {len(members)}{where}", va="center", ha="center",
-                         fontsize=8, color=DIVERGED_COLOR if diverged.any() else "0.35")
-        completed = [row for row, bad in zip(members, diverged) if not bad]
-        shift = jitter[~diverged]
-        for ax, first, last in ((signal_ax, "median_delta1_deltaL_first_epoch", "median_delta1_deltaL_last_epoch"),
-                                (moved_ax, None, "w1_moved")):
-            ends = positive([row[last] for row in completed])
-            if not np.isfinite(ends).any():
-                words = "every seed diverged" if not completed else "0 (no signal left)" if \
-                    any(row[last] == 0 for row in completed) else "not recorded"
-                ax.text(0.5, y, words, transform=ax.get_yaxis_transform(), ha="center", va="center", fontsize=7,
-                        color="0.45")
-                continue
-            ax.scatter(ends, y + shift, s=22, color="tab:blue", zorder=3)
-            if first:
-                starts = positive([row[first] for row in completed])
-                ax.scatter(starts, y + shift, s=22, facecolors="none", edgecolors="tab:blue", zorder=3)
-                if np.isfinite(starts).any():
-                    ax.annotate("", (np.nanmedian(ends), y), (np.nanmedian(starts), y),
-                                arrowprops={"arrowstyle": "->", "color": "0.55", "lw": 1})
-    labels = [f"{cure}\n{changes_text(BY_NAME[cure]) or '(the setup)'}" for cure in cures]
-    accuracy_ax.set_yticks(range(len(cures) - 1, -1, -1), labels, fontsize=8)
-    accuracy_ax.set_ylim(-0.6, len(cures) - 0.4)
-    accuracy_ax.set_xlim(0, 100)
-    accuracy_ax.axvline(10, color="0.8", linewidth=0.8, zorder=1)
-    accuracy_ax.set_xlabel("test accuracy after the last epoch (%); grey line: chance", fontsize=9)
-    accuracy_ax.set_title("Outcome: each seed, and mean ± sd", fontsize=10)
-    diverged_ax.set_xlim(0, 1)
-    diverged_ax.set_xticks([])
-    diverged_ax.set_title("diverged", fontsize=10)
-    for ax in (signal_ax, moved_ax):
-        ax.set_xscale("log")
-        # at most about six labelled powers of ten, written as the run pictures write them (0.001, 0.5, 1e-06)
-        ax.xaxis.set_major_locator(LogLocator(numticks=6))
-        ax.xaxis.set_major_formatter(PlainLogFormatter())
-        ax.xaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
-        ax.tick_params(axis="x", which="both", labelsize=8)
-        ax.grid(axis="x", alpha=0.3, which="major")
-    signal_ax.axvline(1.0, color="0.6", linewidth=0.8)
-    signal_ax.set_title("Signal reaching the first layer\n|δ1| / |δL|", fontsize=10)
-    signal_ax.set_xlabel("median, first epoch (hollow) -> last (filled)\n(the seeds that completed)", fontsize=9)
-    moved_ax.set_title("How far w1 moved from its start\n||w1 - w1_init|| / ||w1_init||", fontsize=10)
-    moved_ax.set_xlabel("at the end of training\n(the seeds that completed)", fontsize=9)
-    for ax in axes:
-        ax.tick_params(axis="y", length=0)
-        for y in range(len(cures) - 1):
-            ax.axhline(y + 0.5, color="0.92", linewidth=0.8, zorder=0)
-    handles = [Line2D([], [], linestyle="none", marker="o", color="0.35", label="a seed that completed"),
-               Line2D([], [], linestyle="none", marker="x", color=DIVERGED_COLOR, label="a seed that diverged (NaN/Inf)"),
-               Line2D([], [], linestyle="none", marker="|", markersize=12, color="black", label="mean ± sd over the seeds")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle(textwrap.fill(title, 150), fontsize=10)
-    return fig

@@ -1,0 +1,1 @@
+"""The pictures, one family per module, over the shared helpers."""
