@@ -349,7 +349,18 @@ def _frame(rows: list[dict]):
 def compare(runs: Iterable | str | Path | Run | RunResult, out: str | Path | None = None):
     """(table, figure) for several runs (RunResults or folders); with `out`, also write
     compare.csv and compare.png there."""
-    from mnist_clip.comparison import compare_figure, compare_runs, table_row
+    from mnist_clip.comparison import compare_figure
+
+    runs, rows, _ = run_compare(runs, out)
+    show_figures_inline()
+    return _frame(rows), compare_figure(runs)
+
+
+def run_compare(runs, out: str | Path | None = None, beside: bool = False) -> tuple[list[Run], list[dict], list[Path]]:
+    """The one path behind `compare` and the command: the runs read back (a folder that is not a run
+    fails before anything is written), their table's rows, and compare.csv and compare.png written
+    into `out`, or with `beside` into a new compare-<time> folder beside the first run."""
+    from mnist_clip.comparison import compare_runs, table_row
 
     if isinstance(runs, (str, Path, Run, RunResult)):
         runs = [runs]  # one run: a table of one row and its picture
@@ -363,11 +374,13 @@ def compare(runs: Iterable | str | Path | Run | RunResult, out: str | Path | Non
         raise InputError(f"{named('out')}: must be a folder path or None (got {_shown(out)})", "out")
     if out is not None:
         check_out_folder(Path(out))
-        rows, _ = compare_runs([run.path for run in runs], Path(out))
+    elif beside:
+        beside_first = runs[0].path.resolve().parent
+        out = RunTarget(beside_first, None, f"compare-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
     else:
-        rows = [table_row(run) for run in runs]
-    show_figures_inline()
-    return _frame(rows), compare_figure(runs)
+        return runs, [table_row(run) for run in runs], []
+    rows, files = compare_runs([run.path for run in runs], Path(out))
+    return runs, rows, files
 
 
 @checked

@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import time
-from pathlib import Path
 
 import click
 from click.core import ParameterSource
@@ -242,16 +240,11 @@ def plot(run_dir: str) -> None:
               help="Folder for compare.png and compare.csv (default: a new compare-<time> folder beside the first run).")
 def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
     """Overlay runs on shared axes and tabulate them (runs may differ in length or depth, or have diverged)."""
-    from mnist_clip.comparison import compare_runs, table_text
+    from mnist_clip.api import run_compare
+    from mnist_clip.comparison import table_text
     from mnist_clip.diagnosis import describe
-    from mnist_clip.runs import RunTarget, check_out_folder, read_run
 
-    runs = [read_run(path) for path in run_dirs]  # a folder that is not a run fails here, before anything is written
-    if out:
-        check_out_folder(Path(out))
-    out_dir = Path(out) if out else RunTarget(Path(run_dirs[0]).resolve().parent, None,
-                                              f"compare-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
-    rows, files = compare_runs(list(run_dirs), out_dir)
+    runs, rows, files = run_compare(list(run_dirs), out or None, beside=not out)
     echo(table_text(rows))
     for run in runs:
         for line in describe(run.summary):
