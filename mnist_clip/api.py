@@ -372,14 +372,12 @@ def run_compare(runs, out: str | Path | None = None, beside: bool = False) -> tu
                          "runs")
     if out is not None and not isinstance(out, (str, Path)):
         raise InputError(f"{named('out')}: must be a folder path or None (got {_shown(out)})", "out")
-    if out is not None:
-        check_out_folder(Path(out))
-    elif beside:
-        beside_first = runs[0].path.resolve().parent
-        out = RunTarget(beside_first, None, f"compare-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
-    else:
+    if out is None and not beside:
         return runs, [table_row(run) for run in runs], []
-    rows, files = compare_runs([run.path for run in runs], Path(out))
+    out = Path(out) if out is not None else RunTarget(runs[0].path.resolve().parent, None,
+                                                      f"compare-{time.strftime('%Y%m%d-%H%M%S')}", False).create()
+    check_out_folder(out)  # a new folder passes at once
+    rows, files = compare_runs([run.path for run in runs], out)
     return runs, rows, files
 
 
