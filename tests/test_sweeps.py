@@ -36,7 +36,7 @@ def test_clip_norm_none_means_no_clipping():
     [
         (["lrr=0.1"], "unknown config key 'lrr'; did you mean 'lr'?"),
         (["lr"], "expected KEY=V1,V2"),
-        (["epochs=two"], "cannot read 'two' as int"),
+        (["epochs=two"], "grid epochs: 'two' is not a valid integer"),
         (["lr=0.1", "lr=0.2"], "given twice"),
         (["lr=1", "seed=1", "epochs=1", "batch_size=1", "input_scale=1"], "at most 4 keys"),
     ],

@@ -8,8 +8,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from mnist_clip.config import CONFIG_KEYS, Config, format_hidden, normalize_key, parse_hidden, unknown_key_message
+from mnist_clip.config import CONFIG_KEYS, OPTIONS, Config, format_hidden, normalize_key, unknown_key_message
 from mnist_clip.errors import InputError, name as named
+from mnist_clip.options import parse_text
 from mnist_clip.plans.runner import check_plan_size, check_seeds
 from mnist_clip.runs import MAX_NAME_BYTES
 
@@ -64,32 +65,14 @@ def format_setting(value: Any) -> str:
 
 
 def parse_value(key: str, text: str) -> Any:
-    """One grid value, in the type of the Config field (`none` for clip_norm means no clipping)."""
-    kind = Config.__dataclass_fields__[key].type
-    text = text.strip()
+    """One grid value, read as the Config field declares it (`none` for clip_norm means no
+    clipping; a list's items are joined with +)."""
+    if key == "clip_norm" and text.strip().lower() == "none":
+        return None
     try:
-        if key == "clip_norm" and text.lower() == "none":
-            return None
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-        if kind == "bool":
-            if text.lower() not in ("true", "false"):
-                raise ValueError
-            return text.lower() == "true"
-        if kind == "tuple[int, ...]":
-            return parse_hidden(text.replace("+", ","), f"{named('grid')} {key}")
-        if kind == "tuple[str, ...]":
-            names = tuple(part for part in text.split("+") if part)
-            if not names:
-                raise InputError(f"{named('grid')} {key}: an empty value; name tensors joined with +, e.g. w3+b3", "grid")
-            return names
-        return text
-    except InputError:
-        raise
-    except ValueError:
-        raise InputError(f"{named('grid')} {key}: cannot read {text!r} as {kind}", "grid") from None
+        return parse_text(OPTIONS[key], text, f"{named('grid')} {key}", joiner="+")
+    except InputError as err:
+        raise InputError(err.template, "grid") from None
 
 
 def parse_grid(specs: tuple[str, ...] | list[str]) -> list[tuple[str, list]]:
