@@ -43,8 +43,9 @@ tf = import_tensorflow()
 
 from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
-from mnist_clip.model import ACTIVATION_FUNCTIONS, config_params, layer_sizes, one_hot, prepare_inputs  # noqa: E402
-from mnist_clip.net import N_ROWS, ROW_WIDTH  # noqa: E402
+from mnist_clip.config import layer_sizes  # noqa: E402
+from mnist_clip.nn.model import ACTIVATION_FUNCTIONS, config_params, one_hot, prepare_inputs  # noqa: E402
+from mnist_clip.nn import N_ROWS, ROW_WIDTH  # noqa: E402
 from mnist_clip.training import Trainer  # noqa: E402
 
 # name -> (config changes, variants timed). The adaptive clipping methods have no

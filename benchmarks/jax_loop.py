@@ -26,8 +26,8 @@ import numpy as np
 from jax import lax
 
 from mnist_clip.config import Config
-from mnist_clip.model import DERIVATIVE_MAX, SATURATION_FRACTION, config_params, one_hot, prepare_inputs
-from mnist_clip.net import N_ROWS, ROW_WIDTH, Net
+from mnist_clip.nn.model import DERIVATIVE_MAX, SATURATION_FRACTION, config_params, one_hot, prepare_inputs
+from mnist_clip.nn import N_ROWS, ROW_WIDTH, Net
 from mnist_clip.schema import activity_column_prefix, step_value_columns
 
 ACTIVATIONS = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
@@ -44,7 +44,7 @@ def check_supported(config: Config) -> None:
 
 
 def inactive_fraction(activation: str, h: jnp.ndarray) -> jnp.ndarray:
-    """mnist_clip.model.inactive_fraction: units off (ReLU) or saturated for the whole batch."""
+    """mnist_clip.nn.model.inactive_fraction: units off (ReLU) or saturated for the whole batch."""
     if activation == "relu":
         inactive = h <= 0.0
     else:

@@ -38,7 +38,7 @@ from mnist_clip.plots import (
     subplots,
 )
 from mnist_clip.config import Config
-from mnist_clip.net import Net
+from mnist_clip.nn import Net
 from mnist_clip.runs import Run, clip_label, optimizer_label, format_value, read_run, training_label, write_atomic
 from mnist_clip.stats import paired_difference, spread
 

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from mnist_clip.errors import InputError, name as named
-from mnist_clip.net import N_CLASSES, N_INPUTS, RNN_HIDDEN, Net  # noqa: F401  (N_CLASSES: re-exported)
+from mnist_clip.nn import (  # noqa: F401  (N_CLASSES: re-exported)
+    MODEL_DEFAULTS, MODELS, N_CLASSES, N_INPUTS, NORMS, RECURRENT_KINDS, REFERENCE_HIDDEN, Net)
 from mnist_clip.options import (  # noqa: F401  (the hidden widths' spelling and the ranges: re-exported)
     AT_LEAST_ONE,
     FLOAT32_RANGE,
@@ -37,15 +38,8 @@ DATASETS = ("auto", "mnist", "mnist-5k")
 ON_NONFINITE = ("stop", "continue")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 INITS = ("reference", "glorot", "he")
-NORMS = ("none", "batch", "layer")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 LOSSES = ("mse", "crossentropy")
-REFERENCE_HIDDEN = (256, 128)
-MODELS = ("mlp", "rnn")
-# Each model's defaults for the keys a user does not give: the tutorial's net, and for the
-# recurrent net one width of 128 with tanh, the natural activation of a recurrence
-MODEL_DEFAULTS = {"mlp": {"hidden": REFERENCE_HIDDEN, "activation": "relu"},
-                  "rnn": {"hidden": (RNN_HIDDEN,), "activation": "tanh"}}
 # The options each optimizer reads (Keras 3's names: beta1 is beta_1); the others' are refused.
 OPTIMIZER_KEYS = {
     "sgd": ("momentum", "nesterov"),
@@ -185,18 +179,18 @@ class Config:
             raise InputError(foreign_option_message(foreign[0], self.optimizer), foreign[0])
 
     def _check_model(self) -> None:
-        if self.model != "rnn":
+        if self.model not in RECURRENT_KINDS:
             if self.recurrent_gain != 1.0:
                 raise InputError(model_option_message("recurrent_gain"), "recurrent_gain")
             return
         if len(self.hidden) != 1:
             given = format_hidden(self.hidden)
-            raise InputError(f"{named('hidden')}: the recurrent net has one hidden width (got {given}); "
+            raise InputError(f"{named('hidden')}: a recurrent net has one hidden width (got {given}); "
                              f"e.g. {named('hidden', '128')}", "hidden")
         for name, off in (("norm", "none"), ("residual", False)):
             if getattr(self, name) != off:
                 raise InputError(f"{named(name)}: applies to the MLP's dense hidden layers, not to "
-                                 f"{named('model', 'rnn')}", name)
+                                 f"{named('model', self.model)}", name)
 
     @property
     def optimizer_settings(self) -> dict[str, Any]:
@@ -292,7 +286,8 @@ def foreign_option_message(name: str, optimizer: str) -> str:
 
 
 def model_option_message(name: str) -> str:
-    return f"{named(name)}: an option of {named('model', 'rnn')}; the MLP has no recurrent weight"
+    models = " and ".join(named("model", model) for model in RECURRENT_KINDS)
+    return f"{named(name)}: an option of {models}; the MLP has no recurrent weight"
 
 
 def check_given_keys(given: Mapping[str, Any], optimizer: str, model: str) -> None:
@@ -301,7 +296,7 @@ def check_given_keys(given: Mapping[str, Any], optimizer: str, model: str) -> No
     for name in given:
         if name in optimizer_option_keys() and name not in OPTIMIZER_KEYS[optimizer]:
             raise InputError(foreign_option_message(name, optimizer), name)
-        if name == "recurrent_gain" and model != "rnn":
+        if name == "recurrent_gain" and model not in RECURRENT_KINDS:
             raise InputError(model_option_message(name), name)
 
 

@@ -16,7 +16,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, MaxNLoc
 
 from mnist_clip.config import REFERENCE_HIDDEN, format_hidden
 from mnist_clip.errors import InputError
-from mnist_clip.net import N_ROWS, ROW_WIDTH
+from mnist_clip.nn import N_ROWS, ROW_WIDTH
 from mnist_clip.runs import PLOTS_DIR, Run, compared_with_threshold, read_run, training_label, write_atomic
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from mnist_clip.errors import InputError
-from mnist_clip.net import Layer, Net, Tensor
+from mnist_clip.nn import LayerKind, Net, Tensor
 from mnist_clip.schema import EPOCH_COLUMNS, clip_columns
 
 SOURCE = "keras"  # config.json's "source" in a probe's run folder
@@ -55,13 +55,13 @@ class ModelNet(Net):
             placed[variable["path"]] = current
             tensors_by_layer.setdefault(current, []).append(
                 Tensor(variable["path"], tuple(variable["shape"]), DRAWN_AS[variable["role"]], current))
-        layers = tuple(ModelLayer(index, 0, 0, None, tag=owner, kind="keras",
+        layers = tuple(ModelLayer(index, 0, 0, None, tag=owner,
                                   owned=tuple(tensors_by_layer.get(index, ())),
                                   kernel=next(v["path"] for v in variables
                                               if v["layer"] == owner and v["role"] in WEIGHT_ROLES))
                        for index, owner in enumerate(owners, start=1))
         if not layers:  # no weight matrix at all: every variable in one layer
-            layers = (ModelLayer(1, 0, 0, None, tag="model", kind="keras",
+            layers = (ModelLayer(1, 0, 0, None, tag="model",
                                  owned=tuple(t for ts in tensors_by_layer.values() for t in ts), kernel=""),)
         return cls(layers, variables)
 
@@ -91,7 +91,14 @@ class ModelNet(Net):
 
 
 @dataclass(frozen=True)
-class ModelLayer(Layer):
+class ModelLayer(LayerKind):
+    """A layer of a user's Keras model, as the probe sees it: the variables it owns."""
+
+    index: int
+    fan_in: int
+    fan_out: int
+    activation: str | None
+    tag: str = ""
     owned: tuple[Tensor, ...] = ()
     kernel: str = ""
 
@@ -110,6 +117,9 @@ class ModelLayer(Layer):
     @property
     def state(self) -> tuple:
         return ()
+
+    def describe(self) -> str:
+        return self.tag
 
 
 def weight_paths(variables: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:

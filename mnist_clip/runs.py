@@ -23,7 +23,7 @@ import numpy as np
 
 from mnist_clip.config import OPTIMIZER_KEYS, Config
 from mnist_clip.errors import InputError, name as named
-from mnist_clip.net import Net
+from mnist_clip.nn import Net
 from mnist_clip.validation import HAND_CHANGED, read_run_config, read_summary
 from mnist_clip.schema import (  # noqa: F401  (the run folder's columns, re-exported for its readers)
     BASE_METRIC_COLUMNS,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from mnist_clip.net import Net, role_of
+from mnist_clip.nn import Net, role_of
 
 REFERENCE_NET = Net.of({})
 
@@ -48,7 +48,7 @@ def gradient_columns(net: Net, clip: str) -> tuple[str, ...]:
         "clipped",
         *(f"{name}_{when}" for name in tensors for when in ("before", "after")),
         *(f"{name}_clipped" for name in tensors),
-        *net.signals,
+        *net.signal_columns,
         *(f"{activity}_h{layer.index}" for layer in net.hidden_layers),
         *clip_columns(tensors, clip),
     )

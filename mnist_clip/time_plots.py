@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from mnist_clip.net import N_ROWS
+from mnist_clip.nn import N_ROWS
 from mnist_clip.plots import (
     FIGSIZE,
     colormap,

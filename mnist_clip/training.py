@@ -13,7 +13,7 @@ from mnist_clip.clipping import AutoClipHistory, agc_clip, clip_fired, clip_only
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
 from mnist_clip.dirt import batch_members, dirty_examples, dirty_per_batch, make_dirty
-from mnist_clip.model import (
+from mnist_clip.nn.model import (
     EXAMPLE_LOSSES,
     LOSS_FUNCTIONS,
     accuracy,
@@ -26,7 +26,7 @@ from mnist_clip.model import (
     moving_stats_after,
     prepare_inputs,
 )
-from mnist_clip.net import Net
+from mnist_clip.nn import Net
 from mnist_clip.optimizers import OptimizerState, UpdateRule, hyperparameters, next_state
 from mnist_clip.schema import data_columns, gradient_columns, step_value_columns
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_clip.config import PARAM_NAMES
-from mnist_clip.net import Net
+from mnist_clip.nn import Net
 from mnist_clip.runs import RunWriter, metric_columns_for, step_value_columns
 
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from mnist_clip.cli import cli
-from mnist_clip.model import init_params
+from mnist_clip.nn.model import init_params
 from mnist_clip.runs import read_run
 from processes import Command
 from runfolders import write_run

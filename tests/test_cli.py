@@ -13,7 +13,7 @@ from PIL import Image
 
 from mnist_clip.cli import cli
 from mnist_clip.config import PARAM_NAMES, Config
-from mnist_clip.model import init_params
+from mnist_clip.nn.model import init_params
 from mnist_clip.runs import METRIC_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from mnist_clip.clipping import CLIP_FUNCTIONS, agc_clip, clip_by_average_norm, clip_fired, clip_with_norms, clipped_norms
-from mnist_clip.model import init_params, one_hot, prepare_inputs
+from mnist_clip.nn.model import init_params, one_hot, prepare_inputs
 
 
 def tensor_cases():

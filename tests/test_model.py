@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_clip.model import forward, init_params, layer_seed, mse_loss, one_hot, prepare_inputs
+from mnist_clip.nn.model import forward, init_params, layer_seed, mse_loss, one_hot, prepare_inputs
 
 
 def test_shapes_and_parameter_count():

@@ -13,7 +13,7 @@ from mnist_clip.config import Config, load_toml
 from mnist_clip.diagnosis import EXPLODING, OUTPUT_LR, diagnose
 from mnist_clip.recipe_files import resolve_config_file
 from mnist_clip.errors import InputError
-from mnist_clip.model import config_params, forward, one_hot, prepare_inputs
+from mnist_clip.nn.model import config_params, forward, one_hot, prepare_inputs
 from mnist_clip.training import Trainer, train_epochs
 
 WIDTH, BATCH, STEPS = 16, 32, 3
@@ -135,12 +135,12 @@ REFUSALS = {
     "gain at its default without rnn": (["--recurrent-gain", "1"], "--recurrent-gain: an option of --model rnn"),
     "gain zero": (["--model", "rnn", "--recurrent-gain", "0"], "--recurrent-gain: must be > 0"),
     "gain negative": (["--model", "rnn", "--recurrent-gain", "-1"], "--recurrent-gain: must be > 0"),
-    "two widths": (["--model", "rnn", "--hidden", "64,32"], "--hidden: the recurrent net has one hidden width (got 64,32)"),
-    "no width": (["--model", "rnn", "--hidden", "none"], "--hidden: the recurrent net has one hidden width"),
+    "two widths": (["--model", "rnn", "--hidden", "64,32"], "--hidden: a recurrent net has one hidden width (got 64,32)"),
+    "no width": (["--model", "rnn", "--hidden", "none"], "--hidden: a recurrent net has one hidden width"),
     "batch norm": (["--model", "rnn", "--norm", "batch"], "--norm: applies to the MLP's dense hidden layers, not to --model rnn"),
     "residual": (["--model", "rnn", "--residual"], "--residual: applies to the MLP's dense hidden layers"),
     "unknown tensor": (["--model", "rnn", "--train", "w1"], "--train: unknown tensor 'w1'; allowed: wx, wh, bh, wo, bo"),
-    "unknown model": (["--model", "lstm"], "'lstm' is not one of"),
+    "unknown model": (["--model", "gru"], "'gru' is not one of"),
 }
 
 

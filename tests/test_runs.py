@@ -150,7 +150,7 @@ def test_summary_json_is_strict_json_even_after_a_blow_up(tmp_path):
 
 def test_a_run_written_before_the_update_columns_is_still_read_and_drawn(tmp_path):
     from mnist_clip.config import PARAM_NAMES
-    from mnist_clip.net import Net
+    from mnist_clip.nn import Net
     from mnist_clip.figures import write_run_plots
     from mnist_clip.plots import RUN_FIGURES, updates_figure
     from mnist_clip.schema import EPOCH_COLUMNS, gradient_columns

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from mnist_clip.clipping import CLIP_FUNCTIONS
 from mnist_clip.config import PARAM_NAMES, Config
-from mnist_clip.model import init_params, one_hot, prepare_inputs
+from mnist_clip.nn.model import init_params, one_hot, prepare_inputs
 from mnist_clip.runs import STEP_VALUE_COLUMNS
 from mnist_clip.training import Trainer, step_values, train_epochs
 from conftest import small_dataset
