@@ -110,9 +110,10 @@ class Config:
                        "BatchNormalization or LayerNormalization (the layer then has gamma and beta, no bias).",
                        choices=NORMS)
     residual: bool = option(False, "Add each hidden layer's input to its activation where the widths are equal.")
-    model: str = option("mlp", "mlp: the tutorial's dense net; rnn: a recurrent net reading each image as 28 rows "
-                        "(one hidden width, default 128, and tanh unless given).", choices=MODELS)
-    recurrent_gain: float = option(1.0, "rnn: every singular value of the initial recurrent weight wh "
+    model: str = option("mlp", "mlp: the tutorial's dense net; rnn (Keras's SimpleRNN) or lstm (Keras's LSTM): a "
+                        "recurrent net reading each image as 28 rows (one hidden width, default 128, and tanh "
+                        "unless given).", choices=MODELS)
+    recurrent_gain: float = option(1.0, "rnn, lstm: every singular value of the initial recurrent weight wh "
                                    "(gain x Orthogonal).", range=POSITIVE)
     dirty_fraction: float = option(0.0, "This share of the training examples (a seeded, fixed set) is made dirty; "
                                    "the test set stays clean.",
