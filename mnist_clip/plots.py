@@ -399,8 +399,8 @@ def architecture_label(config: dict) -> str:
     hidden = tuple(config.get("hidden", (256, 128)))
     layers = f"784-{format_hidden(hidden).replace(',', '-')}-10" if hidden else "784-10 (linear)"
     init = config.get("init", "reference")
-    if config.get("model", "mlp") == "rnn":
-        layers = f"rnn {N_ROWS}x{ROW_WIDTH}-{hidden[0]}-10"
+    if config.get("model", "mlp") != "mlp":  # a recurrent net: rnn or lstm
+        layers = f"{config['model']} {N_ROWS}x{ROW_WIDTH}-{hidden[0]}-10"
         return (f"{layers} {config.get('activation', 'tanh')}, gain {config.get('recurrent_gain', 1.0):g}"
                 + ("" if init == "reference" else f", {init} init"))
     norm = {"batch": ", batch norm", "layer": ", layer norm"}.get(config.get("norm", "none"), "")
