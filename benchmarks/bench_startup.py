@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-IMPORT = "from mnist_clip.tf_setup import import_tensorflow; import_tensorflow()"
+IMPORT = "from mnist_clip.console.tf_setup import import_tensorflow; import_tensorflow()"
 
 
 def seconds(command: list[str]) -> float:

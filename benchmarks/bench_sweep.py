@@ -33,11 +33,11 @@ USER_CACHE = os.environ.get("MNIST_CLIP_XLA_CACHE")  # the floor is measured as 
 os.environ["MNIST_CLIP_XLA_CACHE"] = "off"  # "fresh" must compile; set before TensorFlow loads
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from mnist_clip.tf_setup import import_tensorflow  # noqa: E402
+from mnist_clip.console.tf_setup import import_tensorflow  # noqa: E402
 
 tf = import_tensorflow()
 
-from mnist_clip import training  # noqa: E402
+from mnist_clip.train import step as training  # noqa: E402
 from mnist_clip.config import Config, layer_sizes  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
 from mnist_clip.experiment import run_experiment  # noqa: E402

@@ -37,7 +37,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-from mnist_clip.tf_setup import import_tensorflow  # noqa: E402
+from mnist_clip.console.tf_setup import import_tensorflow  # noqa: E402
 
 tf = import_tensorflow()
 
@@ -46,7 +46,7 @@ from mnist_clip.data import load_dataset  # noqa: E402
 from mnist_clip.config import layer_sizes  # noqa: E402
 from mnist_clip.nn.model import ACTIVATION_FUNCTIONS, config_params, one_hot, prepare_inputs  # noqa: E402
 from mnist_clip.nn import N_ROWS, ROW_WIDTH  # noqa: E402
-from mnist_clip.training import Trainer  # noqa: E402
+from mnist_clip.train.step import Trainer  # noqa: E402
 
 # name -> (config changes, variants timed). The adaptive clipping methods have no
 # tutorial or Keras counterpart: for them only what logging costs (c/d) is timed.
@@ -195,7 +195,7 @@ def check_same_values(config: Config, c_values, f_values) -> dict:
     float32 rounding. Returns the largest relative differences (first steps, whole epoch)."""
     import numpy as np
 
-    from mnist_clip.schema import step_value_columns
+    from mnist_clip.runs.schema import step_value_columns
 
     columns = step_value_columns(config.net, config.clip)
     c_values, f_values = np.asarray(c_values, np.float64), np.asarray(f_values, np.float64)

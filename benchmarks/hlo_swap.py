@@ -19,7 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from mnist_clip.tf_setup import import_tensorflow  # noqa: E402
+from mnist_clip.console.tf_setup import import_tensorflow  # noqa: E402
 
 tf = import_tensorflow()
 
@@ -32,8 +32,8 @@ from bench_train import CASES  # noqa: E402
 from jax_loop import JaxTrainer  # noqa: E402
 from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
-from mnist_clip.optimizers import hyperparameters  # noqa: E402
-from mnist_clip.training import Trainer  # noqa: E402
+from mnist_clip.train.optimizers import hyperparameters  # noqa: E402
+from mnist_clip.train.step import Trainer  # noqa: E402
 
 
 def compile_hlo_text(text: str):

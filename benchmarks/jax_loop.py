@@ -28,7 +28,7 @@ from jax import lax
 from mnist_clip.config import Config
 from mnist_clip.nn.model import DERIVATIVE_MAX, SATURATION_FRACTION, config_params, one_hot, prepare_inputs
 from mnist_clip.nn import N_ROWS, ROW_WIDTH, Net
-from mnist_clip.schema import activity_column_prefix, step_value_columns
+from mnist_clip.runs.schema import activity_column_prefix, step_value_columns
 
 ACTIVATIONS = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
 
@@ -174,7 +174,7 @@ def build_epoch(net: Net, update: str, unroll: int | bool):
 
 
 def batched(array: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """mnist_clip.training.batched: [full batches, B, ...] and [1, remainder, ...]."""
+    """mnist_clip.train.step.batched: [full batches, B, ...] and [1, remainder, ...]."""
     n_full = len(array) // batch_size
     parts = [array[: n_full * batch_size].reshape(n_full, batch_size, *array.shape[1:])] if n_full else []
     if len(array) % batch_size:

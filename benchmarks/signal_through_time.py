@@ -16,7 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from mnist_clip.runs import read_run
+from mnist_clip.runs.reader import read_run
 
 
 def median_ratio(run, first: str, last: str, epoch: int) -> float:

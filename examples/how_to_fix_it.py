@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 import mnist_clip as mc
-from mnist_clip.comparison import table_row
+from mnist_clip.runs.table import table_row
 
 # (row, recipe, overrides): every row is the ten-layer net of 128 with one change
 ROWS = [

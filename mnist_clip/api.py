@@ -15,7 +15,8 @@ from mnist_clip.config import Config, check_given_keys, load_toml, values_from_m
 from mnist_clip.data import Dataset
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.plans.runner import load_data
-from mnist_clip.runs import Run, RunTarget, check_out_folder, default_run_name, read_run
+from mnist_clip.runs.reader import Run, read_run
+from mnist_clip.runs.folder import RunTarget, check_out_folder, default_run_name
 
 
 @dataclass
@@ -57,8 +58,8 @@ class RunResult:
 
     def figures(self) -> "Figures":
         """The run's pictures as matplotlib Figures (norms, ratio, loss, signals, flow)."""
-        from mnist_clip.figures import figures_for
-        from mnist_clip.plots import empty_figure
+        from mnist_clip.viz.registry import figures_for
+        from mnist_clip.viz.style import empty_figure
 
         show_figures_inline()
         return Figures({name[: -len(".png")]: (make(self.run) if self.run.steps else empty_figure(self.run))
@@ -75,7 +76,7 @@ class RunResult:
 def show_figures_inline() -> None:
     """In Jupyter, show a returned matplotlib Figure as a picture (the figures here are drawn
     without pyplot, which would otherwise set that up)."""
-    from mnist_clip.reporting import in_notebook
+    from mnist_clip.console.reporting import in_notebook
 
     if in_notebook():
         from IPython import get_ipython
@@ -132,7 +133,7 @@ class DemoResult:
 
     def figure(self):
         """compare.png of the twins, as a matplotlib Figure."""
-        from mnist_clip.comparison import compare_figure
+        from mnist_clip.viz.compare import compare_figure
 
         show_figures_inline()
         return compare_figure([run.run for run in self.runs])
@@ -243,8 +244,8 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
     """Check, load, train into a run folder and report: the one path behind `train`. A run
     of a recipe is named after it unless `name` is given."""
     from mnist_clip.experiment import train_into
-    from mnist_clip.painters import Painters
-    from mnist_clip.tf_setup import import_tensorflow
+    from mnist_clip.viz.painters import Painters
+    from mnist_clip.console.tf_setup import import_tensorflow
 
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise InputError(f"{named('tensorboard', True)}: needs the tensorboard package: pip install 'mnist-clip[tensorboard]'",
@@ -272,7 +273,7 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
 
 
 def _reporter(progress: str, print_every: int = 0):
-    from mnist_clip.reporting import MODES, Reporter
+    from mnist_clip.console.reporting import MODES, Reporter
 
     if progress not in MODES:
         raise InputError(f"{named('progress')}: unknown value {progress!r}; allowed: {', '.join(MODES)}", "progress")
@@ -349,7 +350,7 @@ def _frame(rows: list[dict]):
 def compare(runs: Iterable | str | Path | Run | RunResult, out: str | Path | None = None):
     """(table, figure) for several runs (RunResults or folders); with `out`, also write
     compare.csv and compare.png there."""
-    from mnist_clip.comparison import compare_figure
+    from mnist_clip.viz.compare import compare_figure
 
     runs, rows, _ = run_compare(runs, out)
     show_figures_inline()
@@ -360,7 +361,8 @@ def run_compare(runs, out: str | Path | None = None, beside: bool = False) -> tu
     """The one path behind `compare` and the command: the runs read back (a folder that is not a run
     fails before anything is written), their table's rows, and compare.csv and compare.png written
     into `out`, or with `beside` into a new compare-<time> folder beside the first run."""
-    from mnist_clip.comparison import compare_runs, table_row
+    from mnist_clip.plans.compare import compare_runs
+    from mnist_clip.runs.table import table_row
 
     if isinstance(runs, (str, Path, Run, RunResult)):
         runs = [runs]  # one run: a table of one row and its picture

@@ -13,7 +13,7 @@ from mnist_clip.version import __version__
 from mnist_clip.config import OPTIONS, Config, load_toml, resolve
 from mnist_clip.errors import InputError, Interrupted
 from mnist_clip.options import Option, format_text, parse_text
-from mnist_clip.interrupts import STOP_NOTICE, SWEEP_STOP_NOTICE, catch_stop_signals
+from mnist_clip.console.interrupts import STOP_NOTICE, SWEEP_STOP_NOTICE, catch_stop_signals
 from mnist_clip.plans.cures import CURES_STOP_NOTICE
 from mnist_clip.plans.grid import DEFAULT_GRID
 
@@ -31,7 +31,7 @@ class OneLineErrors(click.Group):
             click.echo(f"Error: {err.render('cli')}", err=True)
             sys.exit(2)
         except OSError as err:  # the one place where the OS's refusals become a line
-            from mnist_clip.runs import describe_error
+            from mnist_clip.runs.folder import describe_error
 
             click.echo(f"Error: {describe_error(err)}", err=True)
             sys.exit(2)
@@ -60,7 +60,7 @@ class OneLineErrors(click.Group):
 
 def echo(text: str) -> None:
     """Print a line to stdout, wrapped to the terminal's width ($COLUMNS, else 100 off a terminal)."""
-    from mnist_clip.reporting import fit_line
+    from mnist_clip.console.reporting import fit_line
 
     click.echo(fit_line(text))
 
@@ -149,7 +149,7 @@ def stoppable(notice: str = STOP_NOTICE):
 
 def reporter(quiet: bool = False, print_every: int = 0):
     """Progress bars when stdout is a terminal; short lines when it is not, or with --quiet."""
-    from mnist_clip.reporting import Reporter, process_seconds
+    from mnist_clip.console.reporting import Reporter, process_seconds
 
     return Reporter(click.echo, "quiet" if quiet else "auto", print_every, total_seconds=process_seconds)
 
@@ -209,7 +209,7 @@ def demo(ctx: click.Context, out: str, name: str | None, overwrite: bool, print_
     """
     from mnist_clip.api import run_demo
     from mnist_clip.recipe_files import recipe_name
-    from mnist_clip.comparison import table_text
+    from mnist_clip.runs.table import table_text
 
     config = config_from_options(ctx, params)
     report = reporter(quiet, print_every)
@@ -228,7 +228,7 @@ def demo(ctx: click.Context, out: str, name: str | None, overwrite: bool, print_
 @click.argument("run_dir", type=click.Path())
 def plot(run_dir: str) -> None:
     """Redraw a run's PNGs into RUN_DIR/plots/ from its files alone."""
-    from mnist_clip.figures import write_run_plots
+    from mnist_clip.viz.registry import write_run_plots
 
     for path in write_run_plots(run_dir):
         echo(str(path))
@@ -241,8 +241,8 @@ def plot(run_dir: str) -> None:
 def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
     """Overlay runs on shared axes and tabulate them (runs may differ in length or depth, or have diverged)."""
     from mnist_clip.api import run_compare
-    from mnist_clip.comparison import table_text
-    from mnist_clip.diagnosis import describe
+    from mnist_clip.runs.table import table_text
+    from mnist_clip.runs.diagnosis import describe
 
     runs, rows, files = run_compare(list(run_dirs), out or None, beside=not out)
     echo(table_text(rows))
@@ -324,7 +324,7 @@ def cures(ctx: click.Context, cure_names: tuple[str, ...], list_cures: bool, out
     from mnist_clip.recipe_files import recipe_name
 
     if list_cures:
-        from mnist_clip.reporting import table_lines
+        from mnist_clip.console.reporting import table_lines
 
         for line in table_lines(None, [[cure.name, f"{changes_text(cure) or '(nothing)'}: {cure.words}"]
                                                           for cure in CURES], hanging=True):
@@ -344,7 +344,7 @@ def recipes() -> None:
     """The recipes that ship with mnist-clip; use one with --config NAME (e.g. --config explode)."""
     from mnist_clip.recipe_files import recipes as listed
 
-    from mnist_clip.reporting import table_lines
+    from mnist_clip.console.reporting import table_lines
 
     for line in table_lines(None, [[name, description] for name, description in listed().items()],
                             hanging=True):

@@ -15,6 +15,7 @@ import numpy as np
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.nn import (  # noqa: F401  (N_CLASSES: re-exported)
     MODEL_DEFAULTS, MODELS, N_CLASSES, N_INPUTS, NORMS, RECURRENT_KINDS, REFERENCE_HIDDEN, Net)
+from mnist_clip.train.methods import METHODS
 from mnist_clip.options import (  # noqa: F401  (the hidden widths' spelling and the ranges: re-exported)
     AT_LEAST_ONE,
     FLOAT32_RANGE,
@@ -32,8 +33,8 @@ from mnist_clip.options import (  # noqa: F401  (the hidden widths' spelling and
     parse_hidden,
 )
 
-CLIP_METHODS = ("global_norm", "norm", "value", "average_norm", "agc", "autoclip", "none")
-ADAPTIVE_CLIP_METHODS = ("agc", "autoclip")  # their threshold is not a fixed number
+CLIP_METHODS = tuple(METHODS)
+ADAPTIVE_CLIP_METHODS = tuple(name for name, method in METHODS.items() if method.adaptive)  # no fixed threshold
 DATASETS = ("auto", "mnist", "mnist-5k")
 ON_NONFINITE = ("stop", "continue")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")

@@ -106,7 +106,7 @@ def mnist_reachable(timeout: float = REACH_TIMEOUT_SECONDS) -> bool:
 
 
 def load_mnist(reason: str) -> Dataset:
-    from mnist_clip.tf_setup import import_tensorflow
+    from mnist_clip.console.tf_setup import import_tensorflow
 
     import_tensorflow()  # quietly, before Keras
     import keras

@@ -13,7 +13,7 @@ from mnist_clip.version import __version__
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
 from mnist_clip.errors import Interrupted
-from mnist_clip.interrupts import (
+from mnist_clip.console.interrupts import (
     STOP_NOTICE,
     begin_drawing,
     catch_stop_signals,
@@ -21,16 +21,11 @@ from mnist_clip.interrupts import (
     end_drawing,
     in_worker_thread,
 )
-from mnist_clip.runs import (
-    PLOTS_DIR,
-    RunTarget,
-    RunWriter,
-    compared_with_threshold,
-    epoch_columns_for,
-    is_flag_column,
-    metric_columns_for,
-    nonfinite_steps,
-)
+from mnist_clip.runs.folder import PLOTS_DIR, RunTarget
+from mnist_clip.runs.writer import RunWriter
+from mnist_clip.train.methods import compared_with_threshold
+from mnist_clip.runs.schema import epoch_columns_for, is_flag_column, metric_columns_for
+from mnist_clip.runs.reader import nonfinite_steps
 
 @dataclass
 class Progress:
@@ -138,7 +133,7 @@ def steady_ms_per_step(epochs: list) -> float | None:
 def diagnose_run(trainer, values: np.ndarray, step: int, update: dict | None = None) -> dict:
     """The diagnosis of the run's first non-finite step, with the facts of the batches it inspects
     (and `update`, what the step would have written non-finite when its gradients were finite)."""
-    from mnist_clip.diagnosis import diagnose, steps_to_inspect
+    from mnist_clip.runs.diagnosis import diagnose, steps_to_inspect
 
     metrics = dict(zip(trainer.columns, values.T))
     batches = {inspected: trainer.batch_facts(inspected) for inspected in steps_to_inspect(metrics, step)}
@@ -167,7 +162,7 @@ def run_experiment(
 ) -> Outcome:
     """Train `config` on `dataset`, writing everything into the (new, empty) run_dir; the
     pictures are drawn by `draw(run_dir)` (painter processes) or here."""
-    from mnist_clip.training import Trainer, train_epochs
+    from mnist_clip.train.step import Trainer, train_epochs
 
     progress = progress or Progress()
     started = time.perf_counter()
@@ -237,7 +232,7 @@ def run_experiment(
     if draw_plots and draw is not None:
         plot_paths = draw(run_dir)
     elif draw_plots:
-        from mnist_clip.figures import write_run_plots
+        from mnist_clip.viz.registry import write_run_plots
 
         plot_paths = write_run_plots(run_dir)
     return Outcome(run_dir, summary, stop.exit_code, plot_paths, drawing_stopped())

@@ -39,7 +39,11 @@ from mnist_clip.probe_step import (
     check_wrappable,
     keras_clipping,
 )
-from mnist_clip.runs import PLOTS_DIR, RunTarget, RunWriter, compared_with_threshold, is_flag_column, read_run
+from mnist_clip.runs.folder import PLOTS_DIR, RunTarget
+from mnist_clip.runs.writer import RunWriter
+from mnist_clip.train.methods import compared_with_threshold
+from mnist_clip.runs.schema import is_flag_column
+from mnist_clip.runs.reader import read_run
 
 ACCURACY_LOGS = ("val_accuracy", "val_acc", "val_categorical_accuracy", "val_sparse_categorical_accuracy")
 
@@ -311,7 +315,7 @@ class GradientProbe(keras.callbacks.Callback):
                 run["board"].close()
         final = run["target"].commit(run["folder"], keep_old=status == "interrupted")
         if self.plots and status != "interrupted":
-            from mnist_clip.figures import write_run_plots
+            from mnist_clip.viz.registry import write_run_plots
 
             write_run_plots(final)
         from mnist_clip.api import RunResult

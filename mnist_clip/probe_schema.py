@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 from mnist_clip.errors import InputError
 from mnist_clip.nn import LayerKind, Net, Tensor
-from mnist_clip.schema import EPOCH_COLUMNS, clip_columns
+from mnist_clip.runs.schema import EPOCH_COLUMNS, clip_columns
 
 SOURCE = "keras"  # config.json's "source" in a probe's run folder
 # A Keras variable's role, from the last part of its path, and the role the pictures draw it as.
@@ -179,7 +179,7 @@ def diagnose_probe(metrics: Mapping[str, Any], config: Mapping[str, Any], step: 
 
     import numpy as np
 
-    from mnist_clip.diagnosis import growth_words, run_up, what_failed
+    from mnist_clip.runs.diagnosis import growth_words, run_up, what_failed
 
     variables = config["keras_model"]["variables"]
     loss = float(metrics["loss"][step])

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from mnist_clip import clipping
+from mnist_clip.train import clipping
 from mnist_clip.errors import InputError
 from mnist_clip.probe_schema import WEIGHT_ROLES, role_of_path, value_columns
 
@@ -151,24 +151,11 @@ class Recorder:
         return norms, tf.zeros([len(grads)], tf.bool), []
 
     def _probe_clipping(self, grads: list, norms, global_before):
-        """The product's clipping methods (mnist_clip.clipping), applied by the probe."""
-        listed = tf.unstack(norms)
-        if self.clip == "agc":
-            clipped, fired, fractions, ratios, after, _ = clipping.agc_clip(
-                grads, [read(v) for v in self.variables], self.threshold)
-            extra = [tf.constant([self.threshold]), tf.stack(fractions), tf.stack(ratios)]
-            return clipped, tf.stack(after), tf.stack(fired), extra
-        if self.clip == "autoclip":
-            threshold = self.autoclip.add_and_threshold(global_before)
-            clipped, _ = tf.clip_by_global_norm(grads, threshold, use_norm=global_before)
-            after = clipping.clipped_norms("global_norm", clipped, listed, threshold)
-            fired = tf.fill([len(grads)], global_before > threshold)
-            return clipped, tf.stack(after), fired, [tf.reshape(threshold, [1])]
-        clipped = clipping.clip_with_norms(self.clip, grads, self.threshold, listed)
-        fired = clipping.clip_fired(self.clip, grads, self.threshold, listed)
-        after = clipping.clipped_norms(self.clip, clipped, listed, self.threshold)
-        extra = [tf.stack([tf.reduce_max(tf.abs(g)) for g in grads])] if self.clip == "value" else []
-        return clipped, tf.stack(after), tf.stack(fired), extra
+        """The product's clipping methods (mnist_clip.train.clipping), applied by the probe."""
+        params = [read(v) for v in self.variables] if self.clip == "agc" else None
+        clipped, fired, _, _, after, extra = clipping.clip_step(
+            self.clip, grads, params, self.threshold, self.autoclip, norms=tf.unstack(norms), global_norm=global_before)
+        return clipped, tf.stack(after), tf.stack(fired), [tf.reshape(tf.stack(extra), [-1])] if extra else []
 
 
 @keras.saving.register_keras_serializable(package="mnist_clip")

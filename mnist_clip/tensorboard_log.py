@@ -7,7 +7,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from mnist_clip.nn.model import LOSS_FUNCTIONS, forward
-from mnist_clip.runs import is_flag_column
+from mnist_clip.runs.schema import is_flag_column
 
 TENSORBOARD_DIR = "tensorboard"
 

@@ -15,8 +15,8 @@ from conftest import first_digits  # noqa: E402
 from jax_loop import JaxTrainer  # noqa: E402
 
 from mnist_clip.config import Config  # noqa: E402
-from mnist_clip.schema import step_value_columns  # noqa: E402
-from mnist_clip.training import Trainer  # noqa: E402
+from mnist_clip.runs.schema import step_value_columns  # noqa: E402
+from mnist_clip.train.step import Trainer  # noqa: E402
 
 
 def both_loops(config: Config, data) -> tuple[np.ndarray, bool, np.ndarray, bool, tuple]:

@@ -14,7 +14,9 @@ from PIL import Image
 from mnist_clip.cli import cli
 from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.nn.model import init_params
-from mnist_clip.runs import METRIC_COLUMNS
+from mnist_clip.runs.reader import read_run
+from mnist_clip.runs.schema import METRIC_COLUMNS
+from mnist_clip.viz.registry import figures_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUE_COLUMNS = (
@@ -81,7 +83,9 @@ def test_progress_and_norm_listing_are_printed(one_epoch_run):
 
 def test_plots_are_drawn_and_not_blank(one_epoch_run):
     _, run = one_epoch_run
-    for name in ("norms.png", "ratio.png", "loss.png", "signals.png", "flow.png", "updates.png"):
+    names = list(figures_for(read_run(run)))
+    assert sorted(p.name for p in (run / "plots").iterdir()) == sorted(names)
+    for name in names:
         image = np.asarray(Image.open(run / "plots" / name).convert("L"))
         assert image.shape[1] in (1000, 1200) and image.shape[0] in (600, 700, 900)
         assert (image < 128).mean() > 0.005  # lines and text, not an empty canvas
@@ -144,7 +148,7 @@ def test_a_recipes_runs_are_named_after_it(tmp_path):
     import re
 
     from mnist_clip.api import train
-    from mnist_clip.runs import default_run_name
+    from mnist_clip.runs.folder import default_run_name
 
     # explode diverges at step 4: a run of it is quick
     result = run_cli("train", "--config", "explode", "--dataset", "mnist-5k", "--out", str(tmp_path / "cli"),

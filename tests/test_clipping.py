@@ -4,8 +4,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_clip.clipping import CLIP_FUNCTIONS, agc_clip, clip_by_average_norm, clip_fired, clip_with_norms, clipped_norms
+from mnist_clip.train.clipping import (
+    CLIP_FUNCTIONS,
+    AutoClipHistory,
+    agc_clip,
+    clip_by_average_norm,
+    clip_fired,
+    clip_step,
+    clip_with_norms,
+    clipped_norms,
+)
 from mnist_clip.nn.model import init_params, one_hot, prepare_inputs
+from mnist_clip.train.methods import METHODS, clip_label, compared_with_threshold
 
 
 def tensor_cases():
@@ -198,8 +208,8 @@ def test_agc_equals_optax(mnist_5k, clipping):
 
 def test_autoclip_threshold_is_the_numpy_percentile_of_the_history(small):
     from mnist_clip.config import Config
-    from mnist_clip.runs import step_value_columns
-    from mnist_clip.training import Trainer, train_epochs
+    from mnist_clip.runs.schema import step_value_columns
+    from mnist_clip.train.step import Trainer, train_epochs
 
     config = Config(clip="autoclip", clip_percentile=25.0, epochs=6, lr=0.01, batch_size=50, input_scale=255.0)
     trainer = Trainer(config, small)
@@ -214,3 +224,41 @@ def test_autoclip_threshold_is_the_numpy_percentile_of_the_history(small):
     np.testing.assert_array_equal(col["clipped"] == 1, history > col["clip_threshold"])
     np.testing.assert_allclose(col["global_norm_after"], np.minimum(history, col["clip_threshold"]), rtol=2e-5)
     assert 0 < col["clipped"].sum() < len(history)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_method_logs_the_columns_it_declares_and_compares_what_it_says(method):
+    """clip_step's extra values line up with the declared extra columns, and the declared compared
+    quantity, read back from those columns, is what the method tests against its threshold."""
+    rng = np.random.default_rng(3)
+    arrays = [rng.normal(size=(6, 4)) * 3, rng.normal(size=4), rng.normal(size=(4, 2)) * 0.1]
+    names, shapes = ["w1", "b1", "w2"], {"w1": (6, 4), "b1": (4,), "w2": (4, 2)}
+    params = [rng.normal(size=a.shape) for a in arrays]
+    history = AutoClipHistory(16, 50.0) if method == "autoclip" else None
+    threshold = 0.5 if method == "agc" else 2.0
+    clipped, fired, before, global_before, after, extra = clip_step(
+        method, as_tensors(arrays), as_tensors(params), threshold, history)
+    declared = METHODS[method].extra_columns(names)
+    assert len(extra) == len(declared)
+    columns = {"global_norm_before": np.array([float(global_before)])}
+    columns.update({f"{n}_before": np.array([float(b)]) for n, b in zip(names, before)})
+    columns.update({c: np.array([float(v)]) for c, v in zip(declared, extra)})
+    quantity, series = compared_with_threshold(method, columns.__getitem__, names, shapes)
+    norms = [np.linalg.norm(a) for a in arrays]
+    want = {  # float64 NumPy, from the gradients themselves
+        "global_norm": {"global norm before": np.sqrt(sum(n**2 for n in norms))},
+        "autoclip": {"global norm before": np.sqrt(sum(n**2 for n in norms))},
+        "none": {"global norm before": np.sqrt(sum(n**2 for n in norms))},
+        "norm": dict(zip(names, norms)),
+        "average_norm": {n: norm / a.size for n, norm, a in zip(names, norms, arrays)},
+        "value": {n: np.abs(a).max() for n, a in zip(names, arrays)},
+        "agc": {n: (np.linalg.norm(a, axis=0) / np.maximum(np.linalg.norm(p, axis=0), 1e-3)).max() if a.ndim == 2
+                else np.linalg.norm(a) / max(np.linalg.norm(p), 1e-3) for n, a, p in zip(names, arrays, params)},
+    }[method]
+    assert set(series) == set(want) and isinstance(quantity, str) and quantity
+    for label, values in series.items():
+        np.testing.assert_allclose(values[0], want[label], rtol=1e-5, err_msg=f"{method} {label}")
+    if METHODS[method].per_tensor and method != "agc":  # the tensors over their own threshold are those clipped
+        assert [bool(f) for f in fired] == [want[n] > threshold for n in names]
+    assert METHODS[method].label({"clip": method, "clip_norm": threshold, "clip_percentile": 10.0}) == clip_label(
+        {"clip": method, "clip_norm": threshold, "clip_percentile": 10.0})

@@ -12,8 +12,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 import mnist_clip as mc
 from conftest import first_digits
-from mnist_clip.comparison import LABEL_CHARS, compare_figure
-from mnist_clip.runs import read_run
+from mnist_clip.viz.compare import LABEL_CHARS, compare_figure
+from mnist_clip.runs.reader import read_run
 from runfolders import write_run
 
 TINY = {"epochs": 2, "plots": False, "progress": "quiet"}

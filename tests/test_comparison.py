@@ -73,8 +73,8 @@ def test_default_output_folder_is_new_and_beside_the_runs(tmp_path):
 
 
 def test_compare_numbers_the_runs_and_tables_their_names_without_the_timestamps(tmp_path):
-    from mnist_clip.comparison import compare_figure
-    from mnist_clip.runs import read_run
+    from mnist_clip.viz.compare import compare_figure
+    from mnist_clip.runs.reader import read_run
 
     runs = [read_run(write_run(tmp_path / "deep_sigmoid-20260101-120000", steps=20)),
             read_run(write_run(tmp_path / "deep_relu_he-20260101-120500", steps=20, clip="none"))]
@@ -90,7 +90,7 @@ def test_compare_numbers_the_runs_and_tables_their_names_without_the_timestamps(
 
 
 def test_the_seed_report_says_a_tie_is_a_tie():
-    from mnist_clip.comparison import paired_rows, paired_text
+    from mnist_clip.plans.compare import paired_rows, paired_text
 
     def row(accuracy, diverged):
         return {"test_accuracy": accuracy, "final_loss": 0.1, "steps_clipped": 3, "diverged": diverged,

@@ -9,8 +9,17 @@ import pytest
 import mnist_clip as mc
 from conftest import first_digits
 from mnist_clip.config import PARAM_NAMES, Config
-from mnist_clip.diagnosis import (BAD_INPUT, EXPLODING, MODEL_DESIGN, OUTPUT_LR, RUN_UP_STEPS, backward_order, diagnose,
-                                  run_up, steps_to_inspect)
+from mnist_clip.runs.diagnosis import (
+    BAD_INPUT,
+    EXPLODING,
+    MODEL_DESIGN,
+    OUTPUT_LR,
+    RUN_UP_STEPS,
+    backward_order,
+    diagnose,
+    run_up,
+    steps_to_inspect,
+)
 
 CLEAN = {"batch_size": 128, "largest_abs_input": 5.1, "dirty_in_batch": 0}
 

@@ -9,13 +9,13 @@ import mnist_clip as mc
 from conftest import first_digits
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
-from mnist_clip.dirt import dirty_count, dirty_examples
-from mnist_clip.runs import METRIC_COLUMNS, metric_columns_for
+from mnist_clip.train.dirt import dirty_count, dirty_examples
+from mnist_clip.runs.schema import METRIC_COLUMNS, metric_columns_for
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_the_marked_batches_are_those_that_trained_on_a_dirty_example(tmp_path, mnist_5k, shuffle):
-    from mnist_clip.training import Trainer
+    from mnist_clip.train.step import Trainer
 
     data = first_digits(mnist_5k, 300, 50)
     settings = dict(dirty_fraction=0.02, dirty_scale=100.0, epochs=2, batch_size=64, shuffle=shuffle)
@@ -45,7 +45,7 @@ def test_the_marked_batches_are_those_that_trained_on_a_dirty_example(tmp_path, 
     assert sum(marked) == 2 * 6  # each dirty example once per epoch
     assert float(trainer.x_test.numpy().max()) <= 255 / 50 + 1e-6  # the test set stays clean
 
-    from mnist_clip.plots import norms_figure
+    from mnist_clip.viz.steps import norms_figure
 
     figure = norms_figure(run.run)
     labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]

@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from mnist_clip.cli import cli
-from mnist_clip.comparison import compare_figure
-from mnist_clip.plots import RUN_FIGURES, flow_figure, loss_figure, norms_figure, ratio_figure, signals_figure
-from mnist_clip.runs import read_run
+from mnist_clip.viz.compare import compare_figure
+from mnist_clip.viz.mlp import RUN_FIGURES, flow_figure, ratio_figure, signals_figure
+from mnist_clip.viz.steps import loss_figure, norms_figure
+from mnist_clip.runs.reader import read_run
 from mnist_clip.config import Config
 from mnist_clip.plans.grid import make_cells, parse_grid
 from mnist_clip.plans.sweep import sweep_rows
@@ -194,7 +195,7 @@ def test_flow_of_a_diverged_run_draws_its_last_finite_steps(tmp_path):
 
 
 def test_the_signal_through_time_is_told_as_it_is():
-    from mnist_clip.time_plots import growth_words
+    from mnist_clip.viz.recurrent import growth_words
 
     gain = 1.17 ** (27 - np.arange(28))  # x1.17 per step back from t = 28
     assert growth_words(gain) == growth_words(gain, 0.0) == "x1.17 per step back"
@@ -332,3 +333,58 @@ def test_log_axes_label_at_least_three_ticks_in_one_font_size(tmp_path):
                           if t.get_text() and t.get_visible() and low <= t.get_position()[1] <= high]
                 assert len(labels) >= 3, (make.__name__, ax.get_title(), [t.get_text() for t in labels])
                 assert {t.get_fontsize() for t in labels} == {8}, make.__name__
+
+
+def write_recurrent_run(path, model: str, steps: int = 40, per_epoch: int = 10):
+    """A recurrent run folder whose signal decays by known factors per step back in time: dh_t
+    by 0.5, and for an LSTM dc_t by 0.9; each step's profile scaled by (1 + step)."""
+    from mnist_clip.runs.schema import metric_columns_for
+    from mnist_clip.runs.writer import RunWriter
+
+    config = {"model": model, "hidden": [8], "activation": "tanh", "recurrent_gain": 1.5, "clip": "global_norm",
+              "clip_norm": 15.0, "lr": 0.1, "input_scale": 255.0, "batch_size": 32,
+              "dataset_used": {"name": "test", "train_size": 32 * per_epoch}}
+    columns = metric_columns_for(config)[2:]
+    values = np.full((steps, len(columns)), 0.5)
+    at = {name: i for i, name in enumerate(columns)}
+    scale = 1.0 + np.arange(steps)
+    for t in range(1, 29):
+        values[:, at[f"dh{t}"]] = scale * 0.5 ** (28 - t)
+        if model == "lstm":
+            values[:, at[f"dc{t}"]] = 2 * scale * 0.9 ** (28 - t)
+    values[:, at["global_norm_before"]] = 3.0
+    path.mkdir()
+    writer = RunWriter(path, metric_columns_for(config))
+    writer.write_config(config)
+    for epoch, first in enumerate(range(0, steps, per_epoch)):
+        writer.append_steps(first, epoch, values[first : first + per_epoch].astype(np.float32))
+        writer.append_epoch((epoch, per_epoch, 0.5, 0.5, 0.5, 0, 0.1))
+    writer.write_summary({"status": "completed"})
+    writer.close()
+    return read_run(path)
+
+
+def test_the_cell_state_is_drawn_for_the_lstm_alone_and_the_gain_line_for_the_simple_net(tmp_path):
+    from mnist_clip.viz.cell import cell_figure
+    from mnist_clip.viz.recurrent import time_flow_figure, time_ratio_figure
+    from mnist_clip.viz.registry import figures_for
+
+    lstm, rnn = write_recurrent_run(tmp_path / "lstm", "lstm"), write_recurrent_run(tmp_path / "rnn", "rnn")
+    assert "cell.png" in figures_for(lstm) and "cell.png" not in figures_for(rnn)
+    assert set(figures_for(rnn)) == set(figures_for(lstm)) - {"cell.png"}
+    fig = cell_figure(lstm)
+    left, right = fig.axes[:2]
+    # the profiles: per epoch the median over its steps, 0.5^(28-t) and 2 x 0.9^(28-t) times that median's scale
+    solid = [line for line in left.get_lines() if line.get_linestyle() == "-" and len(line.get_xdata()) == 28]
+    dashed = [line for line in left.get_lines() if line.get_linestyle() == "--" and len(line.get_xdata()) == 28]
+    assert len(solid) == len(dashed) >= 2
+    median_scale = np.median(1.0 + np.arange(10))  # the first epoch's steps 0..9
+    np.testing.assert_allclose(solid[0].get_ydata(), median_scale * 0.5 ** (28 - np.arange(1, 29)), rtol=1e-6)
+    np.testing.assert_allclose(dashed[0].get_ydata(), 2 * median_scale * 0.9 ** (28 - np.arange(1, 29)), rtol=1e-6)
+    shares = {line.get_label(): line.get_ydata() for line in right.get_lines() if line.get_label().startswith("|dL/")}
+    np.testing.assert_allclose(shares["|dL/dh1| / |dL/dh28|"], 0.5**27, rtol=1e-5)
+    np.testing.assert_allclose(shares["|dL/dc1| / |dL/dc28|"], 0.9**27, rtol=1e-5)
+    assert any(f"t=1 gets {0.9**27:.2g} of t=28" in label for label in all_labels(fig))
+    for make in (time_ratio_figure, time_flow_figure):  # gain^27 is the simple net's estimate only
+        assert any("gain" in label and "per step back" in label or "gain^27" in label for label in all_labels(make(rnn)))
+        assert not any("gain^27" in label or "the gain, from" in label for label in all_labels(make(lstm)))

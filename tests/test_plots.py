@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_clip.comparison import compare_figure
-from mnist_clip.figures import write_run_plots
-from mnist_clip.plots import (log_moving_average, moving_average, ratio_figure, run_smoothing, signals_figure,
-                              windowed_mean)
-from mnist_clip.runs import read_run
+from mnist_clip.viz.compare import compare_figure
+from mnist_clip.viz.registry import figures_for, write_run_plots
+from mnist_clip.viz.series import log_moving_average, moving_average, run_smoothing, windowed_mean
+from mnist_clip.viz.mlp import ratio_figure, signals_figure
+from mnist_clip.runs.reader import read_run
 from runfolders import write_run
 
 SIZES = {"norms.png": (1000, 700), "ratio.png": (1000, 700), "loss.png": (1000, 700), "signals.png": (1000, 900),
@@ -27,7 +27,7 @@ def ink(path) -> float:
 def test_every_picture_has_its_size_and_content(tmp_path, nonfinite_from):
     run = write_run(tmp_path / "run", steps=60, nonfinite_from=nonfinite_from)
     paths = write_run_plots(run)
-    assert sorted(p.name for p in paths) == sorted(SIZES)
+    assert [p.name for p in paths] == list(figures_for(read_run(run))) and set(SIZES) == {p.name for p in paths}
     for path in paths:
         assert Image.open(path).size == SIZES[path.name]
         assert ink(path) > 0.02, path.name
@@ -143,7 +143,7 @@ def test_no_picture_hooks_at_the_end_of_a_run_with_short_batches(tmp_path):
 def test_plotting_does_not_import_tensorflow(tmp_path):
     run = write_run(tmp_path / "run", steps=20)
     code = (
-        "import sys; from mnist_clip.figures import write_run_plots; "
+        "import sys; from mnist_clip.viz.registry import write_run_plots; "
         f"write_run_plots({str(run)!r}); assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

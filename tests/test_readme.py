@@ -17,7 +17,7 @@ from mnist_clip.options import parse_text
 from mnist_clip.plans.cure_table import CURE_NAMES
 from mnist_clip.recipe_files import recipe_names
 from mnist_clip.api import make_config
-from mnist_clip.schema import epoch_columns_for, metric_columns_for
+from mnist_clip.runs.schema import epoch_columns_for, metric_columns_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from mnist_clip.config import Config
-from mnist_clip.reporting import Reporter
+from mnist_clip.console.reporting import Reporter
 
 
 class EpochResult:
@@ -46,7 +46,7 @@ def test_the_bar_times_the_run_from_its_steady_epochs_and_says_when_pictures_are
 
 
 def test_lines_and_tables_fit_the_width_and_keep_every_word(monkeypatch):
-    from mnist_clip.reporting import fit_line, table_lines, terminal_width
+    from mnist_clip.console.reporting import fit_line, table_lines, terminal_width
 
     monkeypatch.setenv("COLUMNS", "60")
     assert terminal_width() == 60
@@ -68,7 +68,7 @@ def test_lines_and_tables_fit_the_width_and_keep_every_word(monkeypatch):
 
 
 def test_the_tutorial_setting_says_why_its_accuracy_is_low():
-    from mnist_clip.reporting import accuracy_line, plural
+    from mnist_clip.console.reporting import accuracy_line, plural
 
     summary = {"status": "completed", "test_accuracy": 0.679}
     assert accuracy_line(Config(), summary, 4000) == (

@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from conftest import first_digits
 from mnist_clip.cli import cli
 from mnist_clip.config import Config, load_toml
-from mnist_clip.diagnosis import EXPLODING, OUTPUT_LR, diagnose
+from mnist_clip.runs.diagnosis import EXPLODING, OUTPUT_LR, diagnose
 from mnist_clip.recipe_files import resolve_config_file
 from mnist_clip.errors import InputError
 from mnist_clip.nn.model import config_params, forward, one_hot, prepare_inputs
-from mnist_clip.training import Trainer, train_epochs
+from mnist_clip.train.step import Trainer, train_epochs
 
 WIDTH, BATCH, STEPS = 16, 32, 3
 
@@ -112,10 +112,10 @@ def test_the_forward_pass_equals_keras_simple_rnn_then_dense(mnist_5k, activatio
 
 def test_a_recurrent_run_writes_its_signal_through_time_and_draws_every_picture(mnist_5k, tmp_path):
     from mnist_clip.experiment import run_experiment
-    from mnist_clip.figures import figures_for, write_run_plots
-    from mnist_clip.time_plots import TIME_FIGURES
-    from mnist_clip.runs import read_run
-    from mnist_clip.time_plots import time_profile
+    from mnist_clip.viz.registry import figures_for, write_run_plots
+    from mnist_clip.viz.recurrent import TIME_FIGURES
+    from mnist_clip.runs.reader import read_run
+    from mnist_clip.viz.recurrent import time_profile
 
     config = Config(model="rnn", hidden=(WIDTH,), epochs=2, batch_size=BATCH, recurrent_gain=1.5)
     (tmp_path / "r").mkdir()
@@ -126,7 +126,7 @@ def test_a_recurrent_run_writes_its_signal_through_time_and_draws_every_picture(
     assert signal.shape == (28, 6) and np.all(signal > 0)
     assert set(run.epochs) >= {"wx_moved", "wh_moved", "wo_moved"}
     np.testing.assert_allclose(time_profile(run, 1), np.median(signal[:, 3:], axis=1))
-    assert figures_for(run) is TIME_FIGURES  # the recurrent family: signals and flow through time
+    assert figures_for(run) == TIME_FIGURES  # the recurrent family: signals and flow through time
     assert [p.name for p in write_run_plots(run.path)] == list(TIME_FIGURES)
 
 

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from mnist_clip.cli import cli
 from mnist_clip.config import PARAM_NAMES
-from mnist_clip.runs import read_run
+from mnist_clip.runs.reader import read_run
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 from tensorboard.util import tensor_util  # noqa: E402

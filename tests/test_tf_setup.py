@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_clip.tf_setup import cache_entry_is_whole
+from mnist_clip.console.tf_setup import cache_entry_is_whole
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_clip.clipping import CLIP_FUNCTIONS
+from mnist_clip.train.clipping import CLIP_FUNCTIONS
 from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.nn.model import init_params, one_hot, prepare_inputs
-from mnist_clip.runs import STEP_VALUE_COLUMNS
-from mnist_clip.training import Trainer, step_values, train_epochs
+from mnist_clip.runs.schema import STEP_VALUE_COLUMNS
+from mnist_clip.train.step import Trainer, step_values, train_epochs
 from conftest import small_dataset
 
 
@@ -235,7 +235,7 @@ def numpy_any_depth(params: dict, x: np.ndarray, y: np.ndarray, activation: str)
     ((), "relu", "reference", 50.0),
 ], ids=["sigmoid-4", "tanh-3-glorot", "relu-5-he", "linear"])
 def test_any_depth_step_matches_numpy(mnist_5k, hidden, activation, init, input_scale):
-    from mnist_clip.schema import gradient_columns
+    from mnist_clip.runs.schema import gradient_columns
 
     config = Config(hidden=hidden, activation=activation, init=init, clip_norm=0.05, input_scale=input_scale)
     params = init_params(config.seed, hidden, init)

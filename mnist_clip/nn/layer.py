@@ -107,6 +107,13 @@ class LayerKind:
         """(column prefix, words) per signal a picture draws through time."""
         return ()
 
+    @property
+    def linear_growth(self) -> float | None:
+        """The factor per step back through time that the initial recurrent weight alone gives the
+        signal while the activations stay linear (a simple RNN's gain); None where no such
+        estimate holds."""
+        return None
+
     def initial(self, tensor: Tensor, draws: "Draws"):
         """The tensor's initial value (a tf.Tensor): input weights by the config's init, gains
         (gamma) one, biases and shifts zero."""

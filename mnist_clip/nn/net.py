@@ -120,6 +120,12 @@ class Net:
     def recurrent_gain(self) -> float | None:
         return getattr(self.layers[0], "gain", None)
 
+    @property
+    def linear_growth(self) -> float | None:
+        """The signal's linear-regime growth per step back through time, where the net's kind
+        states one (see LayerKind.linear_growth)."""
+        return next((layer.linear_growth for layer in self.layers if layer.linear_growth is not None), None)
+
     def tensor(self, name: str) -> Tensor:
         return next(tensor for tensor in self.tensors if tensor.name == name)
 

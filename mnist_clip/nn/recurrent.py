@@ -38,6 +38,11 @@ class SimpleRecurrent(LayerKind):
     def signal_groups(self) -> tuple[tuple[str, str], ...]:
         return (TIME_SIGNAL,)
 
+    @property
+    def linear_growth(self) -> float:
+        """dL/dh_(t-1) = wh^T diag(act'(.)) dL/dh_t, and act' is 1 near 0: the gain per step back."""
+        return self.gain
+
     def initial(self, tensor: Tensor, draws: Draws):
         if tensor.role == "recurrent":
             return draws.orthogonal(tensor, self.gain)

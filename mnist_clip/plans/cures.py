@@ -108,7 +108,7 @@ def run_cures(base: Config, names, out: str | Path, name: str | None = None, see
 def run_cures_reported(config: Config, names: list[str], reporter, out, name, seeds: int, jobs: int, plots: bool,
                        data=None, recipe: str | None = None, language: str = "python") -> CuresOutcome:
     """`cures` with its progress and closing lines (in .notes): the one path behind the command and mc.cures."""
-    from mnist_clip.runs import check_out_folder
+    from mnist_clip.runs.folder import check_out_folder
 
     check_jobs(jobs)
     check_out_folder(Path(out))
@@ -135,8 +135,8 @@ def run_cures_reported(config: Config, names: list[str], reporter, out, name, se
 def cure_rows(cells: list[CureCell], skipped: list[tuple[str, str]], folder: Path) -> list[dict]:
     """cures.csv: a row per cure and seed (cure by cure), a row per skipped cure, and with
     several seeds per cure its mean, std, min and max over the seeds that finished."""
-    from mnist_clip.comparison import STATISTICS, table_row
-    from mnist_clip.runs import read_run
+    from mnist_clip.runs.table import STATISTICS, table_row
+    from mnist_clip.runs.reader import read_run
 
     rows = []
     for cell in sorted(cells, key=lambda c: (list(BY_NAME).index(c.cure), c.config.seed)):
@@ -178,8 +178,8 @@ def cure_rows(cells: list[CureCell], skipped: list[tuple[str, str]], folder: Pat
 
 
 def write_cure_outputs(rows: list[dict], folder: Path, title: str) -> list[Path]:
-    from mnist_clip.plots import save_figure
-    from mnist_clip.runs import write_atomic
+    from mnist_clip.viz.style import save_figure
+    from mnist_clip.runs.folder import write_atomic
     from mnist_clip.viz.cures import cures_figure
 
     csv_path = folder / "cures.csv"
@@ -189,7 +189,7 @@ def write_cure_outputs(rows: list[dict], folder: Path, title: str) -> list[Path]
 
 
 def setup_title(base: Config, cells: list[CureCell]) -> str:
-    from mnist_clip.reporting import settings_text
+    from mnist_clip.console.reporting import settings_text
 
     seeds = sorted({cell.config.seed for cell in cells})
     seed_words = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
@@ -223,7 +223,7 @@ def cures_text(rows: list[dict], skipped: list[tuple[str, str]] = (), language: 
     accuracy's spread, its paired difference from base with a 95% interval and in how many seeds
     the cure came out ahead, and the gradient flow it leaves (for the recurrent net its own
     names: dh1/dh28, wx); then the skipped cures. The table fits the terminal's width."""
-    from mnist_clip.reporting import fit_line, table_lines
+    from mnist_clip.console.reporting import fit_line, table_lines
     from mnist_clip.viz.cures import by_cure
 
     grouped = by_cure(rows)
@@ -274,7 +274,7 @@ def cures_text(rows: list[dict], skipped: list[tuple[str, str]] = (), language: 
 
 def diagnosis_lines(cells: list[CureCell], folder: Path) -> list[str]:
     """Each diverged run's diagnosis: its likely cause and what happened."""
-    from mnist_clip.diagnosis import describe
+    from mnist_clip.runs.diagnosis import describe
     from mnist_clip.validation import read_summary
 
     lines = []

@@ -11,7 +11,8 @@ from typing import Callable
 from mnist_clip.config import Config
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.plans.runner import check_seeds, load_data
-from mnist_clip.runs import DEMO_FILE, Run, RunTarget, read_run, write_json
+from mnist_clip.runs.folder import DEMO_FILE, RunTarget, write_json
+from mnist_clip.runs.reader import Run, read_run
 
 TWINS = ("clipped", "unclipped")
 
@@ -59,9 +60,9 @@ def run_demo(config: Config, reporter, train_run: Callable, out: str | Path = "o
     """Train the twins in turn in this process, each with its own report (`train_run` trains one
     run into a folder and reports it: the path behind `train`), into a new folder that replaces an
     earlier one of its name (overwrite) only once all have run; then compare.csv and compare.png."""
-    from mnist_clip.comparison import compare_runs, paired_rows, paired_text
+    from mnist_clip.plans.compare import compare_runs, paired_rows, paired_text
     from mnist_clip.experiment import never_acted_line
-    from mnist_clip.interrupts import catch_stop_signals
+    from mnist_clip.console.interrupts import catch_stop_signals
 
     twins = plan_demo(config, seeds)
     prefix = f"demo-{recipe}" if recipe else "demo"

@@ -12,7 +12,7 @@ from mnist_clip.config import CONFIG_KEYS, OPTIONS, Config, format_hidden, norma
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.options import parse_text
 from mnist_clip.plans.runner import check_plan_size, check_seeds
-from mnist_clip.runs import MAX_NAME_BYTES
+from mnist_clip.runs.folder import MAX_NAME_BYTES
 
 DEFAULT_GRID = ("lr=0.01,0.03,0.1,0.3", "clip_norm=none,1,5,15", "input_scale=50,255")
 MAX_GRID_KEYS = 4  # x axis, y axis, panel columns, panel rows

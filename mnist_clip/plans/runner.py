@@ -19,7 +19,9 @@ from typing import Callable, Protocol, TypeVar
 
 from mnist_clip.config import MAX_SEED, Config
 from mnist_clip.errors import InputError, name as named
-from mnist_clip.runs import SUMMARY_FILE, format_value, read_run_files
+from mnist_clip.runs.folder import SUMMARY_FILE
+from mnist_clip.runs.writer import format_value
+from mnist_clip.runs.reader import read_run_files
 
 FINISHED = ("completed", "diverged")
 # The most runs one command plans (a sweep's cells times its seeds, a demo's pairs): each run
@@ -110,7 +112,7 @@ def load_datasets(runs: list[PlannedRun], keep: bool) -> None:
 def run_one(config: Config, run_dir: str, plots: bool) -> tuple[str, dict, int]:
     """Train one run into run_dir (in this process or in a worker process)."""
     from mnist_clip.data import load_dataset
-    from mnist_clip.tf_setup import import_tensorflow
+    from mnist_clip.console.tf_setup import import_tensorflow
 
     import_tensorflow()
     from mnist_clip.experiment import run_experiment
@@ -129,7 +131,7 @@ def _worker_main(tasks, results, parent_pid: int) -> None:
     the parent's to handle; the parent's SIGTERM stops the run in flight after its epoch (a
     second one ends the worker at once)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from mnist_clip.interrupts import catch_stop_signals, die_with_parent
+    from mnist_clip.console.interrupts import catch_stop_signals, die_with_parent
 
     die_with_parent(parent_pid)
 
@@ -145,7 +147,7 @@ def _worker_main(tasks, results, parent_pid: int) -> None:
             try:
                 results.put(("done", *run_one(config, run_dir, plots)))
             except BaseException as err:  # reported by the parent, which goes on with the other runs
-                from mnist_clip.runs import describe_error
+                from mnist_clip.runs.folder import describe_error
 
                 results.put(("failed", run_dir, f"{type(err).__name__}: {describe_error(err)}", 1))
 
@@ -162,7 +164,7 @@ def run_planned(
 ) -> int:
     """Run the runs not finished yet, each into folder/<folder_name>. Returns 0, or 128 + the
     signal that stopped them (runs cut short run again on resuming), or 1 if a run failed."""
-    from mnist_clip.interrupts import SWEEP_STOP_NOTICE, catch_stop_signals
+    from mnist_clip.console.interrupts import SWEEP_STOP_NOTICE, catch_stop_signals
 
     todo = []
     for run in runs:
@@ -281,7 +283,7 @@ def changed_base_keys(stored: dict, base: Config, grid: list[tuple[str, list]]) 
 
 def open_plan_folder(out: Path, name: str | None, prefix: str = "sweep", kind: str = "sweep") -> tuple[Path, bool]:
     """A resumable plan's folder: made new (True), or an existing one to resume (False)."""
-    from mnist_clip.runs import RunTarget, check_name
+    from mnist_clip.runs.folder import RunTarget, check_name
 
     if name is None:
         return RunTarget(out, None, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}", False).create(), True
@@ -323,7 +325,7 @@ class ResumablePlan:
         """Train every run not finished yet into <out>/<name>/ (new, or resumed), then write the
         plan's tables and pictures with `outputs(folder)`, also after a stop. The folder is
         locked throughout. Returns (folder, exit status, what `outputs` returned)."""
-        from mnist_clip.runs import check_out_folder, write_json
+        from mnist_clip.runs.folder import check_out_folder, write_json
 
         out = Path(out)
         check_out_folder(out)
@@ -344,7 +346,7 @@ class ResumablePlan:
         """The plan's folder, new or resumed, locked for the block. A folder of another kind, or
         one recorded with other base options, is refused; a new folder refused or failed before
         any run finished is removed."""
-        from mnist_clip.runs import folder_lock
+        from mnist_clip.runs.folder import folder_lock
 
         folder, new = open_plan_folder(out, name, prefix or self.kind, self.kind)
         try:

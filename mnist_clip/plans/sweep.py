@@ -9,7 +9,8 @@ from mnist_clip.config import Config
 from mnist_clip.errors import InputError, name as named, render
 from mnist_clip.plans.grid import DEFAULT_GRID, Cell, format_setting, make_cells, parse_grid
 from mnist_clip.plans.runner import FINISHED, ResumablePlan, check_jobs, load_data, rows_csv
-from mnist_clip.runs import SWEEP_FILE, read_run, write_atomic
+from mnist_clip.runs.folder import SWEEP_FILE, write_atomic
+from mnist_clip.runs.reader import read_run
 from mnist_clip.stats import spread
 
 METRICS = ("test_accuracy", "final_loss")
@@ -18,7 +19,7 @@ METRICS = ("test_accuracy", "final_loss")
 def sweep_rows(cells: list[Cell], sweep_dir: Path) -> list[dict]:
     """sweep.csv: per cell (and seed), its grid settings, then the compare table's numbers;
     with several seeds, then per grid point the mean, std, min and max over its seeds."""
-    from mnist_clip.comparison import STATISTIC_COLUMNS, STATISTICS, table_row
+    from mnist_clip.runs.table import STATISTIC_COLUMNS, STATISTICS, table_row
 
     rows = []
     for cell in cells:
@@ -52,7 +53,7 @@ def sweep_rows(cells: list[Cell], sweep_dir: Path) -> list[dict]:
 
 
 def write_sweep_outputs(cells: list[Cell], grid: list[tuple[str, list]], sweep_dir: Path, metric: str) -> list[Path]:
-    from mnist_clip.plots import save_figure
+    from mnist_clip.viz.style import save_figure
     from mnist_clip.viz.stability import stability_figure
 
     rows = sweep_rows(cells, sweep_dir)

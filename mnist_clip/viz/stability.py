@@ -17,7 +17,7 @@ def stability_figure(rows: list[dict], grid: list[tuple[str, list]], metric: str
     from matplotlib.patches import Rectangle
     from matplotlib.ticker import FuncFormatter
 
-    from mnist_clip.plots import PlainLogFormatter, subplots
+    from mnist_clip.viz.style import PlainLogFormatter, subplots
 
     keys = [key for key, _ in grid]
     labels = [[format_setting(v) for v in values] for _, values in grid]

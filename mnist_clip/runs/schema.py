@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from mnist_clip.train.methods import METHODS
 from mnist_clip.nn import Net, role_of
 
 REFERENCE_NET = Net.of({})
@@ -60,17 +61,9 @@ def update_columns(tensors: Sequence[str]) -> tuple[str, ...]:
 
 
 def clip_columns(tensors: Sequence[str], clip: str) -> tuple[str, ...]:
-    """value: each tensor's largest |element|; agc: the threshold lambda, each tensor's
-    share of units clipped and its largest unit ratio ||g|| / max(||w||, 1e-3);
-    autoclip: the threshold in effect at the step."""
-    if clip == "value":
-        return tuple(f"{name}_max_abs" for name in tensors)
-    if clip == "agc":
-        return ("clip_threshold", *(f"{name}_units_clipped" for name in tensors),
-                *(f"{name}_agc_ratio" for name in tensors))
-    if clip == "autoclip":
-        return ("clip_threshold",)
-    return ()
+    """The columns the clipping method adds to every step (train.methods declares them)."""
+    method = METHODS.get(clip)
+    return method.extra_columns(tensors) if method else ()
 
 
 STEP_VALUE_COLUMNS = step_value_columns()  # the reference net's

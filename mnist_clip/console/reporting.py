@@ -14,9 +14,10 @@ from typing import Callable
 import numpy as np
 
 from mnist_clip.config import Config
-from mnist_clip.diagnosis import describe
+from mnist_clip.runs.diagnosis import describe
 from mnist_clip.experiment import Progress, never_acted_line
-from mnist_clip.runs import clip_label, training_label
+from mnist_clip.train.methods import clip_label
+from mnist_clip.runs.labels import training_label
 
 MODES = ("auto", "bar", "lines", "quiet")
 _IMPORTED = time.perf_counter()
@@ -143,7 +144,7 @@ def accuracy_line(config: Config, summary: dict, train_size: int | None) -> str 
 
 def settings_text(config: Config) -> str:
     """The settings of a run in one line: what a reader needs to tell runs apart."""
-    from mnist_clip.plots import architecture_label
+    from mnist_clip.viz.labels import architecture_label
 
     parts = [clip_label(config.to_dict()), training_label(config.to_dict()), f"x/{config.input_scale:g}",
              architecture_label(config.to_dict()), f"seed {config.seed}", plural(config.epochs, "epoch")]
@@ -227,9 +228,9 @@ class Reporter:
         def end() -> None:
             reporter.close_bar()
             if drawing and reporter.mode != "quiet":
-                from mnist_clip.plots import RUN_FIGURES  # about to be drawn: matplotlib loads now anyway
+                from mnist_clip.viz.registry import figures_of  # about to be drawn: matplotlib loads now anyway
 
-                reporter.line(f"drawing the pictures ({', '.join(RUN_FIGURES)}) ...")
+                reporter.line(f"drawing the pictures ({', '.join(figures_of(config.to_dict(), config.net))}) ...")
 
         return Progress(on_epoch=epoch, on_steps=steps, on_begin=begin, on_end=end)
 

@@ -1,4 +1,6 @@
-"""The clipping methods, as pure functions: (list of gradients, threshold) -> clipped list."""
+"""The clipping methods' rules in TensorFlow, as pure functions: (list of gradients, threshold) ->
+clipped list; and a step's clipping with what it logs. What each method compares, its columns
+and its words are declared in methods.py."""
 
 from __future__ import annotations
 
@@ -50,11 +52,12 @@ CLIP_FUNCTIONS: dict[str, ClipFn] = {
 }
 
 
-def clip_with_norms(method: str, grads: Sequence[tf.Tensor], threshold: float, norms: Sequence[tf.Tensor]) -> list:
+def clip_with_norms(method: str, grads: Sequence[tf.Tensor], threshold: float, norms: Sequence[tf.Tensor],
+                    global_norm: tf.Tensor | None = None) -> list:
     """CLIP_FUNCTIONS[method], reusing the tensors' L2 norms where TensorFlow takes them
     (clip_by_global_norm's use_norm), which saves a pass over every gradient."""
     if method == "global_norm":
-        clipped, _ = tf.clip_by_global_norm(list(grads), threshold, use_norm=tf.norm(tf.stack(norms)))
+        clipped, _ = tf.clip_by_global_norm(list(grads), threshold, use_norm=tf.norm(tf.stack(norms)) if global_norm is None else global_norm)
         return clipped
     return CLIP_FUNCTIONS[method](grads, threshold)
 
@@ -203,3 +206,30 @@ def clip_only(method: str, grads: Sequence[tf.Tensor], params: Sequence[tf.Tenso
         global_norm = tf.linalg.global_norm(list(grads))
         return clip_global_norm(grads, autoclip.add_and_threshold(global_norm))
     return CLIP_FUNCTIONS[method](grads, threshold)
+
+
+def clip_step(method: str, grads: Sequence[tf.Tensor], params: Sequence[tf.Tensor] | None, threshold,
+              autoclip: AutoClipHistory | None = None, norms: Sequence[tf.Tensor] | None = None,
+              global_norm: tf.Tensor | None = None) -> tuple:
+    """A step's clipping and what it logs: (clipped gradients, per tensor whether it fired,
+    norms before, global norm before, norms after, the values of the method's extra columns in
+    the order train.methods declares them). For autoclip, `autoclip` holds the history the
+    step's threshold comes from. `norms` and `global_norm`, the gradients' norms if already at
+    hand, save a pass over them; `params` are needed by agc only."""
+    if method == "agc":  # its unit norms give the tensors' norms too
+        clipped, fired, fractions, ratios, norms_after, norms_before = agc_clip(grads, params, threshold)
+        return (clipped, fired, norms_before, tf.norm(tf.stack(norms_before)), norms_after,
+                [tf.cast(threshold, tf.float32), *fractions, *ratios])
+    norms_before = list(norms) if norms is not None else [tf.norm(g) for g in grads]
+    global_before = global_norm if global_norm is not None else tf.norm(tf.stack(norms_before))
+    extra = []
+    if method == "autoclip":
+        threshold = autoclip.add_and_threshold(global_before)
+        extra = [threshold]
+    rule = "global_norm" if method == "autoclip" else method
+    clipped = clip_with_norms(rule, grads, threshold, norms_before, global_before)
+    norms_after = clipped_norms(rule, clipped, norms_before, threshold)
+    fired = clip_fired(rule, grads, threshold, norms_before)
+    if method == "value":
+        extra = [tf.reduce_max(tf.abs(g)) for g in grads]
+    return clipped, fired, norms_before, global_before, norms_after, extra

@@ -15,35 +15,30 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from mnist_clip.nn import N_ROWS
-from mnist_clip.plots import (
-    FIGSIZE,
-    colormap,
+from mnist_clip.runs.reader import Run
+from mnist_clip.viz.profiles import (
     drawn_epochs,
     edge_handles,
     edge_marks,
+    profile_axis,
+    runup_colors,
+    runup_rows,
+    step_profile,
+)
+from mnist_clip.viz.series import norm_ratio, positive, run_smoothing, short_batches, signal_ratio
+from mnist_clip.viz.steps import loss_figure, norms_figure, smoothed_lines, updates_figure
+from mnist_clip.viz.style import (
+    FIGSIZE,
+    colormap,
     finish_figure,
     layer_colors,
     legend_below,
     log_y,
-    loss_figure,
     mark_divergence,
-    norm_ratio,
-    norms_figure,
-    profile_axis,
-    positive,
-    run_smoothing,
-    runup_colors,
-    runup_rows,
     run_step_axis,
     short_batch_note,
-    short_batches,
-    signal_ratio,
-    smoothed_lines,
-    step_profile,
     subplots,
-    updates_figure,
 )
-from mnist_clip.runs import Run
 
 SHOWN_TIME_STEPS = (1, 7, 14, 21, 28)  # the time steps signals.png draws over the training steps
 MIDDLE_STEP = N_ROWS // 2
@@ -53,10 +48,6 @@ ZERO_COLOR = "0.7"  # a signal of exactly 0 in the time x step map
 def time_colors(times) -> list:
     cmap = colormap("viridis")
     return [cmap(0.9 * (t - 1) / (N_ROWS - 1)) for t in times]
-
-
-def gain(run: Run) -> float:
-    return float(run.config.get("recurrent_gain", 1.0))
 
 
 def growth_per_step(ratio: float) -> float:
@@ -108,7 +99,8 @@ def clipping_note(run: Run) -> str:
 
 
 def time_ratio_figure(run: Run) -> Figure:
-    """|dh_1| / |dh_28| and |dh_14| / |dh_28| per step, raw and smoothed, beside gain^27."""
+    """|dh_1| / |dh_28| and |dh_14| / |dh_28| per step, raw and smoothed, beside gain^27 where
+    the net's kind gives that estimate."""
     fig, ax = subplots(figsize=FIGSIZE)
     steps = run.metrics["step"]
     smoothing = run_smoothing(run)
@@ -117,9 +109,10 @@ def time_ratio_figure(run: Run) -> Figure:
     smoothed_lines(ax, steps, signal_ratio(run, f"dh{MIDDLE_STEP}"), smoothing, middle,
                    f"|dL/dh{MIDDLE_STEP}| / |dL/dh28|")
     ax.axhline(1.0, color="0.5", linewidth=0.8)
-    linear = gain(run) ** (N_ROWS - 1)
-    ax.axhline(linear, color="0.3", linestyle=":", linewidth=1.2,
-               label=f"gain^27 = {linear:.3g}: the linear-regime estimate for the initial wh")
+    if run.net.linear_growth is not None:
+        linear = run.net.linear_growth ** (N_ROWS - 1)
+        ax.axhline(linear, color="0.3", linestyle=":", linewidth=1.2,
+                   label=f"gain^27 = {linear:.3g}: the linear-regime estimate for the initial wh")
     log_y(ax)
     ax.set_ylabel("ratio of signal norms (log)")
     ax.set_title(textwrap.fill(
@@ -220,9 +213,11 @@ def time_flow_figure(run: Run) -> Figure:
         left.plot(times, positive(initial), color="0.45", linewidth=1.0, marker=".", markersize=4)
         handles.append(Line2D([], [], color="0.45", linewidth=1.0, marker=".",
                               label=f"step 0 (initial weights): {growth_words(initial)}"))
-        left.plot(times, initial[-1] * gain(run) ** (N_ROWS - times), color="0.35", linestyle=":", linewidth=1.4)
-        handles.append(Line2D([], [], color="0.35", linestyle=":", linewidth=1.4,
-                              label=f"x{gain(run):g} per step back: the gain, from step 0's dh28"))
+        growth = run.net.linear_growth
+        if growth is not None:
+            left.plot(times, initial[-1] * growth ** (N_ROWS - times), color="0.35", linestyle=":", linewidth=1.4)
+            handles.append(Line2D([], [], color="0.35", linestyle=":", linewidth=1.4,
+                                  label=f"x{growth:g} per step back: the gain, from step 0's dh28"))
     handles += edge_handles(edges)
     profile_axis(left, run, "time step t (image row; back-propagation runs from 28 down to 1)", "|dL/dh_t|",
                  "Signal through time. Rising toward t = 1 is exploding,\n"

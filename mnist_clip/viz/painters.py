@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist_clip.interrupts import drawing_stopped
+from mnist_clip.console.interrupts import drawing_stopped
 
 REPLY_POLL_SECONDS = 0.05  # how often a wait for a painter looks for a stop request
 
@@ -29,7 +29,7 @@ class Painters:
         for _ in range(count):
             try:
                 self.procs.append(subprocess.Popen(
-                    [sys.executable, "-c", "from mnist_clip.painters import serve; serve()", str(os.getpid())],
+                    [sys.executable, "-c", "from mnist_clip.viz.painters import serve; serve()", str(os.getpid())],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                 ))
             except OSError:
@@ -59,10 +59,9 @@ class Painters:
             self.stop()
             return [Path(drawn[index]) for index in sorted(drawn)]
         if left:  # this process draws what a painter could not
-            from mnist_clip.figures import write_run_plots
-            from mnist_clip.plots import RUN_FIGURES
+            from mnist_clip.viz.registry import figure_names, write_run_plots
 
-            names = list(RUN_FIGURES)
+            names = figure_names(run_dir)
             for share in sorted(left):
                 own = names[share::count]
                 for path in write_run_plots(run_dir, own):
@@ -101,22 +100,21 @@ class Painters:
 
 def serve() -> None:
     """A painter: load matplotlib, then draw the share of figures asked for on stdin."""
-    from mnist_clip.interrupts import die_with_parent
+    from mnist_clip.console.interrupts import die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle
     die_with_parent(int(sys.argv[1]))
     import matplotlib
 
     matplotlib.use("Agg")
-    from mnist_clip.figures import write_run_plots
-    from mnist_clip.plots import RUN_FIGURES
+    from mnist_clip.viz.registry import figure_names, write_run_plots
 
     line = sys.stdin.readline()
     if not line:
         return  # the run ended without pictures
     try:
         task = json.loads(line)
-        names = list(RUN_FIGURES)
+        names = figure_names(task["run"])
         paths = write_run_plots(task["run"], names[task["share"]::task["of"]])
         reply = {"drawn": [[names.index(path.name), str(path)] for path in paths]}
     except Exception as err:  # the run draws this share itself and reports the error

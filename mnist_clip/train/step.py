@@ -9,10 +9,10 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from mnist_clip.clipping import AutoClipHistory, agc_clip, clip_fired, clip_only, clip_with_norms, clipped_norms
+from mnist_clip.train.clipping import AutoClipHistory, clip_only, clip_step
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
-from mnist_clip.dirt import batch_members, dirty_examples, dirty_per_batch, make_dirty
+from mnist_clip.train.dirt import batch_members, dirty_examples, dirty_per_batch, make_dirty
 from mnist_clip.nn.model import (
     EXAMPLE_LOSSES,
     LOSS_FUNCTIONS,
@@ -27,8 +27,8 @@ from mnist_clip.nn.model import (
     prepare_inputs,
 )
 from mnist_clip.nn import Net
-from mnist_clip.optimizers import OptimizerState, UpdateRule, hyperparameters, next_state
-from mnist_clip.schema import data_columns, gradient_columns, step_value_columns
+from mnist_clip.train.optimizers import OptimizerState, UpdateRule, hyperparameters, next_state
+from mnist_clip.runs.schema import data_columns, gradient_columns, step_value_columns
 
 
 def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip: str, threshold,
@@ -54,23 +54,7 @@ def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip
     # the back-propagated signals; asking for them with the weights costs one backward pass.
     gradients = tape.gradient(loss, variables + fwd.signals)
     grads, deltas = gradients[: len(names)], gradients[len(names) :]
-    extra = []
-    if clip == "agc":  # its unit norms give the tensors' norms too
-        clipped, fired, fractions, ratios, norms_after, norms_before = agc_clip(grads, variables, threshold)
-        global_before = tf.norm(tf.stack(norms_before))
-        extra = [tf.cast(threshold, tf.float32), *fractions, *ratios]
-    else:
-        norms_before = [tf.norm(g) for g in grads]
-        global_before = tf.norm(tf.stack(norms_before))
-        if clip == "autoclip":
-            threshold = autoclip.add_and_threshold(global_before)
-            extra = [threshold]
-        method = "global_norm" if clip == "autoclip" else clip
-        clipped = clip_with_norms(method, grads, threshold, norms_before)
-        norms_after = clipped_norms(method, clipped, norms_before, threshold)
-        fired = clip_fired(method, grads, threshold, norms_before)
-        if clip == "value":
-            extra = [tf.reduce_max(tf.abs(g)) for g in grads]
+    clipped, fired, norms_before, global_before, norms_after, extra = clip_step(clip, grads, variables, threshold, autoclip)
     fired = [tf.cast(f, tf.float32) for f in fired]
     global_after = tf.norm(tf.stack(norms_after))
     finite = tf.math.is_finite(loss) & tf.math.is_finite(global_before)

@@ -3,27 +3,15 @@ and the ratio and flow pictures by the model's own layers. No TensorFlow here.""
 
 from __future__ import annotations
 
-
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from mnist_clip.plots import (
-    colormap,
-    finish_figure,
-    layer_colors,
-    log_y,
-    loss_figure,
-    mark_divergence,
-    norms_figure,
-    profile_epochs,
-    ratio_panel,
-    run_step_axis,
-    subplots,
-    updates_figure,
-)
 from mnist_clip.probe_schema import LEFT_OUT
-from mnist_clip.runs import Run
+from mnist_clip.runs.reader import Run
+from mnist_clip.viz.profiles import profile_epochs
+from mnist_clip.viz.steps import loss_figure, norms_figure, ratio_panel, updates_figure
+from mnist_clip.viz.style import colormap, finish_figure, layer_colors, log_y, mark_divergence, run_step_axis, subplots
 
 
 def short_layer(path: str) -> str:
@@ -68,7 +56,7 @@ def weight_profile(run: Run, epoch: int) -> tuple[np.ndarray, np.ndarray]:
 def model_flow_figure(run: Run) -> Figure:
     """Weight-gradient norms by layer, input side first: a profile per chosen epoch, and a layer x
     step map."""
-    from mnist_clip.plots import positive
+    from mnist_clip.viz.series import positive
 
     weights = run.net.layer_weights
     fig, (left, right) = subplots(1, 2, figsize=(12, 6), width_ratios=(1, 1.1))
