@@ -35,6 +35,8 @@ from mnist_clip.options import (  # noqa: F401  (the hidden widths' spelling and
 
 CLIP_METHODS = tuple(METHODS)
 ADAPTIVE_CLIP_METHODS = tuple(name for name, method in METHODS.items() if method.adaptive)  # no fixed threshold
+# the recurrent kinds in the --model help, from their own words: "rnn (Keras's SimpleRNN) or lstm (Keras's LSTM)"
+RECURRENT_WORDS = " or ".join(", ".join(f"{model} ({kind.words})" for model, kind in RECURRENT_KINDS.items()).rsplit(", ", 1))
 DATASETS = ("auto", "mnist", "mnist-5k")
 ON_NONFINITE = ("stop", "continue")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -111,11 +113,10 @@ class Config:
                        "BatchNormalization or LayerNormalization (the layer then has gamma and beta, no bias).",
                        choices=NORMS)
     residual: bool = option(False, "Add each hidden layer's input to its activation where the widths are equal.")
-    model: str = option("mlp", "mlp: the tutorial's dense net; rnn (Keras's SimpleRNN) or lstm (Keras's LSTM): a "
-                        "recurrent net reading each image as 28 rows (one hidden width, default 128, and tanh "
-                        "unless given).", choices=MODELS)
-    recurrent_gain: float = option(1.0, "rnn, lstm: every singular value of the initial recurrent weight wh "
-                                   "(gain x Orthogonal).", range=POSITIVE)
+    model: str = option("mlp", f"mlp: the tutorial's dense net; {RECURRENT_WORDS}: a recurrent net reading each "
+                        "image as 28 rows (one hidden width, default 128, and tanh unless given).", choices=MODELS)
+    recurrent_gain: float = option(1.0, f"{', '.join(RECURRENT_KINDS)}: every singular value of the initial "
+                                   "recurrent weight wh (gain x Orthogonal).", range=POSITIVE)
     dirty_fraction: float = option(0.0, "This share of the training examples (a seeded, fixed set) is made dirty; "
                                    "the test set stays clean.",
                                    range=dataclasses.replace(FRACTION, hint="; 0 leaves the data clean"))

@@ -62,6 +62,7 @@ class LayerKind:
     # the net built around this kind when a config's `model` names it (None: a part of the MLP)
     model: ClassVar[str | None] = None
     time_steps: ClassVar[int | None] = None  # a recurrent kind reads the image row by row
+    words: ClassVar[str] = ""  # what the kind is, in the --model option's help: "Keras's LSTM"
 
     index: int
     fan_in: int

@@ -20,6 +20,7 @@ FORGET_GATE = 1
 class LSTM(LayerKind):
     model: ClassVar[str] = "lstm"
     time_steps: ClassVar[int] = N_ROWS
+    words: ClassVar[str] = "Keras's LSTM"
 
     index: int
     fan_in: int  # a row's pixels

@@ -15,6 +15,7 @@ TIME_SIGNAL = ("dh", "dL/dh_t, the hidden state")
 class SimpleRecurrent(LayerKind):
     model: ClassVar[str] = "rnn"
     time_steps: ClassVar[int] = N_ROWS
+    words: ClassVar[str] = "Keras's SimpleRNN"
 
     index: int
     fan_in: int  # a row's pixels

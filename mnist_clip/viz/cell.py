@@ -8,6 +8,8 @@ more of the signal reaches t = 1 through the cell.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -87,7 +89,8 @@ def cell_figure(run: Run) -> Figure:
     right.axhline(1.0, color="0.5", linewidth=0.8)
     log_y(right)
     right.set_ylabel("share of the signal at t = 28 that reaches t = 1 (log)")
-    right.set_title(f"First time step over last, raw per step (pale) and {smoothing.words()}", fontsize=10)
+    right.set_title(textwrap.fill(f"The share that reaches the first time step, raw per step (pale) and "
+                                  f"{smoothing.words()}", 70), fontsize=10)
     right.legend(loc="best", fontsize=9)
     mark_divergence(right, run)
     run_step_axis(right, run)
