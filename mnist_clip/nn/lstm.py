@@ -9,25 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mnist_clip.nn.layer import N_ROWS, Draws, ForwardRecord, LayerKind, Tensor
-from mnist_clip.nn.recurrent import TIME_SIGNAL
+from mnist_clip.nn.layer import Draws, ForwardRecord, Tensor
+from mnist_clip.nn.recurrent import TIME_SIGNAL, Recurrent
 
 GATES = 4  # input, forget, cell candidate, output: Keras's order along the 4H axis
 FORGET_GATE = 1
 
 
 @dataclass(frozen=True)
-class LSTM(LayerKind):
-    model: ClassVar[str] = "lstm"
-    time_steps: ClassVar[int] = N_ROWS
-    words: ClassVar[str] = "Keras's LSTM"
+class LSTM(Recurrent):
+    """activation is Keras's `activation`: the candidate's and the cell output's."""
 
-    index: int
-    fan_in: int  # a row's pixels
-    fan_out: int  # the hidden width H
-    activation: str = "tanh"  # Keras's `activation`: the candidate's and the cell output's
-    tag: str = ""
-    gain: float = 1.0
+    model: ClassVar[str] = "lstm"
+    words: ClassVar[str] = "Keras's LSTM"
 
     @property
     def tensors(self) -> tuple[Tensor, ...]:
@@ -53,8 +47,6 @@ class LSTM(LayerKind):
     def initial(self, tensor: Tensor, draws: Draws):
         import tensorflow as tf
 
-        if tensor.role == "recurrent":
-            return draws.orthogonal(tensor, self.gain)
         if tensor.role == "bias":
             gate = tf.range(tensor.shape[0]) // self.fan_out
             return tf.cast(tf.equal(gate, FORGET_GATE), tf.float32)
@@ -89,6 +81,3 @@ class LSTM(LayerKind):
         # a unit is inactive when act(c_t) passes no gradient for every example at every time step
         record.units.append(tf.concat(cell_outputs, axis=0))
         return h
-
-    def describe(self) -> str:
-        return f"{self.activation}, gain {self.gain:g}"

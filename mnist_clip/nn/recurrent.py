@@ -12,10 +12,11 @@ TIME_SIGNAL = ("dh", "dL/dh_t, the hidden state")
 
 
 @dataclass(frozen=True)
-class SimpleRecurrent(LayerKind):
-    model: ClassVar[str] = "rnn"
+class Recurrent(LayerKind):
+    """What every recurrent kind shares: it reads the image's 28 rows, and its recurrent weight
+    starts as gain x Keras's Orthogonal."""
+
     time_steps: ClassVar[int] = N_ROWS
-    words: ClassVar[str] = "Keras's SimpleRNN"
 
     index: int
     fan_in: int  # a row's pixels
@@ -23,6 +24,20 @@ class SimpleRecurrent(LayerKind):
     activation: str = "tanh"
     tag: str = ""
     gain: float = 1.0  # every singular value of the recurrent weight at the start
+
+    def initial(self, tensor: Tensor, draws: Draws):
+        if tensor.role == "recurrent":
+            return draws.orthogonal(tensor, self.gain)
+        return super().initial(tensor, draws)
+
+    def describe(self) -> str:
+        return f"{self.activation}, gain {self.gain:g}"
+
+
+@dataclass(frozen=True)
+class SimpleRecurrent(Recurrent):
+    model: ClassVar[str] = "rnn"
+    words: ClassVar[str] = "Keras's SimpleRNN"
 
     @property
     def tensors(self) -> tuple[Tensor, ...]:
@@ -44,11 +59,6 @@ class SimpleRecurrent(LayerKind):
         """dL/dh_(t-1) = wh^T diag(act'(.)) dL/dh_t, and act' is 1 near 0: the gain per step back."""
         return self.gain
 
-    def initial(self, tensor: Tensor, draws: Draws):
-        if tensor.role == "recurrent":
-            return draws.orthogonal(tensor, self.gain)
-        return super().initial(tensor, draws)
-
     def forward(self, params: dict, x, record: ForwardRecord):
         """The loop over time is unrolled: 28 static steps that XLA compiles with the rest of the
         training step."""
@@ -67,6 +77,3 @@ class SimpleRecurrent(LayerKind):
         # a unit is inactive when it is for every example at every time step
         record.units.append(ops.tf.concat(hs, axis=0))
         return h
-
-    def describe(self) -> str:
-        return f"{self.activation}, gain {self.gain:g}"
