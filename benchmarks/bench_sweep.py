@@ -37,7 +37,7 @@ from mnist_clip.console.tf_setup import import_tensorflow  # noqa: E402
 
 tf = import_tensorflow()
 
-from mnist_clip.train import step as training  # noqa: E402
+from mnist_clip.training import step as training  # noqa: E402
 from mnist_clip.config import Config, layer_sizes  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
 from mnist_clip.experiment import run_experiment  # noqa: E402

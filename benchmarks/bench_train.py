@@ -46,7 +46,7 @@ from mnist_clip.data import load_dataset  # noqa: E402
 from mnist_clip.config import layer_sizes  # noqa: E402
 from mnist_clip.nn.model import ACTIVATION_FUNCTIONS, config_params, one_hot, prepare_inputs  # noqa: E402
 from mnist_clip.nn import N_ROWS, ROW_WIDTH  # noqa: E402
-from mnist_clip.train.step import Trainer  # noqa: E402
+from mnist_clip.training.step import Trainer  # noqa: E402
 
 # name -> (config changes, variants timed). The adaptive clipping methods have no
 # tutorial or Keras counterpart: for them only what logging costs (c/d) is timed.

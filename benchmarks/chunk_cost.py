@@ -24,7 +24,7 @@ from bench_train import CASES  # noqa: E402
 from jax_loop import JaxTrainer  # noqa: E402
 from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
-from mnist_clip.train.step import Trainer  # noqa: E402
+from mnist_clip.training.step import Trainer  # noqa: E402
 
 LENGTHS = (1, 4, 16, 31)
 

@@ -14,7 +14,7 @@ import argparse
 from mnist_clip.config import Config, load_toml
 from mnist_clip.data import load_mnist_5k
 from mnist_clip.recipe_files import resolve_config_file
-from mnist_clip.train.step import Trainer, train_epochs
+from mnist_clip.training.step import Trainer, train_epochs
 
 
 def main() -> None:

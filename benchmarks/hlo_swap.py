@@ -32,8 +32,8 @@ from bench_train import CASES  # noqa: E402
 from jax_loop import JaxTrainer  # noqa: E402
 from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.data import load_dataset  # noqa: E402
-from mnist_clip.train.optimizers import hyperparameters  # noqa: E402
-from mnist_clip.train.step import Trainer  # noqa: E402
+from mnist_clip.training.optimizers import hyperparameters  # noqa: E402
+from mnist_clip.training.step import Trainer  # noqa: E402
 
 
 def compile_hlo_text(text: str):

@@ -174,7 +174,7 @@ def build_epoch(net: Net, update: str, unroll: int | bool):
 
 
 def batched(array: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """mnist_clip.train.step.batched: [full batches, B, ...] and [1, remainder, ...]."""
+    """mnist_clip.training.step.batched: [full batches, B, ...] and [1, remainder, ...]."""
     n_full = len(array) // batch_size
     parts = [array[: n_full * batch_size].reshape(n_full, batch_size, *array.shape[1:])] if n_full else []
     if len(array) % batch_size:

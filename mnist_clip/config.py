@@ -15,7 +15,7 @@ import numpy as np
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.nn import (  # noqa: F401  (N_CLASSES: re-exported)
     MODEL_DEFAULTS, MODELS, N_CLASSES, N_INPUTS, NORMS, RECURRENT_KINDS, REFERENCE_HIDDEN, Net)
-from mnist_clip.train.methods import METHODS
+from mnist_clip.training.methods import METHODS
 from mnist_clip.options import (  # noqa: F401  (the hidden widths' spelling and the ranges: re-exported)
     AT_LEAST_ONE,
     FLOAT32_RANGE,

@@ -23,7 +23,7 @@ from mnist_clip.console.interrupts import (
 )
 from mnist_clip.runs.folder import PLOTS_DIR, RunTarget
 from mnist_clip.runs.writer import RunWriter
-from mnist_clip.train.methods import compared_with_threshold
+from mnist_clip.training.methods import compared_with_threshold
 from mnist_clip.runs.schema import epoch_columns_for, is_flag_column, metric_columns_for
 from mnist_clip.runs.reader import nonfinite_steps
 
@@ -162,7 +162,7 @@ def run_experiment(
 ) -> Outcome:
     """Train `config` on `dataset`, writing everything into the (new, empty) run_dir; the
     pictures are drawn by `draw(run_dir)` (painter processes) or here."""
-    from mnist_clip.train.step import Trainer, train_epochs
+    from mnist_clip.training.step import Trainer, train_epochs
 
     progress = progress or Progress()
     started = time.perf_counter()

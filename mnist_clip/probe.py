@@ -41,7 +41,7 @@ from mnist_clip.probe_step import (
 )
 from mnist_clip.runs.folder import PLOTS_DIR, RunTarget
 from mnist_clip.runs.writer import RunWriter
-from mnist_clip.train.methods import compared_with_threshold
+from mnist_clip.training.methods import compared_with_threshold
 from mnist_clip.runs.schema import is_flag_column
 from mnist_clip.runs.reader import read_run
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from mnist_clip.train import clipping
+from mnist_clip.training import clipping
 from mnist_clip.errors import InputError
 from mnist_clip.probe_schema import WEIGHT_ROLES, role_of_path, value_columns
 
@@ -151,7 +151,7 @@ class Recorder:
         return norms, tf.zeros([len(grads)], tf.bool), []
 
     def _probe_clipping(self, grads: list, norms, global_before):
-        """The product's clipping methods (mnist_clip.train.clipping), applied by the probe."""
+        """The product's clipping methods (mnist_clip.training.clipping), applied by the probe."""
         params = [read(v) for v in self.variables] if self.clip == "agc" else None
         clipped, fired, _, _, after, extra = clipping.clip_step(
             self.clip, grads, params, self.threshold, self.autoclip, norms=tf.unstack(norms), global_norm=global_before)

@@ -16,7 +16,7 @@ from jax_loop import JaxTrainer  # noqa: E402
 
 from mnist_clip.config import Config  # noqa: E402
 from mnist_clip.runs.schema import step_value_columns  # noqa: E402
-from mnist_clip.train.step import Trainer  # noqa: E402
+from mnist_clip.training.step import Trainer  # noqa: E402
 
 
 def both_loops(config: Config, data) -> tuple[np.ndarray, bool, np.ndarray, bool, tuple]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_clip.train.clipping import (
+from mnist_clip.training.clipping import (
     CLIP_FUNCTIONS,
     AutoClipHistory,
     agc_clip,
@@ -15,7 +15,7 @@ from mnist_clip.train.clipping import (
     clipped_norms,
 )
 from mnist_clip.nn.model import init_params, one_hot, prepare_inputs
-from mnist_clip.train.methods import METHODS, clip_label, compared_with_threshold
+from mnist_clip.training.methods import METHODS, clip_label, compared_with_threshold
 
 
 def tensor_cases():
@@ -209,7 +209,7 @@ def test_agc_equals_optax(mnist_5k, clipping):
 def test_autoclip_threshold_is_the_numpy_percentile_of_the_history(small):
     from mnist_clip.config import Config
     from mnist_clip.runs.schema import step_value_columns
-    from mnist_clip.train.step import Trainer, train_epochs
+    from mnist_clip.training.step import Trainer, train_epochs
 
     config = Config(clip="autoclip", clip_percentile=25.0, epochs=6, lr=0.01, batch_size=50, input_scale=255.0)
     trainer = Trainer(config, small)

@@ -9,13 +9,13 @@ import mnist_clip as mc
 from conftest import first_digits
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
-from mnist_clip.train.dirt import dirty_count, dirty_examples
+from mnist_clip.training.dirt import dirty_count, dirty_examples
 from mnist_clip.runs.schema import METRIC_COLUMNS, metric_columns_for
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_the_marked_batches_are_those_that_trained_on_a_dirty_example(tmp_path, mnist_5k, shuffle):
-    from mnist_clip.train.step import Trainer
+    from mnist_clip.training.step import Trainer
 
     data = first_digits(mnist_5k, 300, 50)
     settings = dict(dirty_fraction=0.02, dirty_scale=100.0, epochs=2, batch_size=64, shuffle=shuffle)

@@ -114,3 +114,11 @@ def test_no_module_of_the_package_imports_another_in_a_cycle():
 def test_no_module_is_much_over_500_lines():
     lengths = {module_name(path): len(path.read_text().splitlines()) for path in sources()}
     assert {name: n for name, n in lengths.items() if n > MAX_LINES * 1.1} == {}
+
+
+def test_no_module_of_the_package_root_is_named_as_a_public_function():
+    """`import mnist_clip.x.y` sets the root's attribute x to the module: a module named `train`
+    would put itself in the place of mc.train."""
+    modules = {path.stem for path in PACKAGE.glob("*.py")} | {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    assert set(mnist_clip.__all__) & modules == set()
+    assert {"train", "compare", "sweep", "cures", "demo"} <= set(mnist_clip.__all__)

@@ -8,7 +8,7 @@ import tensorflow as tf
 from conftest import first_digits
 from mnist_clip.config import Config
 from mnist_clip.nn.model import config_params, forward, one_hot, prepare_inputs
-from mnist_clip.train.step import Trainer, train_epochs
+from mnist_clip.training.step import Trainer, train_epochs
 
 WIDTH, BATCH, STEPS, LR, CLIP_NORM = 8, 32, 3, 0.05, 0.02
 

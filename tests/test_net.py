@@ -13,7 +13,7 @@ from mnist_clip.experiment import run_experiment
 from mnist_clip.nn.model import forward, init_params, one_hot, prepare_inputs
 from mnist_clip.nn import Net
 from mnist_clip.runs.reader import read_run
-from mnist_clip.train.step import Trainer
+from mnist_clip.training.step import Trainer
 
 EPS = 1e-3
 ACT = {"relu": lambda u: np.maximum(u, 0), "sigmoid": lambda u: 1 / (1 + np.exp(-u)), "tanh": np.tanh}

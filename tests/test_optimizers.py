@@ -15,7 +15,7 @@ from conftest import first_digits, small_dataset
 from mnist_clip.experiment import run_experiment
 from mnist_clip.nn.model import init_params, one_hot, prepare_inputs
 from mnist_clip.runs.reader import read_run
-from mnist_clip.train.step import Trainer, train_epochs
+from mnist_clip.training.step import Trainer, train_epochs
 
 STEPS = 8  # two epochs of four full batches of 128
 

@@ -14,7 +14,7 @@ from mnist_clip.runs.diagnosis import EXPLODING, OUTPUT_LR, diagnose
 from mnist_clip.recipe_files import resolve_config_file
 from mnist_clip.errors import InputError
 from mnist_clip.nn.model import config_params, forward, one_hot, prepare_inputs
-from mnist_clip.train.step import Trainer, train_epochs
+from mnist_clip.training.step import Trainer, train_epochs
 
 WIDTH, BATCH, STEPS = 16, 32, 3
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_clip.train.clipping import CLIP_FUNCTIONS
+from mnist_clip.training.clipping import CLIP_FUNCTIONS
 from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.nn.model import init_params, one_hot, prepare_inputs
 from mnist_clip.runs.schema import STEP_VALUE_COLUMNS
-from mnist_clip.train.step import Trainer, step_values, train_epochs
+from mnist_clip.training.step import Trainer, step_values, train_epochs
 from conftest import small_dataset
 
 

@@ -1,4 +1,4 @@
-"""The words a run's optimizer and training are said in (its clipping's: train.methods)."""
+"""The words a run's optimizer and training are said in (its clipping's: training.methods)."""
 
 from __future__ import annotations
 

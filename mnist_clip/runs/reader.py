@@ -14,7 +14,7 @@ from mnist_clip.errors import InputError
 from mnist_clip.nn import Net
 from mnist_clip.runs.folder import CONFIG_FILE, EPOCHS_FILE, METRICS_FILE, SUMMARY_FILE, describe_error
 from mnist_clip.runs.schema import activity_column_prefix, earlier_headers, epoch_columns_for, metric_columns_for
-from mnist_clip.train.methods import clip_label
+from mnist_clip.training.methods import clip_label
 from mnist_clip.validation import HAND_CHANGED, read_run_config, read_summary
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from mnist_clip.train.methods import METHODS
+from mnist_clip.training.methods import METHODS
 from mnist_clip.nn import Net, role_of
 
 REFERENCE_NET = Net.of({})
@@ -61,7 +61,7 @@ def update_columns(tensors: Sequence[str]) -> tuple[str, ...]:
 
 
 def clip_columns(tensors: Sequence[str], clip: str) -> tuple[str, ...]:
-    """The columns the clipping method adds to every step (train.methods declares them)."""
+    """The columns the clipping method adds to every step (training.methods declares them)."""
     method = METHODS.get(clip)
     return method.extra_columns(tensors) if method else ()
 

@@ -15,7 +15,7 @@ from mnist_clip.runs.labels import optimizer_label
 from mnist_clip.runs.reader import Run
 from mnist_clip.runs.writer import format_value
 from mnist_clip.stats import spread
-from mnist_clip.train.methods import clip_label
+from mnist_clip.training.methods import clip_label
 from mnist_clip.viz.labels import architecture_label
 from mnist_clip.viz.series import norm_ratio, signal_ratio
 

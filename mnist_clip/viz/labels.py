@@ -9,7 +9,7 @@ from mnist_clip.config import format_hidden
 from mnist_clip.nn import N_ROWS, ROW_WIDTH
 from mnist_clip.runs.labels import training_label
 from mnist_clip.runs.reader import Run
-from mnist_clip.train.methods import METHODS, compared_with_threshold
+from mnist_clip.training.methods import METHODS, compared_with_threshold
 
 
 def architecture_label(config: dict) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mnist_clip.runs.reader import Run
-from mnist_clip.train.methods import METHODS
+from mnist_clip.training.methods import METHODS
 from mnist_clip.viz.labels import compared_quantity
 from mnist_clip.viz.series import Smoothing, norm_ratio, positive, run_smoothing, short_batches
 from mnist_clip.viz.style import (

@@ -9,10 +9,10 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from mnist_clip.train.clipping import AutoClipHistory, clip_only, clip_step
+from mnist_clip.training.clipping import AutoClipHistory, clip_only, clip_step
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
-from mnist_clip.train.dirt import batch_members, dirty_examples, dirty_per_batch, make_dirty
+from mnist_clip.training.dirt import batch_members, dirty_examples, dirty_per_batch, make_dirty
 from mnist_clip.nn.model import (
     EXAMPLE_LOSSES,
     LOSS_FUNCTIONS,
@@ -27,7 +27,7 @@ from mnist_clip.nn.model import (
     prepare_inputs,
 )
 from mnist_clip.nn import Net
-from mnist_clip.train.optimizers import OptimizerState, UpdateRule, hyperparameters, next_state
+from mnist_clip.training.optimizers import OptimizerState, UpdateRule, hyperparameters, next_state
 from mnist_clip.runs.schema import data_columns, gradient_columns, step_value_columns
 
 

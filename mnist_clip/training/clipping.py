@@ -213,7 +213,7 @@ def clip_step(method: str, grads: Sequence[tf.Tensor], params: Sequence[tf.Tenso
               global_norm: tf.Tensor | None = None) -> tuple:
     """A step's clipping and what it logs: (clipped gradients, per tensor whether it fired,
     norms before, global norm before, norms after, the values of the method's extra columns in
-    the order train.methods declares them). For autoclip, `autoclip` holds the history the
+    the order training.methods declares them). For autoclip, `autoclip` holds the history the
     step's threshold comes from. `norms` and `global_norm`, the gradients' norms if already at
     hand, save a pass over them; `params` are needed by agc only."""
     if method == "agc":  # its unit norms give the tensors' norms too
