@@ -15,8 +15,8 @@ from mnist_clip.config import Config, check_given_keys, load_toml, values_from_m
 from mnist_clip.data import Dataset
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.plans.runner import load_data
-from mnist_clip.runs.reader import Run, read_run
 from mnist_clip.runs.folder import RunTarget, check_out_folder, default_run_name
+from mnist_clip.runs.reader import Run, read_run
 
 
 @dataclass
@@ -57,7 +57,8 @@ class RunResult:
         return pd.DataFrame(self.run.epochs).astype({"epoch": int, "steps": int})
 
     def figures(self) -> "Figures":
-        """The run's pictures as matplotlib Figures (norms, ratio, loss, signals, flow)."""
+        """The run's pictures as matplotlib Figures, by name: those viz.registry picks for its net
+        (norms, ratio, loss, signals, flow, updates; cell for an LSTM)."""
         from mnist_clip.viz.registry import figures_for
         from mnist_clip.viz.style import empty_figure
 
@@ -243,9 +244,9 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
                  recipe: str | None = None) -> RunResult:
     """Check, load, train into a run folder and report: the one path behind `train`. A run
     of a recipe is named after it unless `name` is given."""
+    from mnist_clip.console.tf_setup import import_tensorflow
     from mnist_clip.experiment import train_into
     from mnist_clip.viz.painters import Painters
-    from mnist_clip.console.tf_setup import import_tensorflow
 
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise InputError(f"{named('tensorboard', True)}: needs the tensorboard package: pip install 'mnist-clip[tensorboard]'",

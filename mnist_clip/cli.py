@@ -9,13 +9,13 @@ import sys
 import click
 from click.core import ParameterSource
 
-from mnist_clip.version import __version__
 from mnist_clip.config import OPTIONS, Config, load_toml, resolve
+from mnist_clip.console.interrupts import STOP_NOTICE, SWEEP_STOP_NOTICE, catch_stop_signals
 from mnist_clip.errors import InputError, Interrupted
 from mnist_clip.options import Option, format_text, parse_text
-from mnist_clip.console.interrupts import STOP_NOTICE, SWEEP_STOP_NOTICE, catch_stop_signals
 from mnist_clip.plans.cures import CURES_STOP_NOTICE
 from mnist_clip.plans.grid import DEFAULT_GRID
+from mnist_clip.version import __version__
 
 DEFAULTS = Config()
 
@@ -241,8 +241,8 @@ def plot(run_dir: str) -> None:
 def compare(run_dirs: tuple[str, ...], out: str | None) -> None:
     """Overlay runs on shared axes and tabulate them (runs may differ in length or depth, or have diverged)."""
     from mnist_clip.api import run_compare
-    from mnist_clip.runs.table import table_text
     from mnist_clip.runs.diagnosis import describe
+    from mnist_clip.runs.table import table_text
 
     runs, rows, files = run_compare(list(run_dirs), out or None, beside=not out)
     echo(table_text(rows))
@@ -342,9 +342,8 @@ def cures(ctx: click.Context, cure_names: tuple[str, ...], list_cures: bool, out
 @cli.command(short_help="List the packaged recipes.")
 def recipes() -> None:
     """The recipes that ship with mnist-clip; use one with --config NAME (e.g. --config explode)."""
-    from mnist_clip.recipe_files import recipes as listed
-
     from mnist_clip.console.reporting import table_lines
+    from mnist_clip.recipe_files import recipes as listed
 
     for line in table_lines(None, [[name, description] for name, description in listed().items()],
                             hanging=True):

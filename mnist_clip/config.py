@@ -14,8 +14,15 @@ import numpy as np
 
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.nn import (  # noqa: F401  (N_CLASSES: re-exported)
-    MODEL_DEFAULTS, MODELS, N_CLASSES, N_INPUTS, NORMS, RECURRENT_KINDS, REFERENCE_HIDDEN, Net)
-from mnist_clip.training.methods import METHODS
+    MODEL_DEFAULTS,
+    MODELS,
+    N_CLASSES,
+    N_INPUTS,
+    NORMS,
+    RECURRENT_KINDS,
+    REFERENCE_HIDDEN,
+    Net,
+)
 from mnist_clip.options import (  # noqa: F401  (the hidden widths' spelling and the ranges: re-exported)
     AT_LEAST_ONE,
     FLOAT32_RANGE,
@@ -32,6 +39,7 @@ from mnist_clip.options import (  # noqa: F401  (the hidden widths' spelling and
     option,
     parse_hidden,
 )
+from mnist_clip.training.methods import METHODS
 
 CLIP_METHODS = tuple(METHODS)
 ADAPTIVE_CLIP_METHODS = tuple(name for name, method in METHODS.items() if method.adaptive)  # no fixed threshold

@@ -9,10 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from mnist_clip.version import __version__
 from mnist_clip.config import Config
-from mnist_clip.data import Dataset
-from mnist_clip.errors import Interrupted
 from mnist_clip.console.interrupts import (
     STOP_NOTICE,
     begin_drawing,
@@ -21,11 +18,15 @@ from mnist_clip.console.interrupts import (
     end_drawing,
     in_worker_thread,
 )
+from mnist_clip.data import Dataset
+from mnist_clip.errors import Interrupted
 from mnist_clip.runs.folder import PLOTS_DIR, RunTarget
+from mnist_clip.runs.reader import nonfinite_steps
+from mnist_clip.runs.schema import epoch_columns_for, is_flag_column, metric_columns_for
 from mnist_clip.runs.writer import RunWriter
 from mnist_clip.training.methods import compared_with_threshold
-from mnist_clip.runs.schema import epoch_columns_for, is_flag_column, metric_columns_for
-from mnist_clip.runs.reader import nonfinite_steps
+from mnist_clip.version import __version__
+
 
 @dataclass
 class Progress:

@@ -19,7 +19,6 @@ from typing import Iterator
 import keras
 import numpy as np
 
-from mnist_clip.version import __version__
 from mnist_clip.config import Config
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.probe_schema import (
@@ -40,10 +39,11 @@ from mnist_clip.probe_step import (
     keras_clipping,
 )
 from mnist_clip.runs.folder import PLOTS_DIR, RunTarget
+from mnist_clip.runs.reader import read_run
+from mnist_clip.runs.schema import is_flag_column
 from mnist_clip.runs.writer import RunWriter
 from mnist_clip.training.methods import compared_with_threshold
-from mnist_clip.runs.schema import is_flag_column
-from mnist_clip.runs.reader import read_run
+from mnist_clip.version import __version__
 
 ACCURACY_LOGS = ("val_accuracy", "val_acc", "val_categorical_accuracy", "val_sparse_categorical_accuracy")
 

@@ -8,9 +8,9 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from mnist_clip.training import clipping
 from mnist_clip.errors import InputError
 from mnist_clip.probe_schema import WEIGHT_ROLES, role_of_path, value_columns
+from mnist_clip.training import clipping
 
 KERAS_CLIPPING = (("global_clipnorm", "global_norm"), ("clipnorm", "norm"), ("clipvalue", "value"))
 DEFAULT_STEPS_PER_EPOCH = 4096  # a custom loop's buffer, unless the probe is told its epoch's length

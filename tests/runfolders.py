@@ -6,8 +6,8 @@ import numpy as np
 
 from mnist_clip.config import PARAM_NAMES
 from mnist_clip.nn import Net
-from mnist_clip.runs.writer import RunWriter
 from mnist_clip.runs.schema import metric_columns_for, step_value_columns
+from mnist_clip.runs.writer import RunWriter
 
 
 def write_run(path: Path, steps: int, steps_per_epoch: int = 10, clip: str = "global_norm",

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from processes import Command
+from runfolders import write_run
+from test_data import make_arrays, write_idx_folder
 
 from mnist_clip.cli import cli
 from mnist_clip.nn.model import init_params
 from mnist_clip.runs.reader import read_run
-from processes import Command
-from runfolders import write_run
-from test_data import make_arrays, write_idx_folder
 
 
 def invoke(*args):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mnist_clip.nn.model import init_params, one_hot, prepare_inputs
 from mnist_clip.training.clipping import (
     CLIP_FUNCTIONS,
     AutoClipHistory,
@@ -14,7 +15,6 @@ from mnist_clip.training.clipping import (
     clip_with_norms,
     clipped_norms,
 )
-from mnist_clip.nn.model import init_params, one_hot, prepare_inputs
 from mnist_clip.training.methods import METHODS, clip_label, compared_with_threshold
 
 

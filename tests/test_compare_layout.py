@@ -8,13 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import first_digits
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from runfolders import write_run
 
 import mnist_clip as mc
-from conftest import first_digits
-from mnist_clip.viz.compare import LABEL_CHARS, compare_figure
 from mnist_clip.runs.reader import read_run
-from runfolders import write_run
+from mnist_clip.viz.compare import LABEL_CHARS, compare_figure
 
 TINY = {"epochs": 2, "plots": False, "progress": "quiet"}
 

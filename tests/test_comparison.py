@@ -5,9 +5,9 @@ import csv
 import numpy as np
 from click.testing import CliRunner
 from PIL import Image
+from runfolders import write_run
 
 from mnist_clip.cli import cli
-from runfolders import write_run
 
 
 def expected_row(run_dir):
@@ -73,8 +73,8 @@ def test_default_output_folder_is_new_and_beside_the_runs(tmp_path):
 
 
 def test_compare_numbers_the_runs_and_tables_their_names_without_the_timestamps(tmp_path):
-    from mnist_clip.viz.compare import compare_figure
     from mnist_clip.runs.reader import read_run
+    from mnist_clip.viz.compare import compare_figure
 
     runs = [read_run(write_run(tmp_path / "deep_sigmoid-20260101-120000", steps=20)),
             read_run(write_run(tmp_path / "deep_relu_he-20260101-120500", steps=20, clip="none"))]

@@ -5,9 +5,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import first_digits
 
 import mnist_clip as mc
-from conftest import first_digits
 from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.runs.diagnosis import (
     BAD_INPUT,

@@ -4,13 +4,13 @@ one, the test set stays clean, and runs without dirt keep their files as they we
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import first_digits
 
 import mnist_clip as mc
-from conftest import first_digits
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
-from mnist_clip.training.dirt import dirty_count, dirty_examples
 from mnist_clip.runs.schema import METRIC_COLUMNS, metric_columns_for
+from mnist_clip.training.dirt import dirty_count, dirty_examples
 
 
 @pytest.mark.parametrize("shuffle", [False, True])

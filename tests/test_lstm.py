@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import first_digits
+
 from mnist_clip.config import Config
 from mnist_clip.nn.model import config_params, forward, one_hot, prepare_inputs
 from mnist_clip.training.step import Trainer, train_epochs

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from conftest import first_digits
 
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
-from conftest import first_digits
 from mnist_clip.experiment import run_experiment
-from mnist_clip.nn.model import forward, init_params, one_hot, prepare_inputs
 from mnist_clip.nn import Net
+from mnist_clip.nn.model import forward, init_params, one_hot, prepare_inputs
 from mnist_clip.runs.reader import read_run
 from mnist_clip.training.step import Trainer
 

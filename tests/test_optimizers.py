@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from conftest import first_digits, small_dataset
 
 from mnist_clip.cli import cli
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
-from conftest import first_digits, small_dataset
 from mnist_clip.experiment import run_experiment
 from mnist_clip.nn.model import init_params, one_hot, prepare_inputs
 from mnist_clip.runs.reader import read_run

@@ -7,17 +7,17 @@ import csv
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from runfolders import write_run
 
 from mnist_clip.cli import cli
-from mnist_clip.viz.compare import compare_figure
-from mnist_clip.viz.mlp import RUN_FIGURES, flow_figure, ratio_figure, signals_figure
-from mnist_clip.viz.steps import loss_figure, norms_figure
-from mnist_clip.runs.reader import read_run
 from mnist_clip.config import Config
 from mnist_clip.plans.grid import make_cells, parse_grid
 from mnist_clip.plans.sweep import sweep_rows
+from mnist_clip.runs.reader import read_run
+from mnist_clip.viz.compare import compare_figure
+from mnist_clip.viz.mlp import RUN_FIGURES, flow_figure, ratio_figure, signals_figure
 from mnist_clip.viz.stability import stability_figure
-from runfolders import write_run
+from mnist_clip.viz.steps import loss_figure, norms_figure
 
 
 def drawn(fig):

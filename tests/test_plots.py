@@ -6,13 +6,13 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from runfolders import write_run
 
+from mnist_clip.runs.reader import read_run
 from mnist_clip.viz.compare import compare_figure
+from mnist_clip.viz.mlp import ratio_figure, signals_figure
 from mnist_clip.viz.registry import figures_for, write_run_plots
 from mnist_clip.viz.series import log_moving_average, moving_average, run_smoothing, windowed_mean
-from mnist_clip.viz.mlp import ratio_figure, signals_figure
-from mnist_clip.runs.reader import read_run
-from runfolders import write_run
 
 SIZES = {"norms.png": (1000, 700), "ratio.png": (1000, 700), "loss.png": (1000, 700), "signals.png": (1000, 900),
          "flow.png": (1200, 600), "updates.png": (1000, 700)}

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from runfolders import write_run
 
 import mnist_clip as mc
 from mnist_clip.cli import cli
-from mnist_clip.viz.registry import figures_for
 from mnist_clip.probe import GradientProbe
-from runfolders import write_run
+from mnist_clip.viz.registry import figures_for
 
 LOSS = keras.losses.CategoricalCrossentropy(from_logits=True)
 

@@ -11,12 +11,12 @@ import click
 import pytest
 import yaml
 
+from mnist_clip.api import make_config
 from mnist_clip.cli import cli
 from mnist_clip.config import CLIP_METHODS, OPTIONS, Config
 from mnist_clip.options import parse_text
 from mnist_clip.plans.cure_table import CURE_NAMES
 from mnist_clip.recipe_files import recipe_names
-from mnist_clip.api import make_config
 from mnist_clip.runs.schema import epoch_columns_for, metric_columns_for
 
 ROOT = Path(__file__).resolve().parent.parent

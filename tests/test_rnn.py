@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-
 from conftest import first_digits
+
 from mnist_clip.cli import cli
 from mnist_clip.config import Config, load_toml
-from mnist_clip.runs.diagnosis import EXPLODING, OUTPUT_LR, diagnose
-from mnist_clip.recipe_files import resolve_config_file
 from mnist_clip.errors import InputError
 from mnist_clip.nn.model import config_params, forward, one_hot, prepare_inputs
+from mnist_clip.recipe_files import resolve_config_file
+from mnist_clip.runs.diagnosis import EXPLODING, OUTPUT_LR, diagnose
 from mnist_clip.training.step import Trainer, train_epochs
 
 WIDTH, BATCH, STEPS = 16, 32, 3
@@ -112,10 +112,9 @@ def test_the_forward_pass_equals_keras_simple_rnn_then_dense(mnist_5k, activatio
 
 def test_a_recurrent_run_writes_its_signal_through_time_and_draws_every_picture(mnist_5k, tmp_path):
     from mnist_clip.experiment import run_experiment
-    from mnist_clip.viz.registry import figures_for, write_run_plots
-    from mnist_clip.viz.recurrent import TIME_FIGURES
     from mnist_clip.runs.reader import read_run
-    from mnist_clip.viz.recurrent import time_profile
+    from mnist_clip.viz.recurrent import TIME_FIGURES, time_profile
+    from mnist_clip.viz.registry import figures_for, write_run_plots
 
     config = Config(model="rnn", hidden=(WIDTH,), epochs=2, batch_size=BATCH, recurrent_gain=1.5)
     (tmp_path / "r").mkdir()

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from mnist_clip.errors import InputError
-from mnist_clip.runs.schema import METRIC_COLUMNS, STEP_VALUE_COLUMNS
-from mnist_clip.runs.writer import RunWriter
 from mnist_clip.runs.folder import RunTarget, write_atomic
 from mnist_clip.runs.reader import read_csv, read_run
+from mnist_clip.runs.schema import METRIC_COLUMNS, STEP_VALUE_COLUMNS
+from mnist_clip.runs.writer import RunWriter
 
 
 def test_default_names_never_collide(tmp_path):
@@ -146,10 +146,10 @@ def test_summary_json_is_strict_json_even_after_a_blow_up(tmp_path):
 def test_a_run_written_before_the_update_columns_is_still_read_and_drawn(tmp_path):
     from mnist_clip.config import PARAM_NAMES
     from mnist_clip.nn import Net
-    from mnist_clip.viz.registry import write_run_plots
-    from mnist_clip.viz.mlp import RUN_FIGURES
-    from mnist_clip.viz.steps import updates_figure
     from mnist_clip.runs.schema import EPOCH_COLUMNS, gradient_columns
+    from mnist_clip.viz.mlp import RUN_FIGURES
+    from mnist_clip.viz.registry import write_run_plots
+    from mnist_clip.viz.steps import updates_figure
 
     columns = gradient_columns(Net.of({}), "global_norm")
     (tmp_path / "old").mkdir()

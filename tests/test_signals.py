@@ -13,13 +13,13 @@ import signal
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import first_digits
-from mnist_clip.cli import cli
-from mnist_clip.runs.schema import METRIC_COLUMNS
-from mnist_clip.runs.reader import read_run
-from mnist_clip.viz.registry import figures_for
 from processes import Command, alive, wait_until
+
+from mnist_clip.cli import cli
+from mnist_clip.runs.reader import read_run
+from mnist_clip.runs.schema import METRIC_COLUMNS
+from mnist_clip.viz.registry import figures_for
 
 EPOCH = 250  # steps: 1,000 digits in batches of 4
 

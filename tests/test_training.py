@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import small_dataset
 
-from mnist_clip.training.clipping import CLIP_FUNCTIONS
 from mnist_clip.config import PARAM_NAMES, Config
 from mnist_clip.nn.model import init_params, one_hot, prepare_inputs
 from mnist_clip.runs.schema import STEP_VALUE_COLUMNS
+from mnist_clip.training.clipping import CLIP_FUNCTIONS
 from mnist_clip.training.step import Trainer, step_values, train_epochs
-from conftest import small_dataset
 
 
 def numpy_backward(params: dict, x: np.ndarray, y: np.ndarray) -> dict:

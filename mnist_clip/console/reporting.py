@@ -14,10 +14,10 @@ from typing import Callable
 import numpy as np
 
 from mnist_clip.config import Config
-from mnist_clip.runs.diagnosis import describe
 from mnist_clip.experiment import Progress, never_acted_line
-from mnist_clip.training.methods import clip_label
+from mnist_clip.runs.diagnosis import describe
 from mnist_clip.runs.labels import training_label
+from mnist_clip.training.methods import clip_label
 
 MODES = ("auto", "bar", "lines", "quiet")
 _IMPORTED = time.perf_counter()

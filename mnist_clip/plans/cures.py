@@ -135,8 +135,8 @@ def run_cures_reported(config: Config, names: list[str], reporter, out, name, se
 def cure_rows(cells: list[CureCell], skipped: list[tuple[str, str]], folder: Path) -> list[dict]:
     """cures.csv: a row per cure and seed (cure by cure), a row per skipped cure, and with
     several seeds per cure its mean, std, min and max over the seeds that finished."""
-    from mnist_clip.runs.table import STATISTICS, table_row
     from mnist_clip.runs.reader import read_run
+    from mnist_clip.runs.table import STATISTICS, table_row
 
     rows = []
     for cell in sorted(cells, key=lambda c: (list(BY_NAME).index(c.cure), c.config.seed)):
@@ -178,9 +178,9 @@ def cure_rows(cells: list[CureCell], skipped: list[tuple[str, str]], folder: Pat
 
 
 def write_cure_outputs(rows: list[dict], folder: Path, title: str) -> list[Path]:
-    from mnist_clip.viz.style import save_figure
     from mnist_clip.runs.folder import write_atomic
     from mnist_clip.viz.cures import cures_figure
+    from mnist_clip.viz.style import save_figure
 
     csv_path = folder / "cures.csv"
     write_atomic(csv_path, rows_csv(rows).encode())

@@ -60,9 +60,9 @@ def run_demo(config: Config, reporter, train_run: Callable, out: str | Path = "o
     """Train the twins in turn in this process, each with its own report (`train_run` trains one
     run into a folder and reports it: the path behind `train`), into a new folder that replaces an
     earlier one of its name (overwrite) only once all have run; then compare.csv and compare.png."""
-    from mnist_clip.plans.compare import compare_runs, paired_rows, paired_text
-    from mnist_clip.experiment import never_acted_line
     from mnist_clip.console.interrupts import catch_stop_signals
+    from mnist_clip.experiment import never_acted_line
+    from mnist_clip.plans.compare import compare_runs, paired_rows, paired_text
 
     twins = plan_demo(config, seeds)
     prefix = f"demo-{recipe}" if recipe else "demo"

@@ -20,8 +20,8 @@ from typing import Callable, Protocol, TypeVar
 from mnist_clip.config import MAX_SEED, Config
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.runs.folder import SUMMARY_FILE
-from mnist_clip.runs.writer import format_value
 from mnist_clip.runs.reader import read_run_files
+from mnist_clip.runs.writer import format_value
 
 FINISHED = ("completed", "diverged")
 # The most runs one command plans (a sweep's cells times its seeds, a demo's pairs): each run
@@ -111,8 +111,8 @@ def load_datasets(runs: list[PlannedRun], keep: bool) -> None:
 
 def run_one(config: Config, run_dir: str, plots: bool) -> tuple[str, dict, int]:
     """Train one run into run_dir (in this process or in a worker process)."""
-    from mnist_clip.data import load_dataset
     from mnist_clip.console.tf_setup import import_tensorflow
+    from mnist_clip.data import load_dataset
 
     import_tensorflow()
     from mnist_clip.experiment import run_experiment

@@ -53,8 +53,8 @@ def sweep_rows(cells: list[Cell], sweep_dir: Path) -> list[dict]:
 
 
 def write_sweep_outputs(cells: list[Cell], grid: list[tuple[str, list]], sweep_dir: Path, metric: str) -> list[Path]:
-    from mnist_clip.viz.style import save_figure
     from mnist_clip.viz.stability import stability_figure
+    from mnist_clip.viz.style import save_figure
 
     rows = sweep_rows(cells, sweep_dir)
     csv_path = sweep_dir / "sweep.csv"

@@ -9,9 +9,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from mnist_clip.config import Config, CONFIG_KEYS
-from mnist_clip.plans.cure_table import BY_NAME, apply_cure
+from mnist_clip.config import CONFIG_KEYS, Config
 from mnist_clip.nn import Net
+from mnist_clip.plans.cure_table import BY_NAME, apply_cure
 
 EXPLODING, BAD_INPUT, MODEL_DESIGN = "exploding gradients", "bad input", "model design"
 OUTPUT_LR = "a learning rate too high for the output layer"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from mnist_clip.training.methods import METHODS
 from mnist_clip.nn import Net, role_of
+from mnist_clip.training.methods import METHODS
 
 REFERENCE_NET = Net.of({})
 

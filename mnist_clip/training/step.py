@@ -9,26 +9,26 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from mnist_clip.training.clipping import AutoClipHistory, clip_only, clip_step
 from mnist_clip.config import Config
 from mnist_clip.data import Dataset
-from mnist_clip.training.dirt import batch_members, dirty_examples, dirty_per_batch, make_dirty
+from mnist_clip.nn import Net
 from mnist_clip.nn.model import (
     EXAMPLE_LOSSES,
     LOSS_FUNCTIONS,
     accuracy,
+    config_params,
     forward,
     inactive_fraction,
-    config_params,
     init_state,
-    one_hot,
     masked_mean,
     moving_stats_after,
+    one_hot,
     prepare_inputs,
 )
-from mnist_clip.nn import Net
-from mnist_clip.training.optimizers import OptimizerState, UpdateRule, hyperparameters, next_state
 from mnist_clip.runs.schema import data_columns, gradient_columns, step_value_columns
+from mnist_clip.training.clipping import AutoClipHistory, clip_only, clip_step
+from mnist_clip.training.dirt import batch_members, dirty_examples, dirty_per_batch, make_dirty
+from mnist_clip.training.optimizers import OptimizerState, UpdateRule, hyperparameters, next_state
 
 
 def step_values(params: dict[str, tf.Variable], x: tf.Tensor, y: tf.Tensor, clip: str, threshold,

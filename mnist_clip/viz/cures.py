@@ -28,8 +28,8 @@ def cures_figure(rows: list[dict], title: str = "Cures"):
     from matplotlib.lines import Line2D
     from matplotlib.ticker import LogLocator
 
-    from mnist_clip.viz.style import DIVERGED_COLOR, PlainLogFormatter, subplots
     from mnist_clip.viz.series import positive
+    from mnist_clip.viz.style import DIVERGED_COLOR, PlainLogFormatter, subplots
 
     grouped = by_cure(rows)
     skipped = {row["cure"]: row["note"] for row in rows if row.get("status") == "skipped"}
