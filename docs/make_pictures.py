@@ -115,6 +115,7 @@ PICTURES: dict[str, Callable[[Job], Path]] = {
     "stability_map.png": stability_map,
     "flow_rnn_explode.png": flow_rnn_explode,
     "compare_rnn_explode.png": compare_rnn_explode,
+    "cell_lstm_vanish.png": lambda job: job.plot(job.run("lstm_vanish", "lstm-vanish"), "cell.png"),
     "cures_explode.png": cures_of("explode"),
     "cures_deep_sigmoid.png": cures_of("deep_sigmoid"),
     "norms_own_cnn.png": own_cnn,
