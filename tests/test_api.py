@@ -1,6 +1,7 @@
 """The Python API against the CLI, the notebook tour, packaged recipes, and progress output."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -85,12 +86,20 @@ def test_recipes_are_listed_and_found_by_name_from_any_folder(tmp_path):
 
 
 def test_the_installed_wheel_finds_its_recipes_from_any_folder(tmp_path):
+    # built from a copy: a build/ folder left in the tree would mend a package list that misses a subpackage
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "outputs", "site",
+                                                                  "__pycache__", ".pytest_cache"))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+                            "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     wheel = next(tmp_path.glob("mnist_clip-*.whl"))
-    shipped = sorted(Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("mnist_clip/configs/"))
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(Path(name).name for name in names if name.startswith("mnist_clip/configs/"))
     assert shipped == sorted(path.name for path in (ROOT / "configs").glob("*.toml"))
+    # every module of the source tree, subpackages included (an editable install would hide a missing one)
+    modules = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "mnist_clip").rglob("*.py"))
+    assert [module for module in modules if module not in names] == []
     site = tmp_path / "site"
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
                                 str(wheel)], capture_output=True, text=True, timeout=300)

@@ -214,5 +214,6 @@ def test_printed_lines_fit_the_terminal_width(one_epoch_run, tmp_path, monkeypat
     }
     assert "did you mean the recipe 'explode'?" in outputs["misspelt recipe"]
     for command, output in outputs.items():
-        long = [line for line in output.splitlines() if len(line) > 100]
+        # a path stays whole on its own line (fit_line): one that copies is worth more than one that fits
+        long = [line for line in output.splitlines() if len(line) > 100 and len(line.split()) > 1]
         assert not long, (command, long)

@@ -26,7 +26,8 @@ def read_csv(path):
         return list(csv.DictReader(file))
 
 
-def test_each_cure_changes_what_it_claims_and_nothing_else(tmp_path, mnist_5k):
+def test_each_cure_changes_what_it_claims_and_nothing_else(tmp_path, mnist_5k, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # the notes keep to the width of the terminal, if there is one
     setup = dict(hidden=(32, 32), clip="none", dirty_fraction=0.02, epochs=1)
     result = mc.cures(out=tmp_path, name="c", progress="quiet", data=first_digits(mnist_5k, 256, 64), **setup)
     assert result.exit_code == 0 and result.skipped == []
@@ -59,7 +60,7 @@ def test_each_cure_changes_what_it_claims_and_nothing_else(tmp_path, mnist_5k):
     assert (folder / "cures.png").stat().st_size > 20_000
     wide = cures_text(result.rows, width=250)  # a table that fits names each cure's changes in its row
     assert any(line.startswith("clean_data ") and "dirty_fraction 0" in line for line in wide)
-    assert all(len(line) <= 100 for note in result.notes for line in note.splitlines())  # the width off a terminal
+    assert all(len(line) <= 100 for note in result.notes for line in note.splitlines())  # $COLUMNS
     assert any(line.startswith("clean_data ") for line in result.notes)
     assert set(result.runs) == set(CURE_NAMES)
 
