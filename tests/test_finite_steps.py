@@ -13,8 +13,9 @@ from mnist_clip.experiment import run_experiment
 from mnist_clip.nn import BATCH_NORM_MOMENTUM, NORM_EPSILON
 from mnist_clip.nn.model import config_params, init_state, one_hot, prepare_inputs
 from mnist_clip.runs.diagnosis import NONFINITE_UPDATE
+from mnist_clip.training.finite import written_nonfinite
 from mnist_clip.training.optimizers import OptimizerState, UpdateRule
-from mnist_clip.training.step import Trainer, make_train_chunk, train_epochs, written_nonfinite
+from mnist_clip.training.step import Trainer, make_train_chunk, train_epochs
 
 
 def unchecked(config: Config, **values) -> Config:
