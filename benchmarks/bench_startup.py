@@ -9,8 +9,9 @@ user's, warmed by one untimed run first, as on any run after the first. Prints t
 and their ratio (the target is 2.0x, 1.6x the stretch).
 
 With --phases, each timed run also says where its time goes, from the moment each of its
-progress lines arrives: start-up and data (to the `data:` line), the compiled step's trace
-and cache load with the first epoch (to `epoch  1/`), the other epochs, the final writing
+progress lines arrives: start-up and data (to the `data:` line), TensorFlow's import and the
+run's set-up (to `run:`), the compiled step's trace and cache load with the first epoch (to
+`epoch  1/`), the other epochs, the final writing
 (to `drawing the pictures`), the pictures (to `status:`) and the closing summary (to exit).
 """
 
@@ -25,8 +26,9 @@ import tempfile
 import time
 
 # a phase ends when the run prints a line starting with its mark ("" = when the process exits)
-PHASES = (("start-up and data", "data:"), ("trace, cache load, epoch 1", "epoch  1/"),
-          ("the other epochs", "drawing the pictures"), ("pictures", "status:"), ("summary and exit", ""))
+PHASES = (("start-up and data", "data:"), ("TensorFlow import, set-up", "run:"),
+          ("trace, cache load, epoch 1", "epoch  1/"), ("the other epochs", "drawing the pictures"),
+          ("pictures", "status:"), ("summary and exit", ""))
 
 IMPORT = "from mnist_clip.console.tf_setup import import_tensorflow; import_tensorflow()"
 
@@ -92,7 +94,7 @@ def main() -> None:
         print(f"{what:>6}: median {medians[what]:.2f} s  ({' '.join(f'{v:.2f}' for v in values)})")
     print(f" ratio: {medians['train'] / medians['import']:.2f}x the TensorFlow import")
     if args.phases:
-        print("where a run's time goes (medians; start-up includes the TensorFlow import):")
+        print("where a run's time goes (medians):")
         for name, values in phases.items():
             print(f"  {name:<28} {statistics.median(values):5.2f} s  ({' '.join(f'{v:.2f}' for v in values)})")
 
