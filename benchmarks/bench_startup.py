@@ -11,8 +11,9 @@ and their ratio (the target is 2.0x, 1.6x the stretch).
 With --phases, each timed run also says where its time goes, from the moment each of its
 progress lines arrives: start-up and data (to the `data:` line), TensorFlow's import and the
 run's set-up (to `run:`), the compiled step's trace and cache load with the first epoch (to
-`epoch  1/`), the other epochs, the final writing
-(to `drawing the pictures`), the pictures (to `status:`) and the closing summary (to exit).
+`epoch  1/`), the other epochs and the run's last files (to `drawing the pictures`), the
+pictures (to `status:`) and the closing summary (to exit). These runs print their progress
+lines; the others run with --quiet.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 
 # a phase ends when the run prints a line starting with its mark ("" = when the process exits)
 PHASES = (("start-up and data", "data:"), ("TensorFlow import, set-up", "run:"),
-          ("trace, cache load, epoch 1", "epoch  1/"), ("the other epochs", "drawing the pictures"),
+          ("trace, cache load, epoch 1", "epoch  1/"), ("other epochs, last files", "drawing the pictures"),
           ("pictures", "status:"), ("summary and exit", ""))
 
 IMPORT = "from mnist_clip.console.tf_setup import import_tensorflow; import_tensorflow()"
