@@ -261,7 +261,7 @@ def run_training(config: Config, reporter, out: str | Path = "outputs", name: st
     painters = Painters() if plots and "matplotlib" not in sys.modules else None
     try:
         import_tensorflow()
-        outcome = train_into(config, data, target, reporter.run_progress(config, drawing=plots), draw_plots=plots,
+        outcome = train_into(config, data, target, reporter.run_progress(config), draw_plots=plots,
                              tensorboard=tensorboard, on_start=reporter.run_started(config),
                              draw=painters.draw if painters else None)
     finally:

@@ -18,6 +18,7 @@ from mnist_clip.console.interrupts import (
     end_drawing,
     in_worker_thread,
 )
+from mnist_clip.console.tf_setup import blas_on_one_thread
 from mnist_clip.data import Dataset
 from mnist_clip.errors import Interrupted
 from mnist_clip.runs.folder import PLOTS_DIR, RunTarget
@@ -31,12 +32,14 @@ from mnist_clip.version import __version__
 @dataclass
 class Progress:
     """What the caller is told while a run goes on (all optional): the number of steps to
-    come before anything is compiled, each epoch's steps and results, and the end."""
+    come before anything is compiled, each epoch's steps and results, the end, and the
+    pictures being drawn."""
 
     on_epoch: Callable = lambda result, trainer: None
     on_steps: Callable = lambda result: None
     on_begin: Callable = lambda total_steps: None
     on_end: Callable = lambda: None
+    on_drawing: Callable = lambda names: None  # the pictures about to be drawn, by file name
 
 
 @dataclass
@@ -152,6 +155,14 @@ def first_nonfinite(result) -> tuple[int | None, dict | None]:
     return step, None
 
 
+def draw_here(run_dir: Path, announce: Callable[[list[str]], None]) -> list[Path]:
+    """Draw the run's pictures in this process, having announced their names."""
+    from mnist_clip.viz.registry import figure_names, write_run_plots
+
+    announce(figure_names(run_dir))
+    return write_run_plots(run_dir)
+
+
 def run_experiment(
     config: Config,
     dataset: Dataset,
@@ -159,10 +170,10 @@ def run_experiment(
     progress: Progress | None = None,
     draw_plots: bool = True,
     tensorboard: bool = False,
-    draw: Callable[[Path], list] | None = None,
+    draw: Callable[[Path, Callable[[list[str]], None]], list] | None = None,
 ) -> Outcome:
     """Train `config` on `dataset`, writing everything into the (new, empty) run_dir; the
-    pictures are drawn by `draw(run_dir)` (painter processes) or here."""
+    pictures are drawn by `draw(run_dir, progress.on_drawing)` (painter processes) or here."""
     from mnist_clip.training.step import Trainer, train_epochs
 
     progress = progress or Progress()
@@ -182,7 +193,7 @@ def run_experiment(
 
             board = TensorBoardLog(run_dir, trainer.columns, config.net, config.loss)
         all_values, epochs, nonfinite_step, nonfinite_update, train_seconds = [], [], None, None, 0.0
-        with catch_stop_signals(STOP_NOTICE) as stop:
+        with catch_stop_signals(STOP_NOTICE) as stop, blas_on_one_thread():
             for result in train_epochs(trainer, should_stop=lambda: stop.requested, call=in_worker_thread):
                 writer.append_steps(result.first_step, result.epoch, result.values)
                 all_values.append(result.values)
@@ -224,18 +235,12 @@ def run_experiment(
         writer.write_summary(summary)
     finally:
         if draw_plots:
-            begin_drawing()  # before on_end announces the pictures: a Ctrl-C from then on stops the drawing
+            begin_drawing()  # a Ctrl-C from here on stops the drawing
         progress.on_end()
         writer.close()
         if board is not None:
             board.close()
-    plot_paths = []
-    if draw_plots and draw is not None:
-        plot_paths = draw(run_dir)
-    elif draw_plots:
-        from mnist_clip.viz.registry import write_run_plots
-
-        plot_paths = write_run_plots(run_dir)
+    plot_paths = (draw or draw_here)(run_dir, progress.on_drawing) if draw_plots else []
     return Outcome(run_dir, summary, stop.exit_code, plot_paths, drawing_stopped())
 
 
@@ -247,7 +252,7 @@ def train_into(
     draw_plots: bool = True,
     tensorboard: bool = False,
     on_start: Callable[[Path], None] = lambda path: None,
-    draw: Callable[[Path], list] | None = None,
+    draw: Callable[[Path, Callable[[list[str]], None]], list] | None = None,
 ) -> Outcome:
     """Make the run's folder (see RunTarget), train into it, and put it in its place.
 

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from mnist_clip.config import Config
+from mnist_clip.console.tf_setup import blas_on_one_thread
 from mnist_clip.errors import InputError, name as named
 from mnist_clip.probe_schema import (
     SOURCE,
@@ -210,7 +211,8 @@ class GradientProbe(keras.callbacks.Callback):
                       "initial": initial,
                       "initial_norms": {p: float(np.linalg.norm(w.ravel())) for p, w in initial.items()},
                       "values": [], "epochs": [], "first_nonfinite": None, "board": board,
-                      "started": time.perf_counter(), "epoch_started": time.perf_counter(), "train_seconds": 0.0}
+                      "started": time.perf_counter(), "epoch_started": time.perf_counter(), "train_seconds": 0.0,
+                      "blas": blas_on_one_thread()}
 
     def _config(self, model, variables, method: str, threshold: float, who: str, epochs: int | None, loss) -> dict:
         import tensorflow as tf
@@ -310,6 +312,7 @@ class GradientProbe(keras.callbacks.Callback):
             summary = _summary(run, columns, values, status)
             writer.write_summary(summary)
         finally:
+            run["blas"].restore_original_limits()
             writer.close()
             if run["board"] is not None:
                 run["board"].close()

@@ -168,14 +168,20 @@ def test_a_recipes_runs_are_named_after_it(tmp_path):
 
 
 def test_a_run_leaves_nothing_in_the_temp_folder_and_no_process_behind(tmp_path):
+    """...and its painters draw the pictures: the run's own process, which says their names
+    first, never loads matplotlib (-X importtime lists each module it imports)."""
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "mnist_clip", "train", "--dataset", "mnist-5k", "--epochs", "1",
-                             "--out", str(tmp_path / "out"), "--name", "r", "--tensorboard", "--quiet"],
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "mnist_clip", "train", "--dataset", "mnist-5k",
+                             "--epochs", "1", "--out", str(tmp_path / "out"), "--name", "r", "--tensorboard"],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "out" / "r" / "plots").iterdir())  # the pictures were drawn
+    names = list(figures_for(read_run(tmp_path / "out" / "r")))
+    assert sorted(p.name for p in (tmp_path / "out" / "r" / "plots").iterdir()) == sorted(names)
+    assert f"drawing the pictures ({', '.join(names)}) ..." in " ".join(result.stdout.split())
+    imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert "numpy" in imported and not [name for name in imported if name.startswith("matplotlib")]
     assert list(temp.iterdir()) == []  # no __autograph_generated_file*.py, nothing else
     stray = []
     for proc in Path("/proc").iterdir():

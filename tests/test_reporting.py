@@ -28,7 +28,7 @@ def test_the_bar_times_the_run_from_its_steady_epochs_and_says_when_pictures_are
     reporter = Reporter(lines.append, "bar")
     original = tqdm.tqdm.__init__
     monkeypatch.setattr(tqdm.tqdm, "__init__", lambda self, *a, **k: original(self, *a, **{**k, "file": io.StringIO()}))
-    progress = reporter.run_progress(Config(epochs=10), drawing=True)
+    progress = reporter.run_progress(Config(epochs=10))
     progress.on_begin(320)
     bar = reporter.bar
     progress.on_epoch(EpochResult(0, 32, 110.0), None)  # the compiling epoch
@@ -38,10 +38,13 @@ def test_the_bar_times_the_run_from_its_steady_epochs_and_says_when_pictures_are
     progress.on_epoch(EpochResult(1, 32, 0.1), None)
     rate = bar.format_dict["rate"] or (bar.n - bar.initial) / max(bar.format_dict["elapsed"], 1e-9)
     assert rate > 32 / 5  # the second epoch's 32 steps over the time since compiling ended
+    said = len(lines)
     progress.on_end()
-    assert lines[-1].startswith("drawing the pictures (norms.png") and reporter.bar is None
+    assert reporter.bar is None and len(lines) == said
+    progress.on_drawing(["norms.png", "ratio.png"])
+    assert lines[-1] == "drawing the pictures (norms.png, ratio.png) ..."
     quiet = []
-    Reporter(quiet.append, "lines").run_progress(Config(), drawing=False).on_end()
+    Reporter(quiet.append, "quiet").run_progress(Config()).on_drawing(["norms.png"])
     assert quiet == []
 
 

@@ -57,3 +57,44 @@ def test_an_entry_of_garbage_is_not_whole(tmp_path):
     assert not cache_entry_is_whole(entry)
     entry.write_bytes(b"")
     assert not cache_entry_is_whole(entry)
+
+
+def test_numpy_blas_runs_on_one_thread_while_a_run_or_a_probe_trains_and_is_given_back(tmp_path, monkeypatch):
+    """OpenBLAS's idle threads spin on the cores TensorFlow trains on; a run and a probe keep
+    numpy's BLAS on the calling thread from their first epoch to their end, and give the
+    setting back afterwards."""
+    import keras
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from conftest import small_dataset
+    from mnist_clip.config import Config
+    from mnist_clip.experiment import run_experiment
+    from mnist_clip.probe import GradientProbe
+    from mnist_clip.training.step import Trainer
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    seen = []
+    moved = Trainer.moved
+    monkeypatch.setattr(Trainer, "moved", lambda self: (seen.append(blas_threads()), moved(self))[1])
+    data = small_dataset(256, 64)
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert set(blas_threads()) == {2}
+        (tmp_path / "run").mkdir()
+        run_experiment(Config(epochs=2, hidden=(16,)), data, tmp_path / "run", draw_plots=False)
+        assert seen and all(threads and set(threads) == {1} for threads in seen)
+        assert set(blas_threads()) == {2}
+
+        class During(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                seen.append(blas_threads())
+
+        seen.clear()
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10)])
+        probe = GradientProbe(out=tmp_path, name="probe", plots=False, verbose=False)
+        model.compile(optimizer=probe.wrap(keras.optimizers.SGD(0.01)), loss="mse")
+        model.fit(data.x_train.reshape(-1, 784) / 255.0, np.eye(10)[data.y_train], epochs=2, verbose=0,
+                  callbacks=[probe, During()])
+        assert len(seen) == 2 and all(set(threads) == {1} for threads in seen)
+        assert set(blas_threads()) == {2}

@@ -189,10 +189,9 @@ class Reporter:
 
     # --- one run ---
 
-    def run_progress(self, config: Config, path_hint: Callable[[], Path] | None = None,
-                     drawing: bool = False) -> Progress:
-        """The run's bar and lines; with `drawing`, a line when training ends and the pictures
-        are being drawn (a few seconds with nothing else on the screen)."""
+    def run_progress(self, config: Config) -> Progress:
+        """The run's bar and lines, and a line when the pictures are being drawn (a few seconds
+        with nothing else on the screen)."""
         reporter = self
         compiled = []  # the first epoch with steps has been counted (it includes compiling)
 
@@ -225,14 +224,12 @@ class Reporter:
             if reporter.mode != "quiet":
                 reporter.line(epoch_line(config, result))
 
-        def end() -> None:
-            reporter.close_bar()
-            if drawing and reporter.mode != "quiet":
-                from mnist_clip.viz.registry import figures_of  # about to be drawn: matplotlib loads now anyway
+        def drawing(names: list[str]) -> None:
+            if reporter.mode != "quiet":
+                reporter.line(f"drawing the pictures ({', '.join(names)}) ...")
 
-                reporter.line(f"drawing the pictures ({', '.join(figures_of(config.to_dict(), config.net))}) ...")
-
-        return Progress(on_epoch=epoch, on_steps=steps, on_begin=begin, on_end=end)
+        return Progress(on_epoch=epoch, on_steps=steps, on_begin=begin, on_end=reporter.close_bar,
+                        on_drawing=drawing)
 
     def open_bar(self, total_steps: int, stage: str) -> None:
         """The run's bar (in bar mode), shown from the first moments on, its stage as its label."""

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from mnist_clip.console.interrupts import drawing_stopped
 
@@ -35,7 +36,9 @@ class Painters:
             except OSError:
                 break
 
-    def draw(self, run_dir: Path) -> list[Path]:
+    def draw(self, run_dir: Path, announce: Callable[[list[str]], None] = lambda names: None) -> list[Path]:
+        """Have the painters draw the run's figures, announcing their names (the first painter's
+        first answer) before the drawing goes on."""
         count = max(1, len(self.procs))
         asked = []
         for share, proc in enumerate(self.procs):
@@ -45,13 +48,21 @@ class Painters:
                 asked.append((share, proc))
             except OSError:
                 pass
+        names = None
+        for _, proc in asked:  # each answers with the names at once, then with what it drew
+            said = self.read(proc).get("names")
+            if names is None and said is not None:
+                names = said
+                announce(names)
+        if names is None and not drawing_stopped():
+            from mnist_clip.viz.registry import figure_names
+
+            names = figure_names(run_dir)
+            announce(names)
         drawn: dict[int, str] = {}
         left = set(range(count))
         for share, proc in asked:
-            try:
-                reply = json.loads(self.reply(proc) or "{}")
-            except (OSError, ValueError):
-                continue
+            reply = self.read(proc)
             if "drawn" in reply:
                 drawn.update((int(index), path) for index, path in reply["drawn"])
                 left.discard(share)
@@ -59,14 +70,21 @@ class Painters:
             self.stop()
             return [Path(drawn[index]) for index in sorted(drawn)]
         if left:  # this process draws what a painter could not
-            from mnist_clip.viz.registry import figure_names, write_run_plots
+            from mnist_clip.viz.registry import write_run_plots
 
-            names = figure_names(run_dir)
             for share in sorted(left):
                 own = names[share::count]
                 for path in write_run_plots(run_dir, own):
                     drawn[names.index(path.name)] = str(path)
         return [Path(drawn[index]) for index in sorted(drawn)]
+
+    @classmethod
+    def read(cls, proc: subprocess.Popen) -> dict:
+        """A painter's next answer; {} when it has ended or failed, or a stop is asked for."""
+        try:
+            return json.loads(cls.reply(proc) or "{}")
+        except (OSError, ValueError):
+            return {}
 
     @staticmethod
     def reply(proc: subprocess.Popen) -> str:
@@ -115,9 +133,14 @@ def serve() -> None:
     try:
         task = json.loads(line)
         names = figure_names(task["run"])
+        answer({"names": names})
         paths = write_run_plots(task["run"], names[task["share"]::task["of"]])
         reply = {"drawn": [[names.index(path.name), str(path)] for path in paths]}
     except Exception as err:  # the run draws this share itself and reports the error
         reply = {"error": str(err)}
+    answer(reply)
+
+
+def answer(reply: dict) -> None:
     sys.stdout.write(json.dumps(reply) + "\n")
     sys.stdout.flush()
