@@ -33,6 +33,40 @@ def test_every_picture_has_its_size_and_content(tmp_path, nonfinite_from):
         assert ink(path) > 0.02, path.name
 
 
+def test_the_pictures_lay_out_to_matplotlibs_own_tight_layout_and_are_drawn_once(tmp_path, monkeypatch):
+    """The layout that measures each Axes once gives matplotlib's tight_layout pixel for pixel;
+    saving draws the figure once (matplotlib's placeholder engine would draw it twice)."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    import mnist_clip.viz.style as style
+
+    run = read_run(write_run(tmp_path / "run", steps=60, nonfinite_from=37))
+    draws = []
+    real_draw = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda fig, renderer: draws.append(fig) or real_draw(fig, renderer))
+
+    def png(fig) -> bytes:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=style.DPI)
+        return buffer.getvalue()
+
+    ours = {}
+    for name, make in figures_for(run).items():
+        fig = make(run)
+        assert fig.get_layout_engine() is None
+        draws.clear()
+        ours[name] = png(fig)
+        assert len(draws) == 1, name
+    monkeypatch.setattr(style, "tight_layout", lambda fig, rect: fig.tight_layout(rect=rect))
+    for name, make in figures_for(run).items():
+        fig = make(run)
+        draws.clear()
+        assert png(fig) == ours[name], name
+        assert len(draws) == 2, name  # the placeholder engine's extra draw
+
+
 def test_divergence_is_marked_in_red(tmp_path):
     def red_pixels(run):
         image = np.asarray(Image.open(write_run_plots(run, ["norms.png"])[0]).convert("RGB")).astype(int)

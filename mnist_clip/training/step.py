@@ -327,6 +327,9 @@ class Trainer:
         self.moving = init_state(config.net)
         self.columns = (*step_value_columns(config.net, config.clip), *data_columns(config.to_dict()))
         self.initial_params = {name: v.numpy() for name, v in self.params.items()}
+        # each weight's start in float64 and its norm, for moved()
+        self.starts = {name: (start, np.linalg.norm(start)) for name in config.net.weights
+                       for start in [self.initial_params[name].astype(np.float64)]}
         x_train = prepare_inputs(dataset.x_train, config.input_scale)
         self.dirty = dirty_examples(len(x_train), config.dirty_fraction, config.seed)
         self.clean_largest_input = float(np.abs(x_train).max()) if len(x_train) else 0.0
@@ -438,11 +441,10 @@ class Trainer:
     def moved(self) -> dict[str, float]:
         """Each weight's distance from its initial value, relative to that value's norm."""
         distances = {}
-        for name in self.config.net.weights:
-            start = self.initial_params[name].astype(np.float64)
+        for name, (start, start_norm) in self.starts.items():
             now = self.params[name].numpy().astype(np.float64)
             with np.errstate(divide="ignore", invalid="ignore"):  # a weight that starts at 0: inf (or nan if it stays)
-                distances[name] = float(np.linalg.norm(now - start) / np.linalg.norm(start))
+                distances[name] = float(np.linalg.norm(now - start) / start_norm)
         return distances
 
     def params_arrays(self) -> dict[str, np.ndarray]:

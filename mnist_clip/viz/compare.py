@@ -27,6 +27,7 @@ from mnist_clip.viz.style import (
     step_axis,
     step_axis_words,
     subplots,
+    tight_layout,
 )
 
 
@@ -431,7 +432,7 @@ def compare_figure(runs: list[Run]) -> Figure:
     heading = fig.suptitle(title, fontsize=12, y=1 - FOOT_GAP_PIXELS / fig.bbox.height, va="top")
     top = heading.get_window_extent(fig.canvas.get_renderer()).height + 2 * FOOT_GAP_PIXELS
     # below the heading and above the foot: tight_layout alone lets a tall title reach the heading
-    fig.tight_layout(rect=(0, foot_height / fig.bbox.height, 1, 1 - top / fig.bbox.height))
+    tight_layout(fig, rect=(0, foot_height / fig.bbox.height, 1, 1 - top / fig.bbox.height))
     return fig
 
 

@@ -3,6 +3,7 @@ numbers, step and epoch axes, legends and notes at the foot, the title, and savi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
@@ -10,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import matplotlib
+import matplotlib.artist
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, MaxNLocator
@@ -27,12 +29,47 @@ def subplots(rows: int = 1, cols: int = 1, figsize=None, layout=None, **options)
     return fig, fig.subplots(rows, cols, **options)
 
 
+def tight_layout(fig: Figure, rect=(0, 0, 1, 1)) -> None:
+    """fig.tight_layout(rect=rect), to the same pixels, with less work (a run's six pictures
+    draw in three quarters of the time).
+
+    With a rect, matplotlib lays out twice and measures every Axes' decorations each time,
+    at the same places (the second pass only moves the margins): here each is measured once.
+    And tight_layout leaves a placeholder layout engine behind, for which savefig would draw
+    the whole figure once more before drawing it into the file: the figure is left with none.
+    """
+    with _measured_once():
+        fig.tight_layout(rect=rect)
+    fig.set_layout_engine(None)
+
+
+@contextlib.contextmanager
+def _measured_once():
+    measure = getattr(matplotlib.artist, "_get_tightbbox_for_layout_only", None)
+    if measure is None:  # a matplotlib that measures otherwise: as it does
+        yield
+        return
+    sizes = {}
+
+    def once(artist, *args, **kwargs):
+        if id(artist) not in sizes:  # the artists outlive the layout: ids stay theirs
+            sizes[id(artist)] = measure(artist, *args, **kwargs)
+        return sizes[id(artist)]
+
+    matplotlib.artist._get_tightbbox_for_layout_only = once
+    try:
+        yield
+    finally:
+        matplotlib.artist._get_tightbbox_for_layout_only = measure
+
+
 def colormap(name: str):
     return matplotlib.colormaps[name]
 
 DIVERGED_COLOR = "#d62728"
 FIGSIZE = (10, 7)
 DPI = 100
+PNG_COMPRESSION = 3  # zlib's level: files 1% larger than at PIL's 6, written 7% faster (same pixels)
 MAX_LEGEND_LAYERS = 4  # deeper nets get a colour bar for the layer instead of a legend entry per tensor
 MAX_MARKED_STEPS = 60  # up to this many clipped steps, each gets its own marker
 
@@ -244,7 +281,7 @@ def finish_figure(fig: Figure, run: Run, note: str | None = None, legend_axes=()
         fig.legend(list(entries.values()), list(entries), loc="lower center", bbox_to_anchor=(0.5, bottom / height),
                    ncol=columns, fontsize=8, frameon=False)
         bottom += rows * LEGEND_ROW_PIXELS + 8
-    fig.tight_layout(rect=(0, bottom / height, 1, 1))
+    tight_layout(fig, rect=(0, bottom / height, 1, 1))
     return fig
 
 
@@ -267,6 +304,6 @@ def empty_figure(run: Run) -> Figure:
 
 def save_figure(fig: Figure, path: Path) -> Path:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    fig.savefig(buffer, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESSION})
     write_atomic(path, buffer.getvalue())
     return path
