@@ -174,6 +174,8 @@ class GradientProbe(keras.callbacks.Callback):
     # --- the run folder ---------------------------------------------------------------------
 
     def _begin(self, model, epochs: int | None, steps: int | None, loss=None) -> None:
+        if self._open is not None:  # a fit that raised never ended its run: numpy's BLAS back first
+            self._open["blas"].restore_original_limits()
         variables = list(model.trainable_variables)
         if not variables:
             raise InputError("model: it has no trainable variables to watch")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mnist_clip.console.tf_setup import cache_entry_is_whole
 
@@ -97,4 +98,17 @@ def test_numpy_blas_runs_on_one_thread_while_a_run_or_a_probe_trains_and_is_give
         model.fit(data.x_train.reshape(-1, 784) / 255.0, np.eye(10)[data.y_train], epochs=2, verbose=0,
                   callbacks=[probe, During()])
         assert len(seen) == 2 and all(set(threads) == {1} for threads in seen)
+        assert set(blas_threads()) == {2}
+
+        class Fails(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                raise RuntimeError("a callback of the user's fails")
+
+        x, y = data.x_train.reshape(-1, 784) / 255.0, np.eye(10)[data.y_train]
+        probe = GradientProbe(out=tmp_path, name=None, plots=False, verbose=False)
+        model.compile(optimizer=probe.wrap(keras.optimizers.SGD(0.01)), loss="mse")
+        with pytest.raises(RuntimeError):  # fit never calls on_train_end: the run stays open
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[probe, Fails()])
+        assert set(blas_threads()) == {1}
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[probe])  # the next run gives it back
         assert set(blas_threads()) == {2}
