@@ -95,8 +95,8 @@ def test_numpy_blas_runs_on_one_thread_while_a_run_or_a_probe_trains_and_is_give
         model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10)])
         probe = GradientProbe(out=tmp_path, name="probe", plots=False, verbose=False)
         model.compile(optimizer=probe.wrap(keras.optimizers.SGD(0.01)), loss="mse")
-        model.fit(data.x_train.reshape(-1, 784) / 255.0, np.eye(10)[data.y_train], epochs=2, verbose=0,
-                  callbacks=[probe, During()])
+        x, y = data.x_train.reshape(-1, 784) / 255.0, np.eye(10)[data.y_train]
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[probe, During()])
         assert len(seen) == 2 and all(set(threads) == {1} for threads in seen)
         assert set(blas_threads()) == {2}
 
@@ -104,7 +104,6 @@ def test_numpy_blas_runs_on_one_thread_while_a_run_or_a_probe_trains_and_is_give
             def on_epoch_end(self, epoch, logs=None):
                 raise RuntimeError("a callback of the user's fails")
 
-        x, y = data.x_train.reshape(-1, 784) / 255.0, np.eye(10)[data.y_train]
         probe = GradientProbe(out=tmp_path, name=None, plots=False, verbose=False)
         model.compile(optimizer=probe.wrap(keras.optimizers.SGD(0.01)), loss="mse")
         with pytest.raises(RuntimeError):  # fit never calls on_train_end: the run stays open
